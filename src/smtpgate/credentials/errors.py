@@ -1,0 +1,44 @@
+"""Errors of the credential core. Each carries a message and, where it helps, a fix."""
+
+from __future__ import annotations
+
+
+class CredentialError(Exception):
+    """Base class: `str(err)` says what is wrong, `hint` what to do about it."""
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+class AccountExists(CredentialError):
+    pass
+
+
+class AccountNotFound(CredentialError):
+    pass
+
+
+class CredentialNotFound(CredentialError):
+    pass
+
+
+class InvalidScope(CredentialError):
+    pass
+
+
+class InvalidOperation(CredentialError):
+    pass
+
+
+class WeakPassword(CredentialError):
+    """The password policy refused a password; `reasons` lists every rule it broke."""
+
+    def __init__(self, reasons: list[str], suggestions: list[str]) -> None:
+        message = "password refused: " + "; ".join(reasons)
+        hint = " ".join(suggestions) or (
+            "Use a passphrase of four or more random words, or let smtpgate generate one "
+            "with --generate."
+        )
+        super().__init__(message, hint)
+        self.reasons = reasons

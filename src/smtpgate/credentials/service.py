@@ -1,0 +1,512 @@
+"""The credential service: the one place that creates, changes, checks and ends credentials.
+
+Faces (CLI, admin API, the SMTP session) call it; they never write credential rows
+themselves. Verification is built for the wire: it returns a Principal or an AuthFailure
+with a reason code for the audit, takes about the same time whether the login exists or
+not, and never logs or echoes the secret.
+"""
+
+from __future__ import annotations
+
+import secrets as _random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from smtpgate.config import Config
+from smtpgate.credentials import app_passwords
+from smtpgate.credentials.errors import (
+    AccountExists,
+    AccountNotFound,
+    CredentialNotFound,
+    InvalidOperation,
+    InvalidScope,
+)
+from smtpgate.credentials.model import (
+    AccountInfo,
+    AuthFailure,
+    CredentialInfo,
+    CredentialKind,
+    CredentialState,
+    FailureReason,
+    IssuedSecret,
+    Principal,
+)
+from smtpgate.credentials.passwords import (
+    HashParams,
+    PasswordHashing,
+    PasswordPolicy,
+    generate_password,
+)
+from smtpgate.credentials.scopes import ScopeRequest, Scopes, normalize_address, parse_sender_pattern
+from smtpgate.store import Store
+from smtpgate.store.models import AccountRow, CredentialRow
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class CredentialSettings:
+    rotation_age: timedelta = timedelta(days=90)
+    rotation_overlap: timedelta = timedelta(hours=24)
+    dormant_after: timedelta = timedelta(days=90)
+    expiring_within: timedelta = timedelta(days=14)
+
+
+def _new_id(kind: CredentialKind) -> str:
+    prefix = "ap" if kind is CredentialKind.APP_PASSWORD else "pw"
+    return f"{prefix}_{_random.token_hex(6)}"
+
+
+def _validate_login(login: str) -> str:
+    value = normalize_address(login)
+    try:
+        parse_sender_pattern(value)
+    except InvalidScope:
+        raise InvalidOperation(
+            f"{login!r} is not an email address", "An account's login is its email address."
+        ) from None
+    if value.startswith("@"):
+        raise InvalidOperation(f"{login!r} has no local part", "Use a full address.")
+    return value
+
+
+class CredentialService:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        app_key: bytes,
+        hashing: PasswordHashing,
+        policy: PasswordPolicy,
+        settings: CredentialSettings = CredentialSettings(),
+        clock: Clock = utcnow,
+    ) -> None:
+        self._store = store
+        self._app_key = app_key
+        self._hashing = hashing
+        self._policy = policy
+        self._settings = settings
+        self._clock = clock
+
+    @classmethod
+    def from_config(cls, config: Config, store: Store, *, clock: Clock = utcnow) -> CredentialService:
+        pw = config.passwords
+        hibp = config.path(pw.hibp_file) if pw.hibp_file else None
+        cr = config.credentials
+        return cls(
+            store,
+            app_key=config.read_secret_file(config.secrets.app_password_key_file, "app-password key"),
+            hashing=PasswordHashing(
+                HashParams(pw.argon2_memory_kib, pw.argon2_time_cost, pw.argon2_parallelism)
+            ),
+            policy=PasswordPolicy(pw.min_length, pw.min_strength, hibp),
+            settings=CredentialSettings(
+                cr.rotation_age, cr.rotation_overlap, cr.dormant_after, cr.expiring_within
+            ),
+            clock=clock,
+        )
+
+    # ------------------------------------------------------------------ accounts
+
+    def create_account(
+        self,
+        login: str,
+        *,
+        password: str | None = None,
+        display_name: str = "",
+        owner: str = "",
+        notes: str = "",
+        require_app_passwords: bool = False,
+        actor: str = "",
+    ) -> AccountInfo:
+        """Create an account; with a password, also its password credential."""
+        login = _validate_login(login)
+        if password is not None:
+            self._policy.check(password, user_inputs=self._user_inputs(login, display_name))
+        now = self._clock()
+        with self._store.session() as db:
+            if db.scalar(select(AccountRow.id).where(AccountRow.login == login)) is not None:
+                raise AccountExists(
+                    f"account {login} already exists",
+                    f"See it with `smtpgate account show {login}`.",
+                )
+            row = AccountRow(
+                login=login,
+                display_name=display_name,
+                owner=owner,
+                notes=notes,
+                enabled=True,
+                require_app_passwords=require_app_passwords,
+                created_at=now,
+                updated_at=now,
+            )
+            db.add(row)
+            try:
+                db.flush()
+            except IntegrityError:
+                raise AccountExists(f"account {login} already exists") from None
+            if password is not None:
+                db.add(self._password_row(row, password, actor, now))
+            return self._account_info(db, row)
+
+    def list_accounts(self) -> list[AccountInfo]:
+        with self._store.session() as db:
+            rows = db.scalars(select(AccountRow).order_by(AccountRow.login)).all()
+            return [self._account_info(db, row) for row in rows]
+
+    def get_account(self, login: str) -> AccountInfo:
+        with self._store.session() as db:
+            return self._account_info(db, self._account_row(db, login))
+
+    def set_account_enabled(self, login: str, enabled: bool) -> AccountInfo:
+        """Disabling an account stops every one of its credentials at once."""
+        return self._update_account(login, enabled=enabled)
+
+    def update_account(
+        self,
+        login: str,
+        *,
+        display_name: str | None = None,
+        owner: str | None = None,
+        notes: str | None = None,
+        require_app_passwords: bool | None = None,
+    ) -> AccountInfo:
+        return self._update_account(
+            login,
+            display_name=display_name,
+            owner=owner,
+            notes=notes,
+            require_app_passwords=require_app_passwords,
+        )
+
+    def _update_account(self, login: str, **changes: object) -> AccountInfo:
+        with self._store.session() as db:
+            row = self._account_row(db, login)
+            for name, value in changes.items():
+                if value is not None:
+                    setattr(row, name, value)
+            row.updated_at = self._clock()
+            return self._account_info(db, row)
+
+    def set_password(self, login: str, password: str, *, actor: str = "") -> AccountInfo:
+        """Replace the account password (checked against the policy first)."""
+        with self._store.session() as db:
+            account = self._account_row(db, login)
+            self._policy.check(password, user_inputs=self._user_inputs(account.login, account.display_name))
+            now = self._clock()
+            current = self._password_credential(db, account.id)
+            if current is None:
+                db.add(self._password_row(account, password, actor, now))
+            else:
+                current.secret_hash = self._hashing.hash(password)
+                current.created_at = now
+                current.created_by = actor
+            account.updated_at = now
+            return self._account_info(db, account)
+
+    @staticmethod
+    def generate_password() -> str:
+        return generate_password()
+
+    # ------------------------------------------------------------- app passwords
+
+    def create_app_password(
+        self,
+        login: str,
+        name: str,
+        *,
+        scopes: ScopeRequest = ScopeRequest(),
+        expires_in: timedelta | None = None,
+        notes: str = "",
+        actor: str = "",
+    ) -> IssuedSecret:
+        """Generate an app password; the returned secret is the only copy in clear."""
+        if not name.strip():
+            raise InvalidOperation("an app password needs a name", "Name the app or device: --name printer-3rd-floor")
+        if expires_in is not None and expires_in <= timedelta(0):
+            raise InvalidOperation("the expiry must be in the future", "Use a duration such as 90d.")
+        with self._store.session() as db:
+            account = self._account_row(db, login)
+            resolved = scopes.resolve(account.login)
+            now = self._clock()
+            expires = now + expires_in if expires_in else None
+            secret, row = self._app_password_row(account, name.strip(), notes, actor, now, expires, resolved)
+            db.add(row)
+            db.flush()
+            return IssuedSecret(self._credential_info(row, account), secret)
+
+    def rotate(self, credential_id: str, *, overlap: timedelta | None = None, actor: str = "") -> IssuedSecret:
+        """Issue a successor with the same name and scopes; the old one ends after the overlap."""
+        overlap = self._settings.rotation_overlap if overlap is None else overlap
+        if overlap < timedelta(0):
+            raise InvalidOperation("the overlap cannot be negative")
+        with self._store.session() as db:
+            old = self._credential_row(db, credential_id)
+            if old.kind != CredentialKind.APP_PASSWORD:
+                raise InvalidOperation(
+                    f"{credential_id} is an account password; only app passwords are rotated",
+                    "Change an account password with `smtpgate account set-password`.",
+                )
+            account = old.account
+            now = self._clock()
+            state = self._state(old, account, now)
+            if state in (CredentialState.REVOKED, CredentialState.EXPIRED):
+                raise InvalidOperation(
+                    f"{credential_id} is {state}; there is nothing to rotate",
+                    "Create a new one with `smtpgate app-password create`.",
+                )
+            lifetime = (old.expires_at - old.created_at) if old.expires_at else None
+            secret, new = self._app_password_row(
+                account, old.name, old.notes, actor, now,
+                now + lifetime if lifetime else None, self._scopes(old),
+            )
+            new.rotated_from = old.id
+            db.add(new)
+            end = now + overlap
+            old.expires_at = min(old.expires_at, end) if old.expires_at else end
+            old.replaced_by = new.id
+            db.flush()
+            return IssuedSecret(self._credential_info(new, account), secret)
+
+    def revoke(self, credential_id: str, *, actor: str = "") -> CredentialInfo:
+        """Revocation is immediate: the next authentication with it fails."""
+        with self._store.session() as db:
+            row = self._credential_row(db, credential_id)
+            if row.revoked_at is None:
+                row.revoked_at = self._clock()
+                row.revoked_by = actor
+            return self._credential_info(row, row.account)
+
+    def list_credentials(
+        self, *, account: str | None = None, state: CredentialState | None = None
+    ) -> list[CredentialInfo]:
+        with self._store.session() as db:
+            query = select(CredentialRow).join(AccountRow).order_by(AccountRow.login, CredentialRow.created_at)
+            if account:
+                query = query.where(AccountRow.id == self._account_row(db, account).id)
+            infos = [self._credential_info(row, row.account) for row in db.scalars(query)]
+        return [info for info in infos if state is None or info.state == state]
+
+    def get_credential(self, credential_id: str) -> CredentialInfo:
+        with self._store.session() as db:
+            row = self._credential_row(db, credential_id)
+            return self._credential_info(row, row.account)
+
+    def due(self) -> list[CredentialInfo]:
+        """App passwords past their rotation age, or expiring soon, with no successor yet."""
+        now = self._clock()
+        due: list[CredentialInfo] = []
+        for info in self.list_credentials():
+            if info.kind is not CredentialKind.APP_PASSWORD or info.replaced_by:
+                continue
+            if info.state in (CredentialState.REVOKED, CredentialState.EXPIRED, CredentialState.DISABLED):
+                continue
+            old = now - info.created_at >= self._settings.rotation_age
+            soon = info.expires_at is not None and info.expires_at - now <= self._settings.expiring_within
+            if old or soon:
+                due.append(info)
+        return due
+
+    # -------------------------------------------------------------- verification
+
+    def authenticate(self, login: str, secret: str, remote_ip: str, tls: bool) -> Principal | AuthFailure:
+        """Check a login and secret from the wire. Never raises for bad input; never logs secrets.
+
+        `tls` is accepted so that the rule "secrets only over TLS" can be enforced here too
+        by callers that have no wire of their own; the SMTP layer refuses AUTH before TLS.
+        """
+        del tls  # the wire refuses AUTH without TLS before it gets here
+        login = normalize_address(login)
+        if app_passwords.looks_like_app_password(secret):
+            return self._authenticate_app_password(login, secret, remote_ip)
+        return self._authenticate_password(login, secret, remote_ip)
+
+    def _authenticate_app_password(self, login: str, secret: str, remote_ip: str) -> Principal | AuthFailure:
+        if not app_passwords.is_well_formed(secret):
+            return AuthFailure(FailureReason.BAD_SECRET, login)
+        key = app_passwords.keyed_hash(self._app_key, secret)
+        with self._store.session() as db:
+            row = db.scalar(select(CredentialRow).where(CredentialRow.lookup_key == key))
+            if row is None or row.account.login != login:
+                known = db.scalar(select(AccountRow.id).where(AccountRow.login == login))
+                reason = FailureReason.BAD_SECRET if known is not None else FailureReason.UNKNOWN_LOGIN
+                return AuthFailure(reason, login)
+            return self._admit(db, row, row.account, remote_ip)
+
+    def _authenticate_password(self, login: str, secret: str, remote_ip: str) -> Principal | AuthFailure:
+        with self._store.session() as db:
+            account = db.scalar(select(AccountRow).where(AccountRow.login == login))
+            row = self._password_credential(db, account.id) if account else None
+            if row is None or len(secret) > 1024:
+                self._hashing.burn(secret[:1024])
+                reason = FailureReason.UNKNOWN_LOGIN if account is None else FailureReason.BAD_SECRET
+                return AuthFailure(reason, login)
+            if not self._hashing.verify(row.secret_hash, secret):
+                return AuthFailure(FailureReason.BAD_SECRET, login, row.id)
+            if account.require_app_passwords:
+                return AuthFailure(FailureReason.APP_PASSWORD_REQUIRED, login, row.id)
+            if self._hashing.needs_rehash(row.secret_hash):
+                row.secret_hash = self._hashing.hash(secret)
+            return self._admit(db, row, account, remote_ip)
+
+    def _admit(self, db: Session, row: CredentialRow, account: AccountRow, remote_ip: str) -> Principal | AuthFailure:
+        """The secret was right: now the credential's state and scopes decide."""
+        now = self._clock()
+        state = self._state(row, account, now)
+        refusal = {
+            CredentialState.REVOKED: FailureReason.REVOKED,
+            CredentialState.EXPIRED: FailureReason.EXPIRED,
+            CredentialState.DISABLED: FailureReason.DISABLED,
+        }.get(state)
+        if refusal:
+            return AuthFailure(refusal, account.login, row.id)
+        scopes = self._scopes(row)
+        if not scopes.allows_ip(remote_ip):
+            return AuthFailure(FailureReason.IP_NOT_ALLOWED, account.login, row.id)
+        row.last_used_at = now
+        row.last_used_ip = remote_ip
+        row.use_count = row.use_count + 1
+        return Principal(account.id, account.login, row.id, CredentialKind(row.kind), scopes)
+
+    # ------------------------------------------------------------------- helpers
+
+    def _user_inputs(self, login: str, display_name: str) -> tuple[str, ...]:
+        local, _, domain = login.partition("@")
+        return tuple(part for part in (login, local, domain, *display_name.split()) if part)
+
+    def _password_row(self, account: AccountRow, password: str, actor: str, now: datetime) -> CredentialRow:
+        return CredentialRow(
+            id=_new_id(CredentialKind.PASSWORD),
+            account=account,
+            kind=CredentialKind.PASSWORD.value,
+            name="account password",
+            notes="",
+            created_by=actor,
+            created_at=now,
+            revoked_by="",
+            secret_hash=self._hashing.hash(password),
+            allowed_senders=[account.login],
+            allowed_networks=[],
+            use_count=0,
+        )
+
+    def _app_password_row(
+        self, account: AccountRow, name: str, notes: str, actor: str,
+        now: datetime, expires: datetime | None, scopes: Scopes,
+    ) -> tuple[str, CredentialRow]:
+        secret = app_passwords.generate()
+        key = app_passwords.keyed_hash(self._app_key, secret)
+        row = CredentialRow(
+            id=_new_id(CredentialKind.APP_PASSWORD),
+            account=account,
+            kind=CredentialKind.APP_PASSWORD.value,
+            name=name,
+            notes=notes,
+            created_by=actor,
+            created_at=now,
+            expires_at=expires,
+            revoked_by="",
+            secret_hash=key,
+            lookup_key=key,
+            allowed_senders=list(scopes.allowed_senders),
+            allowed_networks=list(scopes.allowed_networks),
+            max_per_hour=scopes.max_per_hour,
+            max_per_day=scopes.max_per_day,
+            max_rcpt_per_hour=scopes.max_rcpt_per_hour,
+            max_rcpt_per_day=scopes.max_rcpt_per_day,
+            use_count=0,
+        )
+        return secret, row
+
+    def _account_row(self, db: Session, login: str) -> AccountRow:
+        row = db.scalar(select(AccountRow).where(AccountRow.login == normalize_address(login)))
+        if row is None:
+            raise AccountNotFound(
+                f"no account {login}", "List the accounts with `smtpgate account list`."
+            )
+        return row
+
+    def _credential_row(self, db: Session, credential_id: str) -> CredentialRow:
+        row = db.get(CredentialRow, credential_id.strip())
+        if row is None:
+            raise CredentialNotFound(
+                f"no credential {credential_id}", "List them with `smtpgate creds list`."
+            )
+        return row
+
+    @staticmethod
+    def _password_credential(db: Session, account_id: int) -> CredentialRow | None:
+        return db.scalar(
+            select(CredentialRow).where(
+                CredentialRow.account_id == account_id,
+                CredentialRow.kind == CredentialKind.PASSWORD.value,
+                CredentialRow.revoked_at.is_(None),
+            )
+        )
+
+    @staticmethod
+    def _scopes(row: CredentialRow) -> Scopes:
+        return Scopes(
+            allowed_senders=tuple(row.allowed_senders),
+            allowed_networks=tuple(row.allowed_networks),
+            max_per_hour=row.max_per_hour,
+            max_per_day=row.max_per_day,
+            max_rcpt_per_hour=row.max_rcpt_per_hour,
+            max_rcpt_per_day=row.max_rcpt_per_day,
+        )
+
+    def _state(self, row: CredentialRow, account: AccountRow, now: datetime) -> CredentialState:
+        if row.revoked_at is not None:
+            return CredentialState.REVOKED
+        if row.expires_at is not None and row.expires_at <= now:
+            return CredentialState.EXPIRED
+        if not account.enabled:
+            return CredentialState.DISABLED
+        if row.expires_at is not None and row.expires_at - now <= self._settings.expiring_within:
+            return CredentialState.EXPIRING
+        if now - (row.last_used_at or row.created_at) >= self._settings.dormant_after:
+            return CredentialState.DORMANT
+        return CredentialState.ACTIVE
+
+    def _credential_info(self, row: CredentialRow, account: AccountRow) -> CredentialInfo:
+        return CredentialInfo(
+            id=row.id,
+            account=account.login,
+            kind=CredentialKind(row.kind),
+            name=row.name,
+            notes=row.notes,
+            created_by=row.created_by,
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            revoked_at=row.revoked_at,
+            last_used_at=row.last_used_at,
+            last_used_ip=row.last_used_ip,
+            use_count=row.use_count,
+            scopes=self._scopes(row),
+            state=self._state(row, account, self._clock()),
+            rotated_from=row.rotated_from,
+            replaced_by=row.replaced_by,
+        )
+
+    def _account_info(self, db: Session, row: AccountRow) -> AccountInfo:
+        return AccountInfo(
+            id=row.id,
+            login=row.login,
+            display_name=row.display_name,
+            owner=row.owner,
+            notes=row.notes,
+            enabled=row.enabled,
+            require_app_passwords=row.require_app_passwords,
+            has_password=self._password_credential(db, row.id) is not None,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
