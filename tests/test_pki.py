@@ -75,7 +75,8 @@ def files(tmp_path: Path) -> TlsFiles:
 def test_creates_four_files_with_private_keys_0600(files: TlsFiles) -> None:
     tls_dir = files.cert.parent
     assert files == TlsFiles(tls_dir / "ca.pem", tls_dir / "server.pem", tls_dir / "server.key")
-    assert sorted(p.name for p in tls_dir.iterdir()) == ["ca.key", "ca.pem", "server.key", "server.pem"]
+    names = sorted(p.name for p in tls_dir.iterdir())
+    assert names == ["ca.key", "ca.pem", "server.key", "server.pem"]
     for name in ("ca.key", "server.key"):
         assert stat.S_IMODE((tls_dir / name).stat().st_mode) == 0o600
     assert stat.S_IMODE(tls_dir.stat().st_mode) == 0o700
@@ -221,7 +222,8 @@ def test_describe_certificate(files: TlsFiles) -> None:
     assert info["sans"] == [*HOSTS, "localhost", "127.0.0.1", "::1"]
     assert info["not_after"].tzinfo is not None and info["not_after"] > NOW
     leaf = load_certificate(files.cert)
-    assert info["fingerprint_sha256"].replace(":", "").lower() == leaf.fingerprint(hashes.SHA256()).hex()
+    fingerprint = info["fingerprint_sha256"].replace(":", "").lower()
+    assert fingerprint == leaf.fingerprint(hashes.SHA256()).hex()
     assert info["serial"] == format(leaf.serial_number, "x")
     assert info["is_ca"] is False and describe_certificate(files.ca_cert)["is_ca"] is True
 
@@ -241,3 +243,12 @@ def test_pki_does_not_import_the_smtp_package() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_ensure_refuses_to_issue_from_an_expired_ca(tmp_path: Path) -> None:
+    ca_cert, ca_key = make_ca("old CA", not_before=NOW - timedelta(days=30), not_after=NOW)
+    (tmp_path / "ca.pem").write_bytes(cert_to_pem(ca_cert))
+    (tmp_path / "ca.key").write_bytes(key_to_pem(ca_key))
+    with pytest.raises(PkiError, match="ca.pem expires"):
+        ensure_local_ca_and_server_cert(tmp_path, ["x.example"])
+    assert not (tmp_path / "server.pem").exists()

@@ -384,6 +384,11 @@ def _issue_local_server(
     if days < 1:
         raise PkiError("certificate validity must be at least one day")
     now = datetime.now(timezone.utc)
+    if ca_cert.not_valid_after_utc <= now + timedelta(days=1):
+        raise PkiError(
+            f"local CA {paths['ca_cert']} expires {ca_cert.not_valid_after_utc:%Y-%m-%d}; "
+            "move ca.pem and ca.key away to create a new one"
+        )
     not_after = min(now + timedelta(days=days), ca_cert.not_valid_after_utc)
     cert_pem, key_pem = issue_server_cert(
         ca_cert, ca_key, hostnames, now - CLOCK_SKEW, not_after, include_loopback=True

@@ -91,15 +91,19 @@ def connect(port: int, ctx: ssl.SSLContext, hostname: str = "localhost") -> ssl.
         raise
 
 
-def serial_seen(port: int, ca: Path) -> str:
+def serial_seen(port: int, ca: Path) -> int:
     with connect(port, client_context(ca)) as tls:
         tls.sendall(b"ping")
         assert tls.recv(4) == b"ping"
-        return tls.getpeercert()["serialNumber"]
+        return peer_serial(tls)
 
 
-def serial_of(cert: Path) -> str:
-    return format(load_certificate(cert).serial_number, "X")
+def peer_serial(tls: ssl.SSLSocket) -> int:
+    return int(tls.getpeercert()["serialNumber"], 16)
+
+
+def serial_of(cert: Path) -> int:
+    return load_certificate(cert).serial_number
 
 
 @pytest.fixture
@@ -197,7 +201,9 @@ def test_context_settings(files: TlsFiles) -> None:
 # --------------------------------------------------------------------------- rejected certificates
 
 
-def test_expired_certificate_is_rejected_by_verifying_client(files: TlsFiles, tmp_path: Path, serve) -> None:
+def test_expired_certificate_is_rejected_by_verifying_client(
+    files: TlsFiles, tmp_path: Path, serve
+) -> None:
     now = datetime.now(timezone.utc)
     ca = (files.ca_cert.read_bytes(), files.ca_cert.with_name("ca.key").read_bytes())
     make_self_signed_cert(
@@ -223,7 +229,9 @@ def test_other_host_certificate_is_rejected_by_verifying_client(
     assert err.value.verify_code == 62  # X509_V_ERR_HOSTNAME_MISMATCH
 
 
-def test_untrusted_self_signed_certificate_is_rejected(files: TlsFiles, tmp_path: Path, serve) -> None:
+def test_untrusted_self_signed_certificate_is_rejected(
+    files: TlsFiles, tmp_path: Path, serve
+) -> None:
     make_self_signed_cert(tmp_path / "s.pem", tmp_path / "s.key", "localhost")
     ctx = server_context(tmp_path / "s.pem", tmp_path / "s.key")
     server = serve(lambda: ctx)
@@ -265,7 +273,8 @@ def test_garbage_certificate(files: TlsFiles, tmp_path: Path) -> None:
 
 
 def test_garbage_key(files: TlsFiles, tmp_path: Path) -> None:
-    (tmp_path / "bad.key").write_text("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+    pem = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"
+    (tmp_path / "bad.key").write_text(pem)
     with pytest.raises(TlsConfigError, match=r"bad\.key does not contain a valid PEM private key"):
         server_context(files.cert, tmp_path / "bad.key")
 
@@ -312,14 +321,14 @@ def test_reload_reaches_a_listener_built_with_the_old_context(files: TlsFiles, s
     fixed = tls.context  # implicit TLS style: one context captured at startup
     server = serve(lambda: fixed)
     established = connect(server.port, client_context(files.ca_cert))
-    first = established.getpeercert()["serialNumber"]
+    first = peer_serial(established)
     reissue(files, ["mail.example.com"])
     tls.reload()
     assert serial_seen(server.port, files.ca_cert) == serial_of(files.cert) != first
     with established:  # the connection made before the reload keeps working
         established.sendall(b"still here")
         assert established.recv(32) == b"still here"
-        assert established.getpeercert()["serialNumber"] == first
+        assert peer_serial(established) == first
 
 
 def test_reload_with_broken_key_keeps_old_context(files: TlsFiles, serve) -> None:
@@ -334,7 +343,9 @@ def test_reload_with_broken_key_keeps_old_context(files: TlsFiles, serve) -> Non
     assert serial_seen(server.port, files.ca_cert) == before
 
 
-def test_reload_with_mismatched_pair_keeps_old_context(files: TlsFiles, tmp_path: Path, serve) -> None:
+def test_reload_with_mismatched_pair_keeps_old_context(
+    files: TlsFiles, tmp_path: Path, serve
+) -> None:
     tls = ReloadableTlsContext(files.cert, files.key)
     server = serve(lambda: tls.context)
     before = serial_seen(server.port, files.ca_cert)

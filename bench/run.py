@@ -1,0 +1,482 @@
+#!/usr/bin/env python3
+"""Benchmark orchestrator: smtpgate against Postfix + Dovecot, same generator.
+
+For every scenario (a, b, c -- see bench/loadgen.py) and every server, this
+starts a *fresh* server in its own temporary directory on free loopback
+ports, runs a short unmeasured warm-up (a and b), runs bench/loadgen.py with
+identical settings, waits until the server has finished the work it queued
+(its CPU goes quiet), then stops it.  At the end it prints one table per
+scenario with the ratio smtpgate/Postfix, and writes the raw JSON to
+bench/out/.  Everything it started is stopped at the end, also on error or
+Ctrl-C.  Every run is bounded in time and in messages; nothing leaves
+127.0.0.1.
+
+    .venv/bin/python bench/run.py                 # everything (about 6-8 minutes)
+    .venv/bin/python bench/run.py --only postfix --scenarios ab --duration 5
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+LOADGEN = HERE / "loadgen.py"
+sys.path.insert(0, str(HERE))
+from loadgen import cpu_of  # noqa: E402  (same /proc accounting as the generator)
+
+PEER_SCRIPT = Path("/work/shared/peers/postfix-dovecot.sh")
+SCENARIO_TITLES = {
+    "a": "one connection per message (connect, EHLO, STARTTLS, EHLO, AUTH PLAIN, "
+         "MAIL, RCPT, DATA, QUIT)",
+    "b": "persistent authenticated connections, MAIL/RCPT/DATA repeated",
+    "c": "idle authenticated TLS connections held open: server memory",
+}
+
+
+def say(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float, alive=lambda: True) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if not alive():
+            raise RuntimeError("server process exited during start-up")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"port 127.0.0.1:{port} did not open within {timeout:.0f}s")
+
+
+def wait_quiet(roots: list[int], limit: float = 60.0, idle_share: float = 0.03) -> float:
+    """Wait until the server tree uses < idle_share of a core over 1 s; returns seconds."""
+    t0 = time.monotonic()
+    prev = cpu_of(roots)
+    while time.monotonic() - t0 < limit:
+        time.sleep(1.0)
+        cur = cpu_of(roots)
+        if cur - prev < idle_share:
+            break
+        prev = cur
+    return round(time.monotonic() - t0, 1)
+
+
+def run_cmd(cmd: list[str], env: dict | None = None, timeout: float = 120) -> str:
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:4])} ... failed ({r.returncode}):\n"
+                           f"{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
+    return r.stdout
+
+
+def last_json(text: str) -> dict:
+    """The last JSON object in a command's output (CLIs may print notes first)."""
+    text = text.strip()
+    with contextlib.suppress(ValueError):
+        return json.loads(text)
+    for line in reversed(text.splitlines()):
+        with contextlib.suppress(ValueError):
+            obj = json.loads(line)
+            if isinstance(obj, dict):
+                return obj
+    start = text.find("{")
+    return json.loads(text[start:])
+
+
+# --------------------------------------------------------------------------- servers
+
+
+class Postfix:
+    name = "postfix"
+
+    def __init__(self, opts: argparse.Namespace, keytype: str):
+        self.opts = opts
+        self.keytype = keytype
+        self.base = Path(tempfile.mkdtemp(prefix="bench-postfix-"))
+        self.port = free_port()
+        self.user = "bench@example.test"
+        self.password = secrets.token_urlsafe(18)
+        self.env = dict(os.environ, BASE=str(self.base), PORT=str(self.port),
+                        SMTP_USER=self.user, SMTP_PASS=self.password,
+                        SCHEME="SHA512-CRYPT", IN_FLOW_DELAY="0", KEYTYPE=keytype)
+        self.cafile = str(self.base / "tls" / "cert.pem")
+        self.started = False
+
+    def start(self) -> None:
+        self.started = True
+        run_cmd(["bash", str(self.opts.postfix_script), "start"], env=self.env, timeout=120)
+        if self.opts.postfix_process_limit:
+            pfx = str(self.base / "etc")
+            run_cmd(["postconf", "-c", pfx, "-e",
+                     f"default_process_limit={self.opts.postfix_process_limit}"])
+            run_cmd(["postfix", "-c", pfx, "reload"])
+            time.sleep(1)
+        wait_port(self.port, 30)
+
+    def pids(self) -> list[int]:
+        out = []
+        for f in (self.base / "spool/pid/master.pid", self.base / "dovecot-run/master.pid"):
+            with contextlib.suppress(OSError, ValueError):
+                out.append(int(f.read_text().strip()))
+        return out
+
+    def describe(self) -> dict:
+        return {"scheme": "SHA512-CRYPT", "in_flow_delay": "0", "keytype": self.keytype,
+                "process_limit": self.opts.postfix_process_limit or 100}
+
+    def stop(self) -> None:
+        if self.started:
+            with contextlib.suppress(Exception):
+                run_cmd(["bash", str(self.opts.postfix_script), "stop"], env=self.env, timeout=60)
+        if not self.opts.keep:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
+class Smtpgate:
+    name = "smtpgate"
+
+    def __init__(self, opts: argparse.Namespace):
+        self.opts = opts
+        self.exe = str(opts.smtpgate)
+        self.dir = Path(tempfile.mkdtemp(prefix="bench-smtpgate-"))
+        self.port = free_port()
+        self.port_tls = free_port()
+        self.port_admin = free_port()
+        self.user = opts.smtpgate_user
+        self.password = ""
+        self.config = self.dir / "smtpgate.toml"
+        self.env = dict(os.environ, SMTPGATE_CONFIG=str(self.config))
+        self.cafile = str(self.dir / "tls" / "ca.pem")
+        self.proc: subprocess.Popen | None = None
+        self.log = self.dir / "serve.log"
+
+    def start(self) -> None:
+        run_cmd([self.exe, "init", "--data-dir", str(self.dir), "--hostname", "localhost",
+                 "--submission-port", str(self.port), "--submissions-port", str(self.port_tls),
+                 "--admin-port", str(self.port_admin)], env=self.env)
+        run_cmd([self.exe, "account", "add", self.user, "--generate", "--json"], env=self.env)
+        pw = last_json(run_cmd([self.exe, "app-password", "create", self.user,
+                                "--name", "bench", "--json"], env=self.env))
+        self.password = pw["secret"]
+        logf = open(self.log, "wb")
+        self.proc = subprocess.Popen([self.exe, "serve", "--workers", str(self.opts.workers)],
+                                     env=self.env, stdout=logf, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        logf.close()
+        try:
+            wait_port(self.port, 60, alive=lambda: self.proc.poll() is None)
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}\n--- {self.log} ---\n{self.log_tail()}") from None
+
+    def log_tail(self, n: int = 3000) -> str:
+        with contextlib.suppress(OSError):
+            return self.log.read_text(errors="replace")[-n:]
+        return ""
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid] if self.proc and self.proc.poll() is None else []
+
+    def describe(self) -> dict:
+        return {"workers": self.opts.workers}
+
+    def stop(self) -> None:
+        p = self.proc
+        if p and p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                say("smtpgate did not stop within 20 s of SIGTERM: killing its process group")
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+        if p and p.returncode not in (0, -signal.SIGTERM, None):
+            say(f"smtpgate serve exited with {p.returncode}; log tail:\n{self.log_tail(1500)}")
+        if not self.opts.keep:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def smtpgate_ready(exe: Path) -> tuple[bool, str]:
+    if not exe.exists():
+        return False, f"{exe} does not exist"
+    try:
+        r = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, str(e)
+    text = r.stdout + r.stderr
+    missing = [c for c in ("init", "account", "app-password", "serve") if c not in text]
+    if r.returncode != 0 or missing:
+        return False, f"`smtpgate --help` rc={r.returncode}, missing {missing}: {text[-300:]}"
+    return True, ""
+
+
+# --------------------------------------------------------------------------- driving
+
+
+def loadgen(server, opts: argparse.Namespace, scenario: str, *, warmup: bool = False) -> dict:
+    env = dict(os.environ, BENCH_SMTP_PASSWORD=server.password)
+    cmd = [sys.executable, str(LOADGEN), "--host", "127.0.0.1", "--port", str(server.port),
+           "--user", server.user, "--password-env", "BENCH_SMTP_PASSWORD",
+           "--cafile", server.cafile, "--tls-name", "localhost", "--scenario", scenario,
+           "--clients", str(opts.clients), "--size", str(opts.size),
+           "--op-timeout", str(opts.op_timeout), "--procs", str(opts.procs)]
+    if warmup:
+        cmd += ["--duration", "10", "--max-messages", str(opts.warmup)]
+    else:
+        cmd += ["--duration", str(opts.duration), "--max-messages", str(opts.max_messages),
+                "--connections", str(opts.connections), "--hold", str(opts.hold),
+                "--ramp-timeout", str(opts.ramp_timeout), "--ramp-stall", str(opts.ramp_stall)]
+        cmd += ["--server-pids", ",".join(map(str, server.pids()))]
+    budget = (opts.ramp_timeout + opts.hold + 2 * opts.op_timeout + 60 if scenario == "c"
+              else opts.duration + 2 * opts.op_timeout + 60)
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=budget)
+    if r.stderr.strip():
+        for line in r.stderr.strip().splitlines()[-5:]:
+            say(f"  {line}")
+    if r.returncode != 0:
+        raise RuntimeError(f"loadgen failed ({r.returncode}): {r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def measure(server, opts: argparse.Namespace, scenario: str) -> dict:
+    say(f"{scenario}/{server.name}: starting a fresh server")
+    try:
+        server.start()
+        if scenario in "ab" and opts.warmup:
+            w = loadgen(server, opts, scenario, warmup=True)
+            if w.get("errors"):
+                say(f"{scenario}/{server.name}: warm-up had {w['errors']} errors "
+                    f"{w['error_kinds']}")
+            wait_quiet(server.pids())
+        say(f"{scenario}/{server.name}: measuring")
+        res = loadgen(server, opts, scenario)
+        if scenario in "ab":
+            res["drain_s"] = wait_quiet(server.pids())
+        res["server"] = server.name
+        res["server_settings"] = server.describe()
+        return res
+    finally:
+        server.stop()
+
+
+def fmt(x, nd=1) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{nd}f}"
+    return str(x)
+
+
+def ratio(s, p) -> str:
+    try:
+        return f"{s / p:.2f}" if s is not None and p else "-"
+    except TypeError:
+        return "-"
+
+
+def table(results: dict, opts: argparse.Namespace, pending: str | None) -> str:
+    out = []
+    for sc in opts.scenarios:
+        rows = results.get(sc, {})
+        out.append(f"\n### Scenario {sc}: {SCENARIO_TITLES[sc]}\n")
+        if sc in "ab":
+            out.append(f"{opts.clients} clients, {opts.size} B messages, "
+                       f"{opts.duration:g} s or {opts.max_messages} messages\n")
+            out.append("| server | msg/s | p50 ms | p99 ms | messages | errors | "
+                       "server CPU ms/msg | client CPU s |")
+            out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        else:
+            out.append(f"{opts.connections} connections requested, held {opts.hold:g} s\n")
+            out.append("| server | authenticated | alive after hold | RSS sum MiB | "
+                       "PSS sum MiB | processes | ramp s | errors |")
+            out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+        vals = {}
+        for name in ("postfix", "smtpgate"):
+            r = rows.get(name)
+            if r is None:
+                if name == "smtpgate" and pending:
+                    out.append("| smtpgate | pending | | | | | | |")
+                elif name in rows.get("_skipped", {}):
+                    out.append(f"| {name} | skipped: {rows['_skipped'][name]} | | | | | | |")
+                continue
+            if "failed" in r:
+                out.append(f"| {name} | FAILED: {r['failed'][:120]} | | | | | | |")
+                continue
+            errs = r.get("errors", 0)
+            err_s = f"**{errs}** {r.get('error_kinds')}" if errs else "0"
+            if sc in "ab":
+                lat = r.get("latency_ms", {})
+                n = r.get("messages_ok", 0)
+                cpu = r.get("server_cpu_s")
+                per = cpu * 1000 / n if cpu is not None and n else None
+                vals[name] = (r.get("msg_per_s"), lat.get("p50"), lat.get("p99"), per)
+                out.append(f"| {name} | {fmt(r.get('msg_per_s'))} | {fmt(lat.get('p50'))} | "
+                           f"{fmt(lat.get('p99'))} | {n} | {err_s} | {fmt(per, 2)} | "
+                           f"{fmt(r.get('client_cpu_s'))} |")
+            else:
+                m = r.get("memory_held_peak") or {}
+                vals[name] = (m.get("rss_mib"), m.get("pss_mib"))
+                out.append(f"| {name} | {r.get('authenticated')}/{r.get('connections_requested')}"
+                           f" | {r.get('alive_after_hold')} | {fmt(m.get('rss_mib'))} | "
+                           f"{fmt(m.get('pss_mib'))} | {m.get('processes', '-')} | "
+                           f"{fmt(r.get('ramp_s'))} | {err_s} |")
+        if "postfix" in vals and "smtpgate" in vals:
+            p, s = vals["postfix"], vals["smtpgate"]
+            if sc in "ab":
+                out.append(f"| **smtpgate/Postfix** | **{ratio(s[0], p[0])}** | {ratio(s[1], p[1])}"
+                           f" | {ratio(s[2], p[2])} | | | {ratio(s[3], p[3])} | |")
+            else:
+                out.append(f"| **smtpgate/Postfix** | | | **{ratio(s[0], p[0])}** | "
+                           f"{ratio(s[1], p[1])} | | | |")
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", choices=("smtpgate", "postfix"))
+    ap.add_argument("--scenarios", default="abc", help="subset of abc, run in that order")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="passed to `smtpgate serve --workers` (default: number of cores)")
+    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--duration", type=float, default=15.0, help="seconds per a/b run")
+    ap.add_argument("--max-messages", type=int, default=60_000, help="hard cap per a/b run")
+    ap.add_argument("--warmup", type=int, default=200,
+                    help="unmeasured messages before each a/b run (0: none)")
+    ap.add_argument("--size", type=int, default=4096)
+    ap.add_argument("--connections", type=int, default=5000)
+    ap.add_argument("--hold", type=float, default=10.0)
+    ap.add_argument("--ramp-timeout", type=float, default=150.0)
+    ap.add_argument("--ramp-stall", type=float, default=20.0)
+    ap.add_argument("--op-timeout", type=float, default=30.0)
+    ap.add_argument("--procs", type=int, default=1, help="generator processes for a/b")
+    ap.add_argument("--skip-postfix-c", action="store_true",
+                    help="do not run scenario c against Postfix")
+    ap.add_argument("--postfix-process-limit", type=int, default=0,
+                    help="override Postfix default_process_limit (default: leave it at 100)")
+    ap.add_argument("--postfix-keytype", choices=("auto", "rsa", "ec"), default="auto",
+                    help="Postfix certificate key; auto = the kind smtpgate serves (rsa when "
+                         "smtpgate is not run)")
+    ap.add_argument("--postfix-script", type=Path, default=PEER_SCRIPT)
+    ap.add_argument("--smtpgate", type=Path, default=ROOT / ".venv" / "bin" / "smtpgate")
+    ap.add_argument("--smtpgate-user", default="bench@example.test")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary server dirs")
+    ap.add_argument("--out", type=Path, default=HERE / "out")
+    opts = ap.parse_args()
+    if set(opts.scenarios) - set("abc"):
+        ap.error("--scenarios takes letters from abc")
+
+    # the servers inherit this; 5000 connections need more than the usual 1024
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = opts.connections + 1024
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), max(hard, want)))
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if nofile < want:
+        say(f"WARNING: RLIMIT_NOFILE is {nofile} (< {want}); servers started from here "
+            f"cannot hold {opts.connections} connections in one process")
+
+    servers = ["postfix", "smtpgate"] if not opts.only else [opts.only]
+    pending = None
+    if "smtpgate" in servers:
+        ok, why = smtpgate_ready(opts.smtpgate)
+        if not ok:
+            if opts.only == "smtpgate":
+                say(f"smtpgate is not runnable: {why}")
+                return 2
+            pending = why
+            servers.remove("smtpgate")
+            say(f"smtpgate is not runnable yet ({why}); its rows are marked pending")
+    if "postfix" in servers and not opts.postfix_script.exists():
+        say(f"{opts.postfix_script} not found")
+        return 2
+
+    keytype = opts.postfix_keytype
+    started = dt.datetime.now(dt.timezone.utc)
+    results: dict[str, dict] = {}
+    stopping = {"flag": False}
+
+    def on_signal(signum, _frame):
+        stopping["flag"] = True
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    status = 0
+    try:
+        for sc in opts.scenarios:
+            results[sc] = {}
+            # smtpgate first in each scenario, so that "auto" can match its key type
+            for name in sorted(servers, key=lambda n: n != "smtpgate"):
+                if name == "postfix" and sc == "c" and opts.skip_postfix_c:
+                    results[sc].setdefault("_skipped", {})["postfix"] = "--skip-postfix-c"
+                    continue
+                if name == "postfix":
+                    kt = keytype
+                    if kt == "auto":
+                        sk = (results[sc].get("smtpgate") or {}).get("tls") or {}
+                        kt = "ec" if str(sk.get("server_key", "")).startswith("ec") else "rsa"
+                    server = Postfix(opts, kt)
+                else:
+                    server = Smtpgate(opts)
+                try:
+                    results[sc][name] = measure(server, opts, sc)
+                except KeyboardInterrupt:
+                    raise
+                except Exception as e:  # record, go on with the others
+                    say(f"{sc}/{name} FAILED: {e}")
+                    results[sc][name] = {"failed": str(e).splitlines()[0] if str(e) else repr(e)}
+                    status = 1
+                r = results[sc][name]
+                if "failed" not in r:
+                    if sc == "c":
+                        m = r.get("memory_held_peak") or {}
+                        say(f"{sc}/{name}: {r['authenticated']}/{r['connections_requested']} "
+                            f"authenticated, RSS {m.get('rss_mib')} MiB, PSS "
+                            f"{m.get('pss_mib')} MiB, errors {r['errors']}")
+                    else:
+                        say(f"{sc}/{name}: {r['msg_per_s']} msg/s p50 "
+                            f"{r['latency_ms'].get('p50')} ms p99 "
+                            f"{r['latency_ms'].get('p99')} ms errors {r['errors']}")
+    except KeyboardInterrupt as e:
+        say(f"interrupted ({e}); servers were stopped")
+        status = 130
+    text = table(results, opts, pending)
+    print(f"# smtpgate benchmark {started:%Y-%m-%d %H:%M} UTC "
+          f"(nproc {os.cpu_count()}, smtpgate workers {opts.workers})")
+    print(text)
+    if pending:
+        print(f"\nsmtpgate: pending ({pending})")
+    opts.out.mkdir(parents=True, exist_ok=True)
+    dump = opts.out / f"results-{started:%Y%m%dT%H%M%SZ}.json"
+    dump.write_text(json.dumps({"started": started.isoformat(), "argv": sys.argv[1:],
+                                "options": {k: str(v) for k, v in vars(opts).items()},
+                                "results": results}, indent=1))
+    say(f"raw results: {dump}")
+    any_errors = any(r.get("errors") for sc in results.values() for k, r in sc.items()
+                     if k != "_skipped")
+    if any_errors:
+        say("NOTE: some runs had errors (see the errors column)")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""`smtpgate account ...`: accounts and their passwords."""
+
+from __future__ import annotations
+
+import getpass
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from smtpgate.cli.common import ConfigOption, JsonOption, choose_password, err, out, print_json, runtime, when
+from smtpgate.credentials import AccountInfo
+
+app = typer.Typer(help="Accounts: logins, passwords, the app-passwords-only switch.", no_args_is_help=True)
+
+PasswordStdin = Annotated[bool, typer.Option("--password-stdin", help="Read the password from standard input.")]
+Generate = Annotated[bool, typer.Option("--generate", help="Generate a strong password and print it once.")]
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # noqa: BLE001 - no user name is not an error
+        return "cli"
+
+
+def _show_account(account: AccountInfo) -> None:
+    out.print(f"account   {account.login}", markup=False)
+    out.print(f"name      {account.display_name or '-'}", markup=False)
+    out.print(f"owner     {account.owner or '-'}", markup=False)
+    out.print(f"enabled   {'yes' if account.enabled else 'NO (every credential is stopped)'}", markup=False)
+    out.print(f"password  {'set' if account.has_password else 'none (app passwords only)'}", markup=False)
+    out.print(
+        f"app passwords required  {'yes: the account password is refused for SMTP' if account.require_app_passwords else 'no'}",
+        markup=False,
+    )
+    if account.notes:
+        out.print(f"notes     {account.notes}", markup=False)
+    out.print(f"created   {when(account.created_at)}", markup=False)
+
+
+@app.command("add")
+def add(
+    email: Annotated[str, typer.Argument(help="The login: an email address.")],
+    password_stdin: PasswordStdin = False,
+    generate: Generate = False,
+    no_password: Annotated[bool, typer.Option("--no-password", help="No account password: app passwords only.")] = False,
+    name: Annotated[str, typer.Option("--name", help="Display name.")] = "",
+    owner: Annotated[str, typer.Option(help="Who is responsible for it.")] = "",
+    notes: Annotated[str, typer.Option(help="Free text.")] = "",
+    require_app_passwords: Annotated[bool, typer.Option("--require-app-passwords", help="Refuse the account password for SMTP.")] = False,
+    config: ConfigOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Create an account (with a password from stdin, a prompt, or --generate)."""
+    password, generated = (None, False) if no_password else choose_password(password_stdin, generate)
+    with runtime(config) as rt:
+        account = rt.credentials.create_account(
+            email,
+            password=password,
+            display_name=name,
+            owner=owner,
+            notes=notes,
+            require_app_passwords=require_app_passwords,
+            actor=_actor(),
+        )
+    if json:
+        data = account.to_json()
+        if generated:
+            data["password"] = password
+        print_json(data)
+        return
+    out.print(f"Created account {account.login}", markup=False)
+    if generated:
+        out.print(f"Password (shown once): {password}", markup=False)
+
+
+@app.command("list")
+def list_(config: ConfigOption = None, json: JsonOption = False) -> None:
+    """List every account."""
+    with runtime(config) as rt:
+        accounts = rt.credentials.list_accounts()
+    if json:
+        print_json([a.to_json() for a in accounts])
+        return
+    table = Table("login", "name", "enabled", "password", "app passwords required", "created")
+    for a in accounts:
+        table.add_row(
+            a.login, a.display_name, "yes" if a.enabled else "no", "set" if a.has_password else "-",
+            "yes" if a.require_app_passwords else "no", when(a.created_at),
+        )
+    out.print(table)
+    if not accounts:
+        err.print("No accounts yet: smtpgate account add you@example.com --generate", markup=False)
+
+
+@app.command("show")
+def show(email: str, config: ConfigOption = None, json: JsonOption = False) -> None:
+    """Show one account."""
+    with runtime(config) as rt:
+        account = rt.credentials.get_account(email)
+    print_json(account.to_json()) if json else _show_account(account)
+
+
+@app.command("disable")
+def disable(email: str, config: ConfigOption = None) -> None:
+    """Disable an account: every one of its credentials stops at once."""
+    with runtime(config) as rt:
+        rt.credentials.set_account_enabled(email, False)
+    out.print(f"Disabled {email.lower()}: none of its credentials authenticate any more.", markup=False)
+
+
+@app.command("enable")
+def enable(email: str, config: ConfigOption = None) -> None:
+    """Enable a disabled account again."""
+    with runtime(config) as rt:
+        rt.credentials.set_account_enabled(email, True)
+    out.print(f"Enabled {email.lower()}.", markup=False)
+
+
+@app.command("set-password")
+def set_password(
+    email: str,
+    password_stdin: PasswordStdin = False,
+    generate: Generate = False,
+    config: ConfigOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Set or replace the account password."""
+    password, generated = choose_password(password_stdin, generate)
+    with runtime(config) as rt:
+        account = rt.credentials.set_password(email, password, actor=_actor())
+    if json:
+        print_json({"login": account.login, **({"password": password} if generated else {})})
+        return
+    out.print(f"Password of {account.login} changed. Every client that used the old one must get the new one.", markup=False)
+    if generated:
+        out.print(f"Password (shown once): {password}", markup=False)
+
+
+@app.command("set")
+def set_(
+    email: str,
+    require_app_passwords: Annotated[bool | None, typer.Option("--require-app-passwords/--allow-account-password", help="Refuse or allow the account password for SMTP.", show_default=False)] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Display name.")] = None,
+    owner: Annotated[str | None, typer.Option(help="Who is responsible for it.")] = None,
+    notes: Annotated[str | None, typer.Option(help="Free text.")] = None,
+    config: ConfigOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Change an account's details or its app-passwords-only switch."""
+    with runtime(config) as rt:
+        account = rt.credentials.update_account(
+            email, display_name=name, owner=owner, notes=notes, require_app_passwords=require_app_passwords
+        )
+    print_json(account.to_json()) if json else _show_account(account)

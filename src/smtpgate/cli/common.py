@@ -1,0 +1,104 @@
+"""What every command shares: the --config option, the runtime, output, and error handling."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+from smtpgate.config import CONFIG_ENV, ConfigError, load_config
+from smtpgate.credentials.errors import CredentialError
+from smtpgate.runtime import Runtime
+from smtpgate.store.db import StoreUnavailable
+
+# Piped output keeps whole ids and addresses instead of wrapping at 80 columns.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        envvar=CONFIG_ENV,
+        help=f"Config file (default: ./smtpgate.toml, or ${CONFIG_ENV}).",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON only, for scripts.")]
+
+
+def fail(message: str, hint: str = "", code: int = 1) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", markup=True) if sys.stderr.isatty() else err.print(
+        f"error: {message}", markup=False
+    )
+    if hint:
+        err.print(hint, markup=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def runtime(config_path: Path | None) -> Iterator[Runtime]:
+    """Load the config and open the services; turn known errors into clear messages."""
+    with handled_errors():
+        rt = Runtime(load_config(config_path))
+        try:
+            yield rt
+        finally:
+            rt.close()
+
+
+@contextmanager
+def handled_errors() -> Iterator[None]:
+    try:
+        yield
+    except ConfigError as exc:
+        fail(str(exc), code=2)
+    except CredentialError as exc:
+        fail(str(exc), exc.hint)
+    except StoreUnavailable as exc:
+        fail(f"the database is unreachable: {exc}", "Check [database] url in the config and that the server runs.")
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+
+def when(value: Any) -> str:
+    if value is None:
+        return "-"
+    return value.strftime("%Y-%m-%d %H:%M") if hasattr(value, "strftime") else str(value)
+
+
+def read_secret_from_stdin(what: str) -> str:
+    """One line from standard input, without its line ending."""
+    line = sys.stdin.readline()
+    secret = line.rstrip("\r\n")
+    if not secret:
+        fail(f"no {what} on standard input", f"Pipe it in: printf '%s\\n' \"$PW\" | smtpgate ... --{what}-stdin")
+    return secret
+
+
+def choose_password(password_stdin: bool, generate: bool, prompt: Callable[[], str] | None = None) -> tuple[str, bool]:
+    """The new password and whether it was generated; never from the command line."""
+    from smtpgate.credentials.passwords import generate_password
+
+    if password_stdin and generate:
+        fail("--password-stdin and --generate exclude each other")
+    if generate:
+        return generate_password(), True
+    if password_stdin:
+        return read_secret_from_stdin("password"), False
+    if sys.stdin.isatty():
+        return typer.prompt("New password", hide_input=True, confirmation_prompt=True), False
+    fail(
+        "no password given",
+        "Use --password-stdin (pipe it in), --generate, or run in a terminal to be prompted. "
+        "Passwords are never taken as arguments: they would end up in shell history and ps.",
+    )

@@ -1,0 +1,49 @@
+"""The `smtpgate` command: one typer app, each concern in its own module."""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from smtpgate.cli import accounts, creds, init_cmd
+from smtpgate.cli.common import ConfigOption
+from smtpgate.config import CONFIG_ENV
+
+app = typer.Typer(
+    name="smtpgate",
+    help="An SMTP submission gateway built around the SMTP password done right.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def main(config: ConfigOption = None) -> None:
+    """An SMTP submission gateway built around the SMTP password done right."""
+    if config is not None:  # seen by every subcommand's own --config default
+        os.environ[CONFIG_ENV] = str(config)
+
+
+app.command("init")(init_cmd.init)
+app.add_typer(accounts.app, name="account")
+app.add_typer(creds.app_password_app, name="app-password")
+app.add_typer(creds.creds_app, name="creds")
+
+
+def _register_optional() -> None:
+    """Commands whose modules may import heavier parts (the server, delivery)."""
+    from smtpgate.cli import serve
+
+    app.command("serve")(serve.serve)
+    try:
+        from smtpgate.cli import capture
+    except ImportError:
+        return
+    app.add_typer(capture.app, name="capture")
+
+
+def run() -> None:
+    _register_optional()
+    app()

@@ -1,0 +1,1363 @@
+"""Sans-I/O SMTP server protocol: bytes in, events out; replies in, bytes out.
+
+Why not aiosmtpd: its authenticator is synchronous, so an argon2 password
+check blocks every connection on the loop; it caps AUTH lines at 512/1001
+bytes, so a 1.4 KB OAuth token fails; on an implicit-TLS listener it does not
+advertise AUTH; its PROXY protocol support fails with implicit TLS; it holds
+whole messages in memory; and a bare LF passes inside DATA (SMTP smuggling).
+
+This module has no sockets, clock, asyncio or storage.  An adapter feeds
+received bytes to :class:`ServerConnection`, reads events with
+``next_event()``, answers decision events with ``accept()``/``reject()`` and
+writes ``data_to_send()`` to the peer.  Bad input never raises: it becomes
+replies.  Only misuse of the API by the adapter raises
+:class:`ProtocolUsageError`.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal, TypeAlias
+
+from .sasl import (
+    DEFAULT_MECHANISMS,
+    Challenge,
+    Malformed,
+    MechanismFactory,
+    SaslCredentials,
+    SaslMechanism,
+    SaslStep,
+    decode_response,
+    encode_challenge,
+)
+
+__all__ = [
+    "AUTH_CREDENTIALS_INVALID",
+    "AUTH_TEMPORARY_FAILURE",
+    "AuthAttempt",
+    "ConnectionLost",
+    "DataStart",
+    "DecisionEvent",
+    "Event",
+    "Hello",
+    "MailFrom",
+    "MessageComplete",
+    "MessageData",
+    "MessageRejected",
+    "NEED_DATA",
+    "NeedData",
+    "PAUSED",
+    "Paused",
+    "ProtocolLimits",
+    "ProtocolUsageError",
+    "Quit",
+    "RcptTo",
+    "Reply",
+    "Reset",
+    "ServerConnection",
+    "ServerFeatures",
+    "StartTLS",
+    "State",
+]
+
+
+# --------------------------------------------------------------------------
+# Replies
+# --------------------------------------------------------------------------
+
+_ENHANCED_RE = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One SMTP reply; a sequence ``text`` gives a multi-line reply."""
+
+    code: int
+    enhanced: str
+    text: str | Sequence[str]
+
+    def __post_init__(self) -> None:
+        if not 200 <= self.code <= 599:
+            raise ValueError(f"SMTP reply code out of range: {self.code}")
+        if self.enhanced and (
+            not _ENHANCED_RE.fullmatch(self.enhanced)
+            or self.enhanced[0] != str(self.code)[0]
+        ):
+            raise ValueError(f"bad enhanced status code {self.enhanced!r} for {self.code}")
+        if not isinstance(self.text, str):
+            object.__setattr__(self, "text", tuple(self.text))
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        """The human text, one entry per reply line."""
+        if isinstance(self.text, str):
+            return (self.text,)
+        return tuple(self.text) or ("",)
+
+    def to_bytes(self) -> bytes:
+        lines = self.lines
+        last = len(lines) - 1
+        out = []
+        for index, line in enumerate(lines):
+            separator = " " if index == last else "-"
+            out.append(f"{self.code}{separator}{self._body(line)}\r\n")
+        return "".join(out).encode("utf-8")
+
+    def _body(self, line: str) -> str:
+        clean = line.replace("\r", " ").replace("\n", " ")
+        return f"{self.enhanced} {clean}" if self.enhanced else clean
+
+    def with_text(self, text: str | None) -> Reply:
+        """The same code with another human text (``None`` keeps it)."""
+        if text is None:
+            return self
+        return Reply(self.code, self.enhanced, text)
+
+
+# Replies an application typically uses when answering decisions.
+AUTH_CREDENTIALS_INVALID = Reply(535, "5.7.8", "Authentication credentials invalid")
+AUTH_TEMPORARY_FAILURE = Reply(454, "4.7.0", "Temporary authentication failure")
+
+_AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
+_SENDER_OK = Reply(250, "2.1.0", "Sender OK")
+_RECIPIENT_OK = Reply(250, "2.1.5", "Recipient OK")
+_START_DATA = Reply(354, "", "End data with <CR><LF>.<CR><LF>")
+_QUEUED = Reply(250, "2.0.0", "Ok: queued")
+_RESET_OK = Reply(250, "2.0.0", "Reset OK")
+_OK = Reply(250, "2.0.0", "OK")
+_BYE = Reply(221, "2.0.0", "Bye")
+_READY_FOR_TLS = Reply(220, "2.0.0", "Ready to start TLS")
+_VRFY = Reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery")
+_HELP = Reply(214, "2.0.0", "See RFC 5321")
+_SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down")
+_TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors, closing connection")
+_TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
+_TLS_NOT_AVAILABLE = Reply(454, "4.7.0", "TLS not available")
+
+_LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long")
+_BARE_CR_LF = Reply(500, "5.5.2", "Bare CR or LF not allowed")
+_NOT_UTF8 = Reply(500, "5.5.2", "Invalid UTF-8 in command")
+_UNKNOWN_COMMAND = Reply(500, "5.5.2", "Command not recognized")
+_AUTH_CANCELLED = Reply(501, "5.0.0", "Authentication cancelled")
+_CANNOT_DECODE = Reply(501, "5.5.2", "Cannot decode response")
+_SYNTAX_EHLO = Reply(501, "5.5.4", "Syntax: EHLO hostname")
+_SYNTAX_HELO = Reply(501, "5.5.4", "Syntax: HELO hostname")
+_SYNTAX_STARTTLS = Reply(501, "5.5.4", "Syntax: STARTTLS")
+_SYNTAX_AUTH = Reply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]")
+_SYNTAX_MAIL = Reply(501, "5.5.4", "Syntax: MAIL FROM:<address>")
+_SYNTAX_RCPT = Reply(501, "5.5.4", "Syntax: RCPT TO:<address>")
+_SYNTAX_DATA = Reply(501, "5.5.4", "Syntax: DATA")
+_SYNTAX_BDAT = Reply(501, "5.5.4", "Syntax: BDAT size [LAST]")
+_SYNTAX_RSET = Reply(501, "5.5.4", "Syntax: RSET")
+_SYNTAX_SIZE = Reply(501, "5.5.4", "Syntax: SIZE=<octets>")
+_SYNTAX_BODY = Reply(501, "5.5.4", "Syntax: BODY=7BIT|8BITMIME")
+_SYNTAX_SMTPUTF8 = Reply(501, "5.5.4", "Syntax: SMTPUTF8 takes no value")
+_BAD_SENDER = Reply(501, "5.1.7", "Bad sender address syntax")
+_BAD_RECIPIENT = Reply(501, "5.1.3", "Bad recipient address syntax")
+_NOT_IMPLEMENTED_EXPN = Reply(502, "5.5.1", "EXPN not supported")
+_SEND_EHLO_FIRST = Reply(503, "5.5.1", "Send EHLO first")
+_SEND_HELO_FIRST = Reply(503, "5.5.1", "Send HELO/EHLO first")
+_TLS_ALREADY_ACTIVE = Reply(503, "5.5.1", "TLS already active")
+_ALREADY_AUTHENTICATED = Reply(503, "5.5.1", "Already authenticated")
+_AUTH_IN_TRANSACTION = Reply(503, "5.5.1", "AUTH not allowed during a mail transaction")
+_NESTED_MAIL = Reply(503, "5.5.1", "Sender already specified")
+_NEED_MAIL_FOR_RCPT = Reply(503, "5.5.1", "Need MAIL before RCPT")
+_NEED_MAIL = Reply(503, "5.5.1", "Need MAIL command")
+_NEED_RCPT = Reply(503, "5.5.1", "Need RCPT command")
+_RCPT_AFTER_BDAT = Reply(503, "5.5.1", "RCPT not allowed after BDAT")
+_DATA_AFTER_BDAT = Reply(503, "5.5.1", "DATA not allowed after BDAT")
+_UNKNOWN_MECHANISM = Reply(504, "5.5.4", "Unrecognized authentication type")
+_STARTTLS_FIRST = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
+_AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
+_MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message too big for system")
+_SIZE_EXCEEDED = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+_NON_ASCII_ADDRESS = Reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8")
+_NO_RECIPIENTS = Reply(554, "5.5.1", "No valid recipients")
+_UNSUPPORTED_PARAMETER = Reply(555, "5.5.4", "Unsupported parameter")
+_DATA_LINE_TOO_LONG = Reply(550, "5.6.0", "Line too long (RFC 5322 limit is 998 octets)")
+_DATA_BARE_CR_LF = Reply(
+    550, "5.6.0", "Message contains a bare CR or LF, refused (SMTP smuggling defence)"
+)
+
+
+# --------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class ProtocolLimits:
+    """Octet and count limits; line limits include the CRLF."""
+
+    max_command_line: int = 512
+    max_auth_line: int = 16384
+    max_text_line: int = 1000
+    max_message_size: int = 26214400
+    max_recipients: int = 100
+    max_errors: int = 20
+
+
+@dataclass
+class ServerFeatures:
+    """What this listener offers; ``tls_active`` is True on implicit TLS."""
+
+    hostname: str
+    tls_active: bool = False
+    starttls_available: bool = True
+    auth_mechanisms: tuple[str, ...] = ("PLAIN", "LOGIN")
+    require_tls_for_auth: bool = True
+    require_auth_for_mail: bool = True
+    greeting_text: str = "ESMTP smtpgate"
+
+
+# --------------------------------------------------------------------------
+# Events
+# --------------------------------------------------------------------------
+
+
+class Event:
+    """Base class of everything ``next_event()`` returns besides sentinels."""
+
+    __slots__ = ()
+
+
+class DecisionEvent(Event):
+    """An event that pauses the machine until ``accept()`` or ``reject()``."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True)
+class Hello(Event):
+    name: str
+    extended: bool
+
+
+@dataclass(frozen=True)
+class StartTLS(Event):
+    """Start the TLS handshake now, then call ``tls_established()``."""
+
+
+@dataclass(frozen=True, repr=False)
+class AuthAttempt(DecisionEvent):
+    mechanism: str
+    authzid: str
+    login: str
+    secret: str
+
+    def __repr__(self) -> str:
+        return (
+            f"AuthAttempt(mechanism={self.mechanism!r}, authzid={self.authzid!r}, "
+            f"login={self.login!r}, secret='<redacted>')"
+        )
+
+
+@dataclass(frozen=True)
+class MailFrom(DecisionEvent):
+    address: str
+    params: dict[str, str | None] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class RcptTo(DecisionEvent):
+    address: str
+    params: dict[str, str | None] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class DataStart(DecisionEvent):
+    kind: Literal["DATA", "BDAT"]
+
+
+@dataclass(frozen=True)
+class MessageData(Event):
+    data: bytes
+
+
+@dataclass(frozen=True)
+class MessageComplete(DecisionEvent):
+    pass
+
+
+@dataclass(frozen=True)
+class MessageRejected(Event):
+    reply: Reply
+
+
+@dataclass(frozen=True)
+class Reset(Event):
+    pass
+
+
+@dataclass(frozen=True)
+class Quit(Event):
+    pass
+
+
+@dataclass(frozen=True)
+class ConnectionLost(Event):
+    pass
+
+
+class NeedData:
+    """Sentinel: feed more bytes with ``receive_data()``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NEED_DATA"
+
+
+class Paused:
+    """Sentinel: a decision event is waiting for ``accept()``/``reject()``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "PAUSED"
+
+
+NEED_DATA = NeedData()
+PAUSED = Paused()
+
+
+class ProtocolUsageError(RuntimeError):
+    """The adapter called the API out of order (never raised for peer input)."""
+
+
+class State(enum.Enum):
+    NEW = "new"  # before start()
+    COMMAND = "command"
+    AUTH = "auth"  # reading SASL responses
+    AUTH_FAILURE = "auth-failure"  # failure challenge sent, waiting for one line
+    DATA = "data"
+    BDAT = "bdat"
+    TLS_PENDING = "tls-pending"
+    CLOSED = "closed"
+
+
+# --------------------------------------------------------------------------
+# Address and parameter syntax (RFC 5321 section 4.1.2, RFC 6531)
+# --------------------------------------------------------------------------
+
+_LOCAL_DOT_STRING = r'[^\x00-\x20\x7f-\x9f"(),:;<>@\[\\\]]+'
+_QUOTED_STRING = r'"(?:[^"\\\x00-\x1f\x7f-\x9f]|\\[\x20-\x7e])*"'
+_LABEL = r"[0-9A-Za-z_\u00a0-\ud7ff\ue000-\U0010ffff-]+"
+_DOMAIN = rf"{_LABEL}(?:\.{_LABEL})*"
+_ADDRESS_LITERAL = r"\[[\x21-\x5a\x5e-\x7e]+\]"
+_MAILBOX_RE = re.compile(
+    rf"(?:{_LOCAL_DOT_STRING}|{_QUOTED_STRING})@(?:{_DOMAIN}|{_ADDRESS_LITERAL})"
+)
+_SOURCE_ROUTE_RE = re.compile(rf"@{_DOMAIN}(?:,@{_DOMAIN})*:")
+_PARAM_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*)(?:=([^\x00-\x20=\x7f]+))?")
+_BDAT_RE = re.compile(r"(\d{1,20})(?: +(LAST))? *", re.IGNORECASE)
+_BODY_VALUES = frozenset({"7BIT", "8BITMIME"})
+
+Params: TypeAlias = dict[str, "str | None"]
+
+
+def _closing_bracket(text: str) -> int:
+    """Index of the ``>`` closing ``text[0] == "<"``, honouring quotes; -1 if none."""
+    quoted = escaped = False
+    for index in range(1, len(text)):
+        char = text[index]
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == ">" and not quoted:
+            return index
+    return -1
+
+
+def _split_path_argument(argument: str, keyword: str) -> tuple[str, str] | None:
+    """Split ``FROM:<path> params`` into (path, params); ``None`` on bad syntax."""
+    prefix = keyword + ":"
+    if argument[: len(prefix)].upper() != prefix:
+        return None
+    rest = argument[len(prefix) :]
+    if rest.startswith(" "):
+        rest = rest[1:]
+    if not rest.startswith("<"):
+        return None
+    end = _closing_bracket(rest)
+    if end < 0:
+        return None
+    path, params = rest[1:end], rest[end + 1 :]
+    if params and not params.startswith(" "):
+        return None
+    return path, params
+
+
+def _mailbox_from_path(path: str) -> str | None:
+    """The mailbox of a non-empty path with any source route dropped."""
+    route = _SOURCE_ROUTE_RE.match(path)
+    mailbox = path[route.end() :] if route else path
+    return mailbox if _MAILBOX_RE.fullmatch(mailbox) else None
+
+
+def _parse_params(text: str) -> Params | None:
+    """``KEY[=value]`` words, keys upper-cased; ``None`` on bad syntax or repeats."""
+    params: Params = {}
+    for word in text.split(" "):
+        if not word:
+            continue
+        match = _PARAM_RE.fullmatch(word)
+        if match is None:
+            return None
+        key = match.group(1).upper()
+        if key in params:
+            return None
+        params[key] = match.group(2)
+    return params
+
+
+def _check_mail_params(params: Params, max_size: int) -> Reply | None:
+    """Validate MAIL parameters; the reply to send when one is unacceptable."""
+    for key, value in params.items():
+        problem = _check_mail_param(key, value, max_size)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _check_mail_param(key: str, value: str | None, max_size: int) -> Reply | None:
+    if key == "SIZE":
+        if value is None or not value.isascii() or not value.isdigit():
+            return _SYNTAX_SIZE
+        return _SIZE_EXCEEDED if int(value) > max_size else None
+    if key == "BODY":
+        return None if value is not None and value.upper() in _BODY_VALUES else _SYNTAX_BODY
+    if key == "SMTPUTF8":
+        return None if value is None else _SYNTAX_SMTPUTF8
+    if key == "AUTH":
+        return None if value is not None else _SYNTAX_MAIL
+    return _UNSUPPORTED_PARAMETER
+
+
+def _recipient_address(path: str) -> str | None:
+    """The recipient mailbox; a bare ``postmaster`` is allowed (RFC 5321 4.5.1)."""
+    if path.lower() == "postmaster":
+        return path
+    return _mailbox_from_path(path)
+
+
+def _check_recipient(address: str | None, params: Params, smtputf8: bool) -> Reply | None:
+    if address is None:
+        return _BAD_RECIPIENT
+    if params:
+        return _UNSUPPORTED_PARAMETER
+    if not address.isascii() and not smtputf8:
+        return _NON_ASCII_ADDRESS
+    return None
+
+
+def _malformed_reply(step: Malformed) -> Reply:
+    return Reply(501, "5.5.2", step.text)
+
+
+# --------------------------------------------------------------------------
+# Message content checks
+# --------------------------------------------------------------------------
+
+
+class _BodyInspector:
+    """Enforces size, line length and the bare CR/LF rule on streamed content.
+
+    Works on runs of complete CRLF lines (or the final fragment of a BDAT
+    message) with C-level scans only: no per-byte Python loop.
+    """
+
+    __slots__ = ("_max_content", "_max_size", "size", "violation")
+
+    def __init__(self, limits: ProtocolLimits) -> None:
+        self._max_content = limits.max_text_line - 2
+        self._max_size = limits.max_message_size
+        self.size = 0
+        self.violation: Reply | None = None
+
+    def accept(self, lines: bytes) -> bool:
+        """Account for ``lines``; True when they may be delivered."""
+        if self.violation is not None:
+            return False
+        self.size += len(lines)
+        self.violation = self._find_violation(lines)
+        return self.violation is None
+
+    def refuse_partial_line(self, partial: bytes) -> None:
+        """An unterminated line grew past the limit: record why it is refused."""
+        if self.violation is None:
+            self.violation = _DATA_BARE_CR_LF if _has_bare_cr_lf(partial) else _DATA_LINE_TOO_LONG
+
+    def _find_violation(self, lines: bytes) -> Reply | None:
+        if _has_bare_cr_lf(lines):
+            return _DATA_BARE_CR_LF
+        if len(lines) > self._max_content and self._has_long_line(lines):
+            return _DATA_LINE_TOO_LONG
+        if self.size > self._max_size:
+            return _MESSAGE_TOO_BIG
+        return None
+
+    def _has_long_line(self, lines: bytes) -> bool:
+        return max(map(len, lines.split(b"\r\n"))) > self._max_content
+
+
+def _has_bare_cr_lf(data: bytes) -> bool:
+    """True when ``data`` has a CR or LF that is not part of a CRLF pair."""
+    pairs = data.count(b"\r\n")
+    return data.count(b"\r") != pairs or data.count(b"\n") != pairs
+
+
+# --------------------------------------------------------------------------
+# Session bookkeeping
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class _Transaction:
+    sender: str
+    smtputf8: bool
+    recipients: int = 0
+    body_kind: Literal["DATA", "BDAT"] | None = None
+
+
+@dataclass
+class _Chunk:
+    """A BDAT chunk being consumed; with a ``reply`` it is discarded, not streamed."""
+
+    size: int
+    remaining: int
+    last: bool
+    reply: Reply | None = None
+    reply_is_protocol_error: bool = False
+
+
+@dataclass
+class _PendingDecision:
+    event: DecisionEvent
+    on_accept: Callable[[str | None], None]
+    on_reject: Callable[[Reply, bytes | None], None]
+
+
+@dataclass
+class _SaslExchange:
+    name: str
+    mechanism: SaslMechanism
+    failure_reply: Reply | None = None
+
+
+# --------------------------------------------------------------------------
+# The state machine
+# --------------------------------------------------------------------------
+
+
+class ServerConnection:
+    """One SMTP server session; see the module docstring for the driving loop."""
+
+    def __init__(
+        self,
+        features: ServerFeatures,
+        limits: ProtocolLimits | None = None,
+        *,
+        mechanisms: Mapping[str, MechanismFactory] | None = None,
+    ) -> None:
+        self._features = features
+        self._limits = limits if limits is not None else ProtocolLimits()
+        self._mechanisms = mechanisms if mechanisms is not None else DEFAULT_MECHANISMS
+        self._state = State.NEW
+        self._buffer = bytearray()
+        self._outgoing = bytearray()
+        self._events: deque[Event] = deque()
+        self._pending: _PendingDecision | None = None
+        self._eof = False
+        self._skipping_line = False
+        self._tls_active = features.tls_active
+        self._helo_name: str | None = None
+        self._extended = False
+        self._authenticated = False
+        self._transaction: _Transaction | None = None
+        self._sasl: _SaslExchange | None = None
+        self._body: _BodyInspector | None = None
+        self._data_mid_line = False
+        self._chunk: _Chunk | None = None
+        self._bdat_partial = b""
+        self._errors = 0
+        self._shutting_down = False
+        self._discarded_after_starttls = 0
+
+    # ---------------------------------------------------------------- API
+
+    def start(self) -> None:
+        """Queue the 220 greeting."""
+        self._require_state(State.NEW, "start()")
+        greeting = f"{self._features.hostname} {self._features.greeting_text}"
+        self._send(Reply(220, "", greeting))
+        self._state = State.COMMAND
+
+    def refuse(self, reply: Reply) -> None:
+        """Instead of ``start()``: queue ``reply`` (e.g. 421 or 554) and close."""
+        self._send(reply)
+        self._close()
+
+    def receive_data(self, data: bytes) -> None:
+        """Buffer bytes from the peer; ``b""`` means the peer closed."""
+        if not data:
+            self._eof = True
+        elif self._state is State.TLS_PENDING:
+            self._discarded_after_starttls += len(data)
+        elif self._state is not State.CLOSED and not self._eof:
+            self._buffer += data
+
+    def next_event(self) -> Event | NeedData | Paused:
+        """The next event, ``PAUSED`` during a decision or ``NEED_DATA``.
+
+        After the connection is closed this keeps returning ``NEED_DATA``:
+        the adapter checks ``closed`` and stops.
+        """
+        while not self._events:
+            if self._pending is not None:
+                return PAUSED
+            if self._advance() or self._events:
+                continue
+            if self._eof and self._state is not State.CLOSED:
+                self._events.append(ConnectionLost())
+                self._close()
+                continue
+            return NEED_DATA
+        return self._events.popleft()
+
+    def accept(self, text: str | None = None) -> None:
+        """Answer the pending decision with its success reply (``text`` overrides)."""
+        pending = self._take_pending()
+        pending.on_accept(text)
+
+    def reject(self, reply: Reply, challenge: bytes | None = None) -> None:
+        """Answer the pending decision with ``reply`` (a 4xx or 5xx).
+
+        ``challenge`` (AuthAttempt only) first sends ``334 base64(challenge)``
+        and sends ``reply`` after the client's next line (RFC 7628).
+        """
+        if reply.code < 400:
+            raise ProtocolUsageError(f"reject() needs a 4xx/5xx reply, got {reply.code}")
+        if self._pending is None:
+            raise ProtocolUsageError("reject() called without a pending decision")
+        if challenge is not None and not isinstance(self._pending.event, AuthAttempt):
+            raise ProtocolUsageError("a challenge can only answer an AuthAttempt")
+        pending = self._take_pending()
+        pending.on_reject(reply, challenge)
+
+    def tls_established(self) -> None:
+        """The STARTTLS handshake succeeded: reset the session (RFC 3207)."""
+        self._require_state(State.TLS_PENDING, "tls_established()")
+        self._tls_active = True
+        self._helo_name = None
+        self._extended = False
+        self._authenticated = False
+        self._transaction = None
+        self._state = State.COMMAND
+
+    def data_to_send(self) -> bytes:
+        """Everything queued for the peer since the last call."""
+        data = bytes(self._outgoing)
+        self._outgoing.clear()
+        return data
+
+    def close_after_send(self) -> bool:
+        """True when the adapter must flush ``data_to_send()`` and close."""
+        return self._state is State.CLOSED
+
+    def shutdown(self) -> None:
+        """Server going down: 421 now if idle, else at the next command."""
+        if self._state is State.CLOSED:
+            return
+        self._shutting_down = True
+        idle = (
+            self._state in (State.NEW, State.COMMAND)
+            and self._pending is None
+            and self._transaction is None
+        )
+        if idle:
+            self._send(_SHUTTING_DOWN)
+            self._close()
+
+    # -------------------------------------------------------- properties
+
+    @property
+    def closed(self) -> bool:
+        return self._state is State.CLOSED
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def authenticated(self) -> bool:
+        return self._authenticated
+
+    @property
+    def tls_active(self) -> bool:
+        return self._tls_active
+
+    @property
+    def helo_name(self) -> str | None:
+        return self._helo_name
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._transaction is not None
+
+    @property
+    def pending_decision(self) -> DecisionEvent | None:
+        """The decision event awaiting ``accept()``/``reject()``, if any."""
+        return self._pending.event if self._pending is not None else None
+
+    @property
+    def error_count(self) -> int:
+        """Protocol-generated 5xx replies so far."""
+        return self._errors
+
+    @property
+    def discarded_after_starttls(self) -> int:
+        """Octets thrown away between STARTTLS and the handshake (injection)."""
+        return self._discarded_after_starttls
+
+    # ------------------------------------------------------ plumbing
+
+    def _require_state(self, state: State, call: str) -> None:
+        if self._state is not state:
+            raise ProtocolUsageError(f"{call} is not valid in state {self._state.value}")
+
+    def _take_pending(self) -> _PendingDecision:
+        pending = self._pending
+        if pending is None:
+            raise ProtocolUsageError("no decision is pending")
+        self._pending = None
+        return pending
+
+    def _decide(
+        self,
+        event: DecisionEvent,
+        on_accept: Callable[[str | None], None],
+        on_reject: Callable[[Reply, bytes | None], None],
+    ) -> None:
+        self._events.append(event)
+        self._pending = _PendingDecision(event, on_accept, on_reject)
+
+    def _send(self, reply: Reply) -> None:
+        if self._state is not State.CLOSED:
+            self._outgoing += reply.to_bytes()
+
+    def _fail(self, reply: Reply) -> None:
+        """Send a protocol-generated error; too many 5xx close the session."""
+        self._send(reply)
+        if reply.code < 500:
+            return
+        self._errors += 1
+        if self._errors >= self._limits.max_errors:
+            self._send(_TOO_MANY_ERRORS)
+            self._close()
+
+    def _close(self) -> None:
+        self._state = State.CLOSED
+        self._pending = None
+        self._buffer.clear()
+
+    def _take(self, count: int) -> bytes:
+        """Remove and return the first ``count`` buffered octets."""
+        buffer = self._buffer
+        if count >= len(buffer):
+            data = bytes(buffer)
+            buffer.clear()
+            return data
+        with memoryview(buffer) as view:
+            data = bytes(view[:count])
+        del buffer[:count]
+        return data
+
+    def _advance(self) -> bool:
+        """Process buffered input; False when nothing more can be done now."""
+        step = self._STEPS.get(self._state)
+        return step(self) if step is not None else False
+
+    # ------------------------------------------------------ line framing
+
+    def _read_line(self, limit: int) -> bytes | Reply | None:
+        """One CRLF line without its CRLF, a framing error, or None (need data).
+
+        A line over ``limit`` octets is never buffered: the rest is skipped
+        up to the next LF and reported as too long.
+        """
+        buffer = self._buffer
+        if self._skipping_line:
+            end = buffer.find(b"\n")
+            if end < 0:
+                buffer.clear()
+                return None
+            del buffer[: end + 1]
+            self._skipping_line = False
+            return _LINE_TOO_LONG
+        end = buffer.find(b"\n", 0, limit)
+        if end < 0:
+            if len(buffer) < limit:
+                return None
+            self._skipping_line = True
+            return self._read_line(limit)
+        line = self._take(end + 1)
+        if not line.endswith(b"\r\n") or line.count(b"\r") != 1:
+            return _BARE_CR_LF
+        return line[:-2]
+
+    def _command_line_limit(self) -> int:
+        if self._buffer[:5].upper() == b"AUTH ":
+            return self._limits.max_auth_line
+        return self._limits.max_command_line
+
+    # ------------------------------------------------------ command phase
+
+    def _step_command(self) -> bool:
+        line = self._read_line(self._command_line_limit())
+        if line is None:
+            return False
+        if isinstance(line, Reply):
+            self._fail(line)
+        else:
+            self._handle_command(line)
+        return True
+
+    def _handle_command(self, line: bytes) -> None:
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            self._fail(_NOT_UTF8)
+            return
+        verb, _, argument = text.partition(" ")
+        verb = verb.upper()
+        if self._shutting_down and self._transaction is None and verb != "QUIT":
+            self._send(_SHUTTING_DOWN)
+            self._close()
+            return
+        handler = self._COMMANDS.get(verb)
+        if handler is None:
+            self._fail(_UNKNOWN_COMMAND)
+        else:
+            handler(self, argument)
+
+    def _abort_transaction(self) -> None:
+        """Drop the transaction on RSET/EHLO/HELO/STARTTLS, telling the app."""
+        if self._transaction is not None:
+            self._transaction = None
+            self._events.append(Reset())
+
+    def _cmd_ehlo(self, argument: str) -> None:
+        self._greet(argument, extended=True)
+
+    def _cmd_helo(self, argument: str) -> None:
+        self._greet(argument, extended=False)
+
+    def _greet(self, argument: str, *, extended: bool) -> None:
+        words = argument.split()
+        if not words or not words[0].isprintable():
+            self._fail(_SYNTAX_EHLO if extended else _SYNTAX_HELO)
+            return
+        self._abort_transaction()
+        self._helo_name = words[0]
+        self._extended = extended
+        if extended:
+            self._send(Reply(250, "", self._ehlo_lines()))
+        else:
+            self._send(Reply(250, "", self._features.hostname))
+        self._events.append(Hello(words[0], extended))
+
+    def _ehlo_lines(self) -> list[str]:
+        lines = [
+            self._features.hostname,
+            "PIPELINING",
+            f"SIZE {self._limits.max_message_size}",
+            "8BITMIME",
+            "ENHANCEDSTATUSCODES",
+            "SMTPUTF8",
+            "CHUNKING",
+        ]
+        if self._features.starttls_available and not self._tls_active:
+            lines.append("STARTTLS")
+        mechanisms = self._offered_mechanisms()
+        if mechanisms and self._auth_allowed_on_channel():
+            lines.append("AUTH " + " ".join(mechanisms))
+        return lines
+
+    def _offered_mechanisms(self) -> list[str]:
+        return [
+            name.upper()
+            for name in self._features.auth_mechanisms
+            if name.upper() in self._mechanisms
+        ]
+
+    def _auth_allowed_on_channel(self) -> bool:
+        return self._tls_active or not self._features.require_tls_for_auth
+
+    def _cmd_starttls(self, argument: str) -> None:
+        if self._tls_active:
+            self._fail(_TLS_ALREADY_ACTIVE)
+        elif not self._features.starttls_available:
+            self._send(_TLS_NOT_AVAILABLE)
+        elif argument.strip():
+            self._fail(_SYNTAX_STARTTLS)
+        else:
+            self._begin_tls()
+
+    def _begin_tls(self) -> None:
+        """Queue 220 and drop pipelined plaintext (CVE-2011-0411 class)."""
+        self._abort_transaction()
+        self._send(_READY_FOR_TLS)
+        self._discarded_after_starttls += len(self._buffer)
+        self._buffer.clear()
+        self._skipping_line = False
+        self._state = State.TLS_PENDING
+        self._events.append(StartTLS())
+
+    def _cmd_rset(self, argument: str) -> None:
+        if argument.strip():
+            self._fail(_SYNTAX_RSET)
+            return
+        self._transaction = None
+        self._events.append(Reset())
+        self._send(_RESET_OK)
+
+    def _cmd_noop(self, argument: str) -> None:
+        self._send(_OK)
+
+    def _cmd_quit(self, argument: str) -> None:
+        self._send(_BYE)
+        self._events.append(Quit())
+        self._close()
+
+    def _cmd_vrfy(self, argument: str) -> None:
+        self._send(_VRFY)
+
+    def _cmd_expn(self, argument: str) -> None:
+        self._fail(_NOT_IMPLEMENTED_EXPN)
+
+    def _cmd_help(self, argument: str) -> None:
+        self._send(_HELP)
+
+    # ------------------------------------------------------ AUTH (RFC 4954)
+
+    def _cmd_auth(self, argument: str) -> None:
+        problem = self._auth_precondition()
+        if problem is not None:
+            self._fail(problem)
+            return
+        words = argument.rstrip(" ").split(" ")
+        if len(words) > 2 or not words[0]:
+            self._fail(_SYNTAX_AUTH)
+            return
+        name = words[0].upper()
+        if name not in self._offered_mechanisms():
+            self._fail(_UNKNOWN_MECHANISM)
+            return
+        initial: bytes | None = None
+        if len(words) == 2:
+            initial = b"" if words[1] == "=" else decode_response(words[1].encode("ascii", "replace"))
+            if initial is None:
+                self._fail(_CANNOT_DECODE)
+                return
+        exchange = _SaslExchange(name, self._mechanisms[name]())
+        self._sasl = exchange
+        self._apply_sasl_step(exchange.mechanism.start(initial))
+
+    def _auth_precondition(self) -> Reply | None:
+        if not self._extended:
+            return _SEND_EHLO_FIRST
+        if not self._auth_allowed_on_channel():
+            return _STARTTLS_FIRST
+        if self._authenticated:
+            return _ALREADY_AUTHENTICATED
+        if self._transaction is not None:
+            return _AUTH_IN_TRANSACTION
+        return None
+
+    def _apply_sasl_step(self, step: SaslStep) -> None:
+        if isinstance(step, Challenge):
+            self._send(Reply(334, "", encode_challenge(step.data)))
+            self._state = State.AUTH
+        elif isinstance(step, SaslCredentials):
+            self._state = State.COMMAND
+            self._request_auth_decision(step)
+        else:
+            self._end_sasl()
+            self._fail(_malformed_reply(step))
+
+    def _request_auth_decision(self, credentials: SaslCredentials) -> None:
+        assert self._sasl is not None
+        event = AuthAttempt(
+            mechanism=self._sasl.name,
+            authzid=credentials.authzid,
+            login=credentials.login,
+            secret=credentials.secret,
+        )
+        self._decide(event, self._auth_accepted, self._auth_rejected)
+
+    def _auth_accepted(self, text: str | None) -> None:
+        self._end_sasl()
+        self._authenticated = True
+        self._send(_AUTH_OK.with_text(text))
+
+    def _auth_rejected(self, reply: Reply, challenge: bytes | None) -> None:
+        if challenge is None or self._sasl is None:
+            self._end_sasl()
+            self._send(reply)
+            return
+        self._sasl.failure_reply = reply
+        self._send(Reply(334, "", encode_challenge(challenge)))
+        self._state = State.AUTH_FAILURE
+
+    def _end_sasl(self) -> None:
+        self._sasl = None
+        if self._state in (State.AUTH, State.AUTH_FAILURE):
+            self._state = State.COMMAND
+
+    def _step_auth(self) -> bool:
+        line = self._read_line(self._limits.max_auth_line)
+        if line is None:
+            return False
+        assert self._sasl is not None
+        if isinstance(line, Reply):
+            self._end_sasl()
+            self._fail(line)
+        elif line == b"*":
+            self._end_sasl()
+            self._fail(_AUTH_CANCELLED)
+        else:
+            self._continue_sasl(self._sasl, line)
+        return True
+
+    def _continue_sasl(self, exchange: _SaslExchange, line: bytes) -> None:
+        response = decode_response(line)
+        if response is None:
+            self._end_sasl()
+            self._fail(_CANNOT_DECODE)
+            return
+        self._apply_sasl_step(exchange.mechanism.step(response))
+
+    def _step_auth_failure(self) -> bool:
+        """After a failure challenge any client line ends the exchange."""
+        line = self._read_line(self._limits.max_auth_line)
+        if line is None:
+            return False
+        reply = self._sasl.failure_reply if self._sasl is not None else None
+        self._end_sasl()
+        self._send(reply or AUTH_CREDENTIALS_INVALID)
+        return True
+
+    # ------------------------------------------------------ MAIL / RCPT
+
+    def _cmd_mail(self, argument: str) -> None:
+        problem = self._mail_precondition()
+        if problem is not None:
+            self._fail(problem)
+            return
+        parsed = self._parse_path_command(argument, "FROM", _SYNTAX_MAIL)
+        if isinstance(parsed, Reply):
+            self._fail(parsed)
+            return
+        path, params = parsed
+        address = "" if path == "" else _mailbox_from_path(path)
+        if address is None:
+            self._fail(_BAD_SENDER)
+            return
+        problem = _check_mail_params(params, self._limits.max_message_size)
+        if problem is None and not address.isascii() and "SMTPUTF8" not in params:
+            problem = _NON_ASCII_ADDRESS
+        if problem is not None:
+            self._fail(problem)
+            return
+        self._request_mail_decision(address, params)
+
+    def _mail_precondition(self) -> Reply | None:
+        if self._helo_name is None:
+            return _SEND_HELO_FIRST
+        features = self._features
+        if features.require_auth_for_mail:
+            if features.require_tls_for_auth and not self._tls_active:
+                return _STARTTLS_FIRST
+            if not self._authenticated:
+                return _AUTH_REQUIRED
+        if self._transaction is not None:
+            return _NESTED_MAIL
+        return None
+
+    @staticmethod
+    def _parse_path_command(
+        argument: str, keyword: str, syntax_error: Reply
+    ) -> tuple[str, Params] | Reply:
+        split = _split_path_argument(argument, keyword)
+        if split is None:
+            return syntax_error
+        path, params_text = split
+        params = _parse_params(params_text)
+        if params is None:
+            return syntax_error
+        return path, params
+
+    def _request_mail_decision(self, address: str, params: Params) -> None:
+        smtputf8 = "SMTPUTF8" in params
+
+        def accepted(text: str | None) -> None:
+            self._transaction = _Transaction(sender=address, smtputf8=smtputf8)
+            self._send(_SENDER_OK.with_text(text))
+
+        self._decide(MailFrom(address, params), accepted, self._send_rejection)
+
+    def _send_rejection(self, reply: Reply, challenge: bytes | None) -> None:
+        self._send(reply)
+
+    def _cmd_rcpt(self, argument: str) -> None:
+        transaction = self._transaction
+        if transaction is None:
+            self._fail(_NEED_MAIL_FOR_RCPT)
+            return
+        if transaction.body_kind is not None:
+            self._fail(_RCPT_AFTER_BDAT)
+            return
+        parsed = self._parse_path_command(argument, "TO", _SYNTAX_RCPT)
+        if isinstance(parsed, Reply):
+            self._fail(parsed)
+            return
+        path, params = parsed
+        address = _recipient_address(path)
+        problem = _check_recipient(address, params, transaction.smtputf8)
+        if problem is not None or address is None:
+            self._fail(problem or _BAD_RECIPIENT)
+        elif transaction.recipients >= self._limits.max_recipients:
+            self._send(_TOO_MANY_RECIPIENTS)
+        else:
+            self._request_rcpt_decision(address, params, transaction)
+
+    def _request_rcpt_decision(
+        self, address: str, params: Params, transaction: _Transaction
+    ) -> None:
+        def accepted(text: str | None) -> None:
+            transaction.recipients += 1
+            self._send(_RECIPIENT_OK.with_text(text))
+
+        self._decide(RcptTo(address, params), accepted, self._send_rejection)
+
+    # ------------------------------------------------------ DATA
+
+    def _cmd_data(self, argument: str) -> None:
+        transaction = self._transaction
+        if transaction is None:
+            self._fail(_NEED_MAIL)
+        elif transaction.body_kind == "BDAT":
+            self._fail(_DATA_AFTER_BDAT)
+        elif transaction.recipients == 0:
+            self._fail(_NO_RECIPIENTS)
+        elif argument.strip():
+            self._fail(_SYNTAX_DATA)
+        else:
+            self._decide(DataStart("DATA"), self._data_accepted, self._send_rejection)
+
+    def _data_accepted(self, text: str | None) -> None:
+        assert self._transaction is not None
+        self._transaction.body_kind = "DATA"
+        self._body = _BodyInspector(self._limits)
+        self._data_mid_line = False
+        self._state = State.DATA
+        self._send(_START_DATA.with_text(text))
+
+    def _step_data(self) -> bool:
+        """Stream complete lines; only CRLF.CRLF ends the data (RFC 5321 4.1.1.4)."""
+        buffer = self._buffer
+        if self._data_mid_line and not self._skip_to_next_line():
+            return False
+        if buffer.startswith(b".\r\n"):
+            del buffer[:3]
+            self._end_of_message()
+            return True
+        end = buffer.find(b"\r\n.\r\n")
+        if end >= 0:
+            self._deliver_data_lines(self._take(end + 2))
+            del buffer[:3]
+            self._end_of_message()
+            return True
+        last = buffer.rfind(b"\r\n")
+        if last >= 0:
+            self._deliver_data_lines(self._take(last + 2))
+        if len(buffer) > self._limits.max_text_line:
+            assert self._body is not None
+            self._body.refuse_partial_line(bytes(buffer))
+            self._data_mid_line = True
+            return True
+        return last >= 0
+
+    def _skip_to_next_line(self) -> bool:
+        """Drop the rest of an over-long line; True once at a line start."""
+        buffer = self._buffer
+        end = buffer.find(b"\r\n")
+        if end < 0:
+            keep = 1 if buffer.endswith(b"\r") else 0
+            del buffer[: len(buffer) - keep]
+            return False
+        del buffer[: end + 2]
+        self._data_mid_line = False
+        return True
+
+    def _deliver_data_lines(self, lines: bytes) -> None:
+        body = self._body
+        assert body is not None
+        if body.violation is not None:
+            return
+        if lines.startswith(b"."):
+            lines = lines[1:]
+        if b"\r\n." in lines:
+            lines = lines.replace(b"\r\n.", b"\r\n")
+        if body.accept(lines):
+            self._events.append(MessageData(lines))
+
+    def _end_of_message(self) -> None:
+        body = self._body
+        assert body is not None
+        self._body = None
+        self._state = State.COMMAND
+        if body.violation is not None:
+            self._transaction = None
+            self._events.append(MessageRejected(body.violation))
+            self._fail(body.violation)
+            return
+        self._decide(MessageComplete(), self._message_accepted, self._message_rejected)
+
+    def _message_accepted(self, text: str | None) -> None:
+        self._transaction = None
+        self._send(_QUEUED.with_text(text))
+
+    def _message_rejected(self, reply: Reply, challenge: bytes | None) -> None:
+        self._transaction = None
+        self._send(reply)
+
+    # ------------------------------------------------------ BDAT (RFC 3030)
+
+    def _cmd_bdat(self, argument: str) -> None:
+        match = _BDAT_RE.fullmatch(argument)
+        if match is None:
+            self._fail(_SYNTAX_BDAT)
+            return
+        size, last = int(match.group(1)), match.group(2) is not None
+        transaction = self._transaction
+        if transaction is None:
+            self._discard_chunk(size, last, _NEED_MAIL, protocol_error=True)
+        elif transaction.recipients == 0:
+            self._discard_chunk(size, last, _NEED_RCPT, protocol_error=True)
+        elif transaction.body_kind is None:
+            self._request_bdat_decision(size, last)
+        else:
+            self._stream_chunk(size, last)
+
+    def _request_bdat_decision(self, size: int, last: bool) -> None:
+        """The first chunk of a transaction asks the application (DataStart)."""
+
+        def accepted(text: str | None) -> None:
+            assert self._transaction is not None
+            self._transaction.body_kind = "BDAT"
+            self._body = _BodyInspector(self._limits)
+            self._bdat_partial = b""
+            self._stream_chunk(size, last)
+
+        def rejected(reply: Reply, challenge: bytes | None) -> None:
+            # RFC 3030: the transaction has failed; the chunk octets are still
+            # read so that they are never taken for commands.
+            self._transaction = None
+            self._discard_chunk(size, last, reply, protocol_error=False)
+
+        self._decide(DataStart("BDAT"), accepted, rejected)
+
+    def _stream_chunk(self, size: int, last: bool) -> None:
+        self._chunk = _Chunk(size=size, remaining=size, last=last)
+        self._state = State.BDAT
+
+    def _discard_chunk(self, size: int, last: bool, reply: Reply, *, protocol_error: bool) -> None:
+        """Read and drop ``size`` octets, then send ``reply``."""
+        self._chunk = _Chunk(size, size, last, reply, protocol_error)
+        self._state = State.BDAT
+
+    def _step_bdat(self) -> bool:
+        chunk = self._chunk
+        assert chunk is not None
+        if chunk.remaining:
+            if not self._buffer:
+                return False
+            piece = self._take(chunk.remaining)
+            chunk.remaining -= len(piece)
+            if chunk.reply is None:
+                self._stream_bdat(piece)
+            if chunk.remaining:
+                return True
+        self._finish_chunk(chunk)
+        return True
+
+    def _stream_bdat(self, piece: bytes) -> None:
+        """Deliver complete lines; hold back one bounded partial line."""
+        body = self._body
+        assert body is not None
+        if body.violation is not None:
+            return
+        data = self._bdat_partial + piece if self._bdat_partial else piece
+        last = data.rfind(b"\r\n")
+        lines, partial = data[: last + 2], data[last + 2 :]
+        if lines and body.accept(lines):
+            self._events.append(MessageData(lines))
+        if len(partial) > self._limits.max_text_line:
+            body.refuse_partial_line(partial)
+        self._bdat_partial = partial if body.violation is None else b""
+
+    def _finish_chunk(self, chunk: _Chunk) -> None:
+        self._chunk = None
+        self._state = State.COMMAND
+        if chunk.reply is not None:
+            if chunk.reply_is_protocol_error:
+                self._fail(chunk.reply)
+            else:
+                self._send(chunk.reply)
+        elif not chunk.last:
+            self._send(Reply(250, "2.0.0", f"{chunk.size} octets received"))
+        else:
+            self._flush_bdat_partial()
+            self._end_of_message()
+
+    def _flush_bdat_partial(self) -> None:
+        partial, self._bdat_partial = self._bdat_partial, b""
+        assert self._body is not None
+        if partial and self._body.accept(partial):
+            self._events.append(MessageData(partial))
+
+    # ------------------------------------------------------ dispatch tables
+
+    _COMMANDS: ClassVar[dict[str, Callable[[ServerConnection, str], None]]] = {
+        "EHLO": _cmd_ehlo,
+        "HELO": _cmd_helo,
+        "STARTTLS": _cmd_starttls,
+        "AUTH": _cmd_auth,
+        "MAIL": _cmd_mail,
+        "RCPT": _cmd_rcpt,
+        "DATA": _cmd_data,
+        "BDAT": _cmd_bdat,
+        "RSET": _cmd_rset,
+        "NOOP": _cmd_noop,
+        "QUIT": _cmd_quit,
+        "VRFY": _cmd_vrfy,
+        "EXPN": _cmd_expn,
+        "HELP": _cmd_help,
+    }
+
+    _STEPS: ClassVar[dict[State, Callable[[ServerConnection], bool]]] = {
+        State.COMMAND: _step_command,
+        State.AUTH: _step_auth,
+        State.AUTH_FAILURE: _step_auth_failure,
+        State.DATA: _step_data,
+        State.BDAT: _step_bdat,
+    }
