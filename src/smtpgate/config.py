@@ -74,11 +74,13 @@ class SmtpConfig(_Section):
     command_timeout: timedelta = timedelta(minutes=5)
     data_timeout: timedelta = timedelta(minutes=10)
     auth_failure_delay: timedelta = timedelta(milliseconds=250)
-    proxy_protocol: bool = False
+    tls_handshake_timeout: timedelta = timedelta(seconds=30)
+    shutdown_grace: timedelta = timedelta(seconds=30)
 
     _check_listen = field_validator("submission", "submissions")(classmethod(lambda cls, v: _listen(v)))
     _check_durations = field_validator(
-        "command_timeout", "data_timeout", "auth_failure_delay", mode="before"
+        "command_timeout", "data_timeout", "auth_failure_delay", "tls_handshake_timeout",
+        "shutdown_grace", mode="before"
     )(classmethod(lambda cls, v: _duration(v)))
 
 

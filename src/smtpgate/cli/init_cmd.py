@@ -100,7 +100,7 @@ def init(
     write_secret_file(data_dir / "secrets" / "app-password.key", generate_key())
     with handled_errors():
         config = load_config(config_path)
-        names = sorted({hostname, socket.gethostname()} - {""})
+        names = list(dict.fromkeys(n for n in (hostname, socket.gethostname()) if n))
         try:
             tls = pki.ensure_local_ca_and_server_cert(data_dir / "tls", names)
         except pki.PkiError as exc:

@@ -1,0 +1,433 @@
+"""The asyncio adapter: listeners, TLS, timeouts, connection caps, workers.
+
+A thin shell around the sans-I/O protocol. Each connection is an asyncio.Protocol
+feeding bytes to a `ServerConnection` and one task that walks its events through a
+`Session`. Reading pauses after every chunk until the protocol has consumed it, and
+writing back-pressure pauses input, so a fast or stalled client cannot pin memory.
+
+Workers: `run_server(workers=N)` binds the sockets once, then forks N processes that
+accept on them. Per process: connections, caps, TLS contexts. Shared: the database and
+the spool on disk. Connection caps are per process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import ssl
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from smtpgate.config import Config
+from smtpgate.runtime import Runtime
+from smtpgate.smtp.protocol import (
+    NEED_DATA,
+    PAUSED,
+    ProtocolLimits,
+    Reply,
+    ServerConnection,
+    ServerFeatures,
+    StartTLS,
+    State,
+)
+from smtpgate.smtp.session import Session, SessionServices
+from smtpgate.smtp.tls import ReloadableTlsContext, TlsConfigError, describe_tls
+
+log = logging.getLogger("smtpgate.server")
+
+TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections, try again later")
+TOO_MANY_FROM_YOU = Reply(421, "4.7.0", "Too many connections from your address, try again later")
+READ_CHUNK_LIMIT = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Listener:
+    name: str          # "submission" (STARTTLS) or "submissions" (implicit TLS)
+    host: str
+    port: int
+    implicit_tls: bool
+
+
+def listeners_from(config: Config) -> list[Listener]:
+    result = []
+    for name, value, implicit in (("submission", config.smtp.submission, False), ("submissions", config.smtp.submissions, True)):
+        host, _, port = value.rpartition(":")
+        result.append(Listener(name, host.strip("[]"), int(port), implicit))
+    return result
+
+
+class SmtpServer:
+    """One process's server: its listeners, its connections, their limits."""
+
+    def __init__(self, config: Config, runtime: Runtime, tls: ReloadableTlsContext) -> None:
+        self.config = config
+        self.tls = tls
+        self.services = SessionServices(
+            credentials=runtime.credentials,
+            capture=runtime.capture,
+            hostname=config.hostname,
+            auth_failure_delay=config.smtp.auth_failure_delay.total_seconds(),
+        )
+        self.limits = ProtocolLimits(
+            max_message_size=config.smtp.max_message_size,
+            max_recipients=config.smtp.max_recipients,
+        )
+        self.connections: set[SmtpConnection] = set()
+        self.per_ip: Counter[str] = Counter()
+        self.servers: list[asyncio.base_events.Server] = []
+        self.stopping = False
+
+    async def start(self, sockets: dict[str, socket.socket] | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        for listener in listeners_from(self.config):
+            sock = (sockets or {}).get(listener.name) or bind(listener)
+            server = await loop.create_server(
+                lambda listener=listener: SmtpConnection(self, listener),
+                sock=sock,
+                ssl=self.tls.context if listener.implicit_tls else None,
+                ssl_handshake_timeout=self.config.smtp.tls_handshake_timeout.total_seconds() if listener.implicit_tls else None,
+                backlog=1024,
+            )
+            self.servers.append(server)
+            log.info("listening on %s:%d (%s, %s)", listener.host, listener.port, listener.name,
+                     "implicit TLS" if listener.implicit_tls else "STARTTLS")
+
+    def admit(self, ip: str) -> Reply | None:
+        """A reply refusing a new connection, or None to let it in."""
+        if self.stopping:
+            return Reply(421, "4.3.2", "Service shutting down")
+        if len(self.connections) >= self.config.smtp.max_connections:
+            return TOO_MANY_CONNECTIONS
+        if self.per_ip[ip] >= self.config.smtp.max_connections_per_ip:
+            return TOO_MANY_FROM_YOU
+        return None
+
+    def reload_tls(self) -> None:
+        try:
+            self.tls.reload()
+            log.info("TLS certificate reloaded")
+        except TlsConfigError as exc:
+            log.error("TLS reload failed, keeping the current certificate: %s", exc)
+
+    async def shutdown(self) -> None:
+        """Stop accepting, let transactions in flight finish, answer 421 to the rest."""
+        self.stopping = True
+        for server in self.servers:
+            server.close()
+        for conn in list(self.connections):
+            conn.shutdown()
+        deadline = time.monotonic() + self.config.smtp.shutdown_grace.total_seconds()
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.abort()
+
+
+class SmtpConnection(asyncio.Protocol):
+    """One client: transport callbacks in, one task driving protocol and session."""
+
+    def __init__(self, server: SmtpServer, listener: Listener) -> None:
+        self.server = server
+        self.listener = listener
+        self.transport: asyncio.Transport | None = None
+        self.ip = ""
+        self.conn = ServerConnection(
+            ServerFeatures(
+                hostname=server.config.hostname,
+                tls_active=listener.implicit_tls,
+                starttls_available=not listener.implicit_tls,
+            ),
+            server.limits,
+        )
+        self.session: Session | None = None
+        self._input = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._reading_paused = False
+        self._lost = False
+        self._task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------ transport side
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
+        peer = transport.get_extra_info("peername") or ("unknown", 0)
+        self.ip = peer[0]
+        refusal = self.server.admit(self.ip)
+        if refusal is not None:
+            self.conn.refuse(refusal)
+            transport.write(self.conn.data_to_send())
+            transport.close()
+            return
+        self.server.connections.add(self)
+        self.server.per_ip[self.ip] += 1
+        self.session = Session(self.server.services, client_ip=self.ip, listener=self.listener.name, tls_info=self.tls_info)
+        transport.set_write_buffer_limits(high=256 * 1024)
+        self.conn.start()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def data_received(self, data: bytes) -> None:
+        self.conn.receive_data(data)
+        self._pause_reading()
+        self._input.set()
+
+    def eof_received(self) -> bool:
+        self.conn.receive_data(b"")
+        self._input.set()
+        return True  # we close once the replies are out
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._input.set()
+        self._writable.set()
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
+
+    # ---------------------------------------------------------------- the task
+
+    async def _run(self) -> None:
+        assert self.session is not None
+        try:
+            await self._loop()
+        except TimeoutError:
+            self._send_now(Reply(421, "4.4.2", f"{self.server.config.hostname} Timeout, closing connection"))
+        except (ConnectionError, ssl.SSLError, OSError) as exc:
+            log.debug("connection from %s ended: %s", self.ip, exc)
+        except Exception:  # noqa: BLE001 - one broken session must not take the server down
+            log.exception("session from %s failed", self.ip)
+            self._send_now(Reply(421, "4.3.0", "Internal error, closing connection"))
+        finally:
+            self.session.reset_transaction()
+            self._release()
+
+    async def _loop(self) -> None:
+        assert self.session is not None
+        conn = self.conn
+        while True:
+            event = conn.next_event()
+            if event is NEED_DATA:
+                self._flush()
+                if conn.closed or self._lost:
+                    return
+                await self._wait_for_input()
+                continue
+            if event is PAUSED:  # pragma: no cover - every decision is answered in handle()
+                raise RuntimeError("protocol paused with no decision pending")
+            if isinstance(event, StartTLS):
+                self._flush()
+                await self._start_tls()
+                conn.tls_established()
+                continue
+            await self.session.handle(conn, event)
+            if conn.closed:
+                self._flush()
+                return
+
+    async def _wait_for_input(self) -> None:
+        in_data = self.conn.state in (State.DATA, State.BDAT)
+        smtp = self.server.config.smtp
+        timeout = (smtp.data_timeout if in_data else smtp.command_timeout).total_seconds()
+        async with asyncio.timeout(timeout):
+            if not self._writable.is_set():
+                await self._writable.wait()
+            self._input.clear()
+            self._resume_reading()
+            await self._input.wait()
+
+    async def _start_tls(self) -> None:
+        assert self.transport is not None
+        loop = asyncio.get_running_loop()
+        self._reading_paused = False
+        new_transport = await loop.start_tls(
+            self.transport,
+            self,
+            self.server.tls.context,
+            server_side=True,
+            ssl_handshake_timeout=self.server.config.smtp.tls_handshake_timeout.total_seconds(),
+        )
+        if new_transport is None:
+            raise ConnectionError("TLS handshake did not complete")
+        self.transport = new_transport
+
+    def tls_info(self) -> str:
+        if self.transport is None:
+            return ""
+        return describe_tls(self.transport.get_extra_info("ssl_object"))
+
+    def _flush(self) -> None:
+        data = self.conn.data_to_send()
+        if data and self.transport is not None and not self._lost:
+            self.transport.write(data)
+
+    def _send_now(self, reply: Reply) -> None:
+        if self.transport is not None and not self._lost and not self.transport.is_closing():
+            self.transport.write(self.conn.data_to_send() + reply.to_bytes())
+
+    def _pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None and not self._lost:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None and not self._lost:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def _release(self) -> None:
+        if self in self.server.connections:
+            self.server.connections.discard(self)
+            self.server.per_ip[self.ip] -= 1
+            if self.server.per_ip[self.ip] <= 0:
+                del self.server.per_ip[self.ip]
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+
+    # ----------------------------------------------------------------- shutdown
+
+    def shutdown(self) -> None:
+        self.conn.shutdown()
+        self._input.set()
+
+    def abort(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self.transport is not None:
+            self.transport.abort()
+
+
+# ------------------------------------------------------------------ processes
+
+
+def bind(listener: Listener) -> socket.socket:
+    family = socket.AF_INET6 if ":" in listener.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((listener.host, listener.port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(
+            f"error: cannot listen on {listener.host}:{listener.port} ({listener.name}): {exc.strerror}. "
+            f"Is another server running there? Change [smtp] {listener.name} in the config."
+        ) from None
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def _install_loop() -> None:
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def _serve(config: Config, sockets: dict[str, socket.socket] | None) -> int:
+    runtime = Runtime(config)
+    try:
+        tls = ReloadableTlsContext(config.path(config.tls.cert), config.path(config.tls.key))
+        server = SmtpServer(config, runtime, tls)
+        await server.start(sockets)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
+        await stop.wait()
+        log.info("stopping: finishing transactions in flight")
+        await server.shutdown()
+        return 0
+    finally:
+        runtime.close()
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=os.environ.get("SMTPGATE_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _preflight(config: Config) -> None:
+    """Fail before forking: bad TLS files, an unreachable database, a missing key."""
+    try:
+        ReloadableTlsContext(config.path(config.tls.cert), config.path(config.tls.key))
+    except TlsConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    runtime = Runtime(config)
+    try:
+        runtime.credentials  # opens the store, upgrades the schema, reads the key file
+        runtime.capture
+    finally:
+        runtime.close()
+
+
+def run_server(config: Config, *, workers: int = 1) -> int:
+    """Run in the foreground until SIGTERM; the exit status."""
+    _setup_logging()
+    _preflight(config)
+    sockets = {listener.name: bind(listener) for listener in listeners_from(config)}
+    _install_loop()
+    if workers <= 1:
+        return asyncio.run(_serve(config, sockets))
+    return _supervise(config, sockets, workers)
+
+
+def _supervise(config: Config, sockets: dict[str, socket.socket], workers: int) -> int:
+    """Fork the workers, forward signals, restart a worker that dies."""
+    children: dict[int, int] = {}
+    stopping = False
+
+    def spawn(slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                signal.signal(sig, signal.SIG_DFL)
+            code = 1
+            try:
+                code = asyncio.run(_serve(config, sockets))
+            finally:
+                os._exit(code)
+        children[pid] = slot
+
+    def forward(signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            stopping = True
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM if signum == signal.SIGINT else signum)
+            except ProcessLookupError:
+                pass
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    for slot in range(workers):
+        spawn(slot)
+    log.info("started %d workers", workers)
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        slot = children.pop(pid, None)
+        if slot is not None and not stopping:
+            log.error("worker %d exited (status %d); starting a new one", pid, status)
+            time.sleep(0.5)
+            spawn(slot)
+    return 0
