@@ -27,8 +27,9 @@ run: venv
 	@test -f $(CONFIG) || $(BIN)/smtpgate init --data-dir $(DATA)
 	$(BIN)/smtpgate serve --config $(CONFIG)
 
-## make test: create .venv with the test extras and run the whole suite.
+## make test: create .venv with the test extras, install the real SMTP clients, run the whole suite.
 test: test-venv
+	@scripts/install-test-clients.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: venv

@@ -82,11 +82,16 @@ def wait_quiet(roots: list[int], limit: float = 60.0, idle_share: float = 0.03) 
 
 
 def run_cmd(cmd: list[str], env: dict | None = None, timeout: float = 120) -> str:
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    # Output goes to a file, not a pipe: daemons started by the command inherit its
+    # stdout/stderr, and a pipe would then never reach EOF.
+    with tempfile.TemporaryFile() as f:
+        r = subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT,
+                           stdin=subprocess.DEVNULL, timeout=timeout)
+        f.seek(0)
+        text = f.read().decode(errors="replace")
     if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd[:4])} ... failed ({r.returncode}):\n"
-                           f"{r.stdout[-2000:]}\n{r.stderr[-2000:]}")
-    return r.stdout
+        raise RuntimeError(f"{' '.join(cmd[:4])} ... failed ({r.returncode}):\n{text[-3000:]}")
+    return text
 
 
 def last_json(text: str) -> dict:

@@ -9,27 +9,27 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_PART = re.compile(r"(\d+)\s*([smhdw])")
+_UNITS_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+_PART = re.compile(r"(\d+)\s*(ms|[smhdw])")
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse "90d", "1h30m", "45s" or a bare number of seconds; raise ValueError otherwise."""
+    """Parse "90d", "1h30m", "45s", "250ms" or a bare number of seconds; raise ValueError otherwise."""
     cleaned = str(text).strip().lower()
     if cleaned.isdigit():
         return timedelta(seconds=int(cleaned))
     pos = 0
-    seconds = 0
+    millis = 0
     for match in _PART.finditer(cleaned):
         if cleaned[pos:match.start()].strip():
             break
-        seconds += int(match.group(1)) * _UNITS[match.group(2)]
+        millis += int(match.group(1)) * _UNITS_MS[match.group(2)]
         pos = match.end()
     if pos == 0 or cleaned[pos:].strip():
         raise ValueError(
-            f"{text!r} is not a duration: use a number and a unit, such as 90d, 24h, 15m or 30s"
+            f"{text!r} is not a duration: use a number and a unit, such as 90d, 24h, 15m, 30s or 250ms"
         )
-    return timedelta(seconds=seconds)
+    return timedelta(milliseconds=millis)
 
 
 def format_duration(delta: timedelta) -> str:

@@ -723,6 +723,11 @@ class ServerConnection:
         return self._errors
 
     @property
+    def buffered_bytes(self) -> int:
+        """Received octets not processed yet (bounded by the line limits)."""
+        return len(self._buffer)
+
+    @property
     def discarded_after_starttls(self) -> int:
         """Octets thrown away between STARTTLS and the handshake (injection)."""
         return self._discarded_after_starttls
@@ -1308,7 +1313,8 @@ class ServerConnection:
             return
         data = self._bdat_partial + piece if self._bdat_partial else piece
         last = data.rfind(b"\r\n")
-        lines, partial = data[: last + 2], data[last + 2 :]
+        cut = last + 2 if last >= 0 else 0
+        lines, partial = data[:cut], data[cut:]
         if lines and body.accept(lines):
             self._events.append(MessageData(lines))
         if len(partial) > self._limits.max_text_line:

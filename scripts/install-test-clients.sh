@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the real SMTP clients the test suite drives: swaks (Debian) and nodemailer (npm).
+# Best effort by default; with SMTPGATE_STRICT=1 a client that cannot be installed fails.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+strict=${SMTPGATE_STRICT:-0}
+problem() { echo "install-test-clients: $*" >&2; [ "$strict" = 1 ] && exit 1; }
+
+if ! command -v swaks >/dev/null || ! dpkg -s libnet-ssleay-perl >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends swaks libnet-ssleay-perl >/dev/null \
+      || problem "apt-get could not install swaks"
+  else
+    problem "swaks is missing (apt-get install swaks libnet-ssleay-perl); its tests will be skipped"
+  fi
+fi
+command -v curl >/dev/null || problem "curl is missing; its tests will be skipped"
+
+if command -v npm >/dev/null; then
+  if [ ! -d tests/clients/node_modules/nodemailer ]; then
+    (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || problem "npm could not install nodemailer"
+  fi
+else
+  problem "node/npm are missing; the nodemailer tests will be skipped"
+fi
+exit 0
