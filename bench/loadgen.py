@@ -246,6 +246,11 @@ class Generator:
             self.ctx.check_hostname = False
             self.ctx.verify_mode = ssl.CERT_NONE
         self.tls_name = args.tls_name
+        # several loopback source addresses (127.1.0.1, 127.1.0.2, ...) so that a
+        # per-client-IP connection limit of the server does not cap scenario c
+        self.sources = [f"127.1.{i // 250}.{i % 250 + 1}" for i in range(args.source_ips)] \
+            if args.source_ips > 1 else []
+        self.src_i = 0
 
         self.errors: dict[str, int] = {}
         self.lat: list[float] = []
@@ -289,8 +294,13 @@ class Generator:
 
     # -- session building blocks -------------------------------------------------
     async def open_session(self) -> Session:
+        kw = {}
+        if self.sources:
+            self.src_i += 1
+            kw["local_addr"] = (self.sources[self.src_i % len(self.sources)], 0)
         try:
-            reader, writer = await asyncio.open_connection(self.host, self.port, limit=65536)
+            reader, writer = await asyncio.open_connection(self.host, self.port, limit=65536,
+                                                           **kw)
         except OSError as e:
             raise SmtpFail("connect", type(e).__name__) from None
         s = Session(reader, writer)
@@ -641,6 +651,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--ramp-stall", type=float, default=20.0,
                    help="c: stop connecting when no new session succeeded for this long")
     p.add_argument("--hold", type=float, default=10.0, help="c: seconds to hold them idle")
+    p.add_argument("--source-ips", type=int, default=1,
+                   help="spread connections over this many loopback source addresses "
+                        "127.1.0.1, 127.1.0.2, ... (1: let the kernel choose)")
     p.add_argument("--server-pids", nargs="*", default=[],
                    help="server process ids (comma or space separated); their "
                         "descendants are included")
@@ -660,7 +673,7 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict = {"scenario": args.scenario, "host": args.host, "port": args.port,
                      "clients": args.clients, "size": args.size,
                      "event_loop": "uvloop" if uvloop else "asyncio",
-                     "verify_tls": not args.insecure}
+                     "verify_tls": not args.insecure, "source_ips": args.source_ips}
     needed = (args.connections if args.scenario == "c" else args.clients * 2) + 256
     got = raise_nofile(needed)
     if got < needed:

@@ -14,6 +14,7 @@ from smtpgate.credentials import CredentialService
 from smtpgate.store import Store, open_store
 
 if TYPE_CHECKING:
+    from smtpgate.delivery import Spool
     from smtpgate.delivery.capture import CaptureStore
 
 
@@ -34,6 +35,11 @@ class Runtime:
         from smtpgate.delivery.capture import CaptureStore
 
         return CaptureStore(self.config.capture_dir)
+
+    @cached_property
+    def spool(self) -> Spool:
+        """Where the SMTP server puts accepted messages ([delivery] mode)."""
+        return self.capture
 
     def close(self) -> None:
         if "store" in self.__dict__:

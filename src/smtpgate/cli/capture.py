@@ -47,3 +47,7 @@ def show(message_id: str, config: ConfigOption = None) -> None:
         with raw:
             sys.stdout.flush()
             shutil.copyfileobj(raw, sys.stdout.buffer)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="capture")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import pkgutil
 
 import typer
 
@@ -32,18 +34,19 @@ app.add_typer(creds.app_password_app, name="app-password")
 app.add_typer(creds.creds_app, name="creds")
 
 
-def _register_optional() -> None:
-    """Commands whose modules may import heavier parts (the server, delivery)."""
-    from smtpgate.cli import serve
+def _register_concerns() -> None:
+    """Every other `smtpgate.cli` module with a `register(app)` adds its own commands."""
+    import smtpgate.cli as package
 
-    app.command("serve")(serve.serve)
-    try:
-        from smtpgate.cli import capture
-    except ImportError:
-        return
-    app.add_typer(capture.app, name="capture")
+    for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if module.name in {"main", "common", "accounts", "creds", "init_cmd"}:
+            continue
+        loaded = importlib.import_module(f"smtpgate.cli.{module.name}")
+        register = getattr(loaded, "register", None)
+        if register is not None:
+            register(app)
 
 
 def run() -> None:
-    _register_optional()
+    _register_concerns()
     app()

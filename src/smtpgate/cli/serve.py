@@ -21,3 +21,7 @@ def serve(
     with handled_errors():
         cfg = load_config(config)
         raise typer.Exit(run_server(cfg, workers=workers or os.cpu_count() or 1))
+
+
+def register(root: typer.Typer) -> None:
+    root.command("serve")(serve)

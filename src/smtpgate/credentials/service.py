@@ -318,13 +318,17 @@ class CredentialService:
 
     # -------------------------------------------------------------- verification
 
-    def authenticate(self, login: str, secret: str, remote_ip: str, tls: bool) -> Principal | AuthFailure:
+    def authenticate(
+        self, login: str, secret: str, remote_ip: str, tls: bool, *, mechanism: str = "PLAIN"
+    ) -> Principal | AuthFailure:
         """Check a login and secret from the wire. Never raises for bad input; never logs secrets.
 
         `tls` is accepted so that the rule "secrets only over TLS" can be enforced here too
         by callers that have no wire of their own; the SMTP layer refuses AUTH before TLS.
+        `mechanism` is the SASL mechanism the secret came through (PLAIN and LOGIN carry
+        passwords).
         """
-        del tls  # the wire refuses AUTH without TLS before it gets here
+        del tls, mechanism  # the wire refuses AUTH without TLS before it gets here
         login = normalize_address(login)
         if app_passwords.looks_like_app_password(secret):
             return self._authenticate_app_password(login, secret, remote_ip)

@@ -471,7 +471,10 @@ class _BodyInspector:
     """Enforces size, line length and the bare CR/LF rule on streamed content.
 
     Works on runs of complete CRLF lines (or the final fragment of a BDAT
-    message) with C-level scans only: no per-byte Python loop.
+    message) with C-level scans only: no per-byte Python loop.  After a
+    violation nothing more is delivered, but later content is still checked
+    for a more serious one (bare CR/LF > long line > size), so the reply never
+    depends on how the peer's bytes happened to be split into reads.
     """
 
     __slots__ = ("_max_content", "_max_size", "size", "violation")
@@ -484,34 +487,67 @@ class _BodyInspector:
 
     def accept(self, lines: bytes) -> bool:
         """Account for ``lines``; True when they may be delivered."""
-        if self.violation is not None:
-            return False
-        self.size += len(lines)
-        self.violation = self._find_violation(lines)
-        return self.violation is None
+        if self.violation is None:
+            self.size += len(lines)
+            self._record(self._find_violation(lines))
+            return self.violation is None
+        self._record(self._find_worse_violation(lines, self.violation))
+        return False
 
     def refuse_partial_line(self, partial: bytes) -> None:
-        """An unterminated line grew past the limit: record why it is refused."""
-        if self.violation is None:
-            self.violation = _DATA_BARE_CR_LF if _has_bare_cr_lf(partial) else _DATA_LINE_TOO_LONG
+        """An unterminated line outgrew the limit (a final CR may begin a CRLF)."""
+        head = partial[:-1] if partial.endswith(b"\r") else partial
+        self._record(_DATA_BARE_CR_LF if _has_cr_or_lf(head) else _DATA_LINE_TOO_LONG)
+
+    def inspect_skipped(self, data: bytes) -> None:
+        """Octets inside a refused over-long line: any CR or LF there is bare."""
+        if _has_cr_or_lf(data):
+            self._record(_DATA_BARE_CR_LF)
 
     def _find_violation(self, lines: bytes) -> Reply | None:
         if _has_bare_cr_lf(lines):
             return _DATA_BARE_CR_LF
-        if len(lines) > self._max_content and self._has_long_line(lines):
+        if self._has_long_line(lines):
             return _DATA_LINE_TOO_LONG
         if self.size > self._max_size:
             return _MESSAGE_TOO_BIG
         return None
 
+    def _find_worse_violation(self, lines: bytes, current: Reply) -> Reply | None:
+        rank = _VIOLATION_RANK[current]
+        if rank < _VIOLATION_RANK[_DATA_BARE_CR_LF] and _has_bare_cr_lf(lines):
+            return _DATA_BARE_CR_LF
+        if rank < _VIOLATION_RANK[_DATA_LINE_TOO_LONG] and self._has_long_line(lines):
+            return _DATA_LINE_TOO_LONG
+        return None
+
     def _has_long_line(self, lines: bytes) -> bool:
+        if len(lines) <= self._max_content:
+            return False
         return max(map(len, lines.split(b"\r\n"))) > self._max_content
+
+    def _record(self, violation: Reply | None) -> None:
+        if violation is None:
+            return
+        if self.violation is None or _VIOLATION_RANK[violation] > _VIOLATION_RANK[self.violation]:
+            self.violation = violation
+
+
+_VIOLATION_RANK: dict[Reply, int] = {
+    _MESSAGE_TOO_BIG: 1,
+    _DATA_LINE_TOO_LONG: 2,
+    _DATA_BARE_CR_LF: 3,
+}
 
 
 def _has_bare_cr_lf(data: bytes) -> bool:
     """True when ``data`` has a CR or LF that is not part of a CRLF pair."""
     pairs = data.count(b"\r\n")
     return data.count(b"\r") != pairs or data.count(b"\n") != pairs
+
+
+def _has_cr_or_lf(data: bytes) -> bool:
+    return b"\r" in data or b"\n" in data
 
 
 # --------------------------------------------------------------------------
@@ -587,6 +623,7 @@ class ServerConnection:
         self._data_mid_line = False
         self._chunk: _Chunk | None = None
         self._bdat_partial = b""
+        self._bdat_skipping = False
         self._errors = 0
         self._shutting_down = False
         self._discarded_after_starttls = 0
@@ -1204,20 +1241,22 @@ class ServerConnection:
     def _skip_to_next_line(self) -> bool:
         """Drop the rest of an over-long line; True once at a line start."""
         buffer = self._buffer
+        body = self._body
+        assert body is not None
         end = buffer.find(b"\r\n")
         if end < 0:
             keep = 1 if buffer.endswith(b"\r") else 0
-            del buffer[: len(buffer) - keep]
+            body.inspect_skipped(self._take(len(buffer) - keep))
             return False
-        del buffer[: end + 2]
+        body.inspect_skipped(self._take(end))
+        del buffer[:2]
         self._data_mid_line = False
         return True
 
     def _deliver_data_lines(self, lines: bytes) -> None:
+        """Undo dot-stuffing of complete lines and deliver them if acceptable."""
         body = self._body
         assert body is not None
-        if body.violation is not None:
-            return
         if lines.startswith(b"."):
             lines = lines[1:]
         if b"\r\n." in lines:
@@ -1271,6 +1310,7 @@ class ServerConnection:
             self._transaction.body_kind = "BDAT"
             self._body = _BodyInspector(self._limits)
             self._bdat_partial = b""
+            self._bdat_skipping = False
             self._stream_chunk(size, last)
 
         def rejected(reply: Reply, challenge: bytes | None) -> None:
@@ -1309,9 +1349,9 @@ class ServerConnection:
         """Deliver complete lines; hold back one bounded partial line."""
         body = self._body
         assert body is not None
-        if body.violation is not None:
-            return
         data = self._bdat_partial + piece if self._bdat_partial else piece
+        if self._bdat_skipping:
+            data = self._skip_bdat_long_line(body, data)
         last = data.rfind(b"\r\n")
         cut = last + 2 if last >= 0 else 0
         lines, partial = data[:cut], data[cut:]
@@ -1319,7 +1359,20 @@ class ServerConnection:
             self._events.append(MessageData(lines))
         if len(partial) > self._limits.max_text_line:
             body.refuse_partial_line(partial)
-        self._bdat_partial = partial if body.violation is None else b""
+            self._bdat_skipping = True
+            partial = self._skip_bdat_long_line(body, partial)
+        self._bdat_partial = partial
+
+    def _skip_bdat_long_line(self, body: _BodyInspector, data: bytes) -> bytes:
+        """Drop the rest of an over-long line; what follows it (or a lone CR)."""
+        end = data.find(b"\r\n")
+        if end < 0:
+            keep = 1 if data.endswith(b"\r") else 0
+            body.inspect_skipped(data[: len(data) - keep])
+            return data[len(data) - keep :]
+        body.inspect_skipped(data[:end])
+        self._bdat_skipping = False
+        return data[end + 2 :]
 
     def _finish_chunk(self, chunk: _Chunk) -> None:
         self._chunk = None
@@ -1336,9 +1389,14 @@ class ServerConnection:
             self._end_of_message()
 
     def _flush_bdat_partial(self) -> None:
+        """The final fragment of a BDAT message need not end with CRLF."""
         partial, self._bdat_partial = self._bdat_partial, b""
-        assert self._body is not None
-        if partial and self._body.accept(partial):
+        body = self._body
+        assert body is not None
+        if self._bdat_skipping:
+            self._bdat_skipping = False
+            body.inspect_skipped(partial)
+        elif partial and body.accept(partial):
             self._events.append(MessageData(partial))
 
     # ------------------------------------------------------ dispatch tables

@@ -54,6 +54,11 @@ class Listener:
     implicit_tls: bool
 
 
+def admin_address(config: Config) -> tuple[str, int]:
+    host, _, port = config.admin.listen.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 def listeners_from(config: Config) -> list[Listener]:
     result = []
     for name, value, implicit in (("submission", config.smtp.submission, False), ("submissions", config.smtp.submissions, True)):
@@ -70,7 +75,7 @@ class SmtpServer:
         self.tls = tls
         self.services = SessionServices(
             credentials=runtime.credentials,
-            capture=runtime.capture,
+            spool=runtime.spool,
             hostname=config.hostname,
             auth_failure_delay=config.smtp.auth_failure_delay.total_seconds(),
         )
@@ -318,7 +323,7 @@ def bind(listener: Listener) -> socket.socket:
         sock.close()
         raise SystemExit(
             f"error: cannot listen on {listener.host}:{listener.port} ({listener.name}): {exc.strerror}. "
-            f"Is another server running there? Change [smtp] {listener.name} in the config."
+            f"Is another server running there? Change the {listener.name} address in the config."
         ) from None
     sock.listen(1024)
     sock.setblocking(False)
@@ -333,12 +338,16 @@ def _install_loop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-async def _serve(config: Config, sockets: dict[str, socket.socket] | None) -> int:
+async def _serve(config: Config, sockets: dict[str, socket.socket]) -> int:
+    from smtpgate.admin.app import serve_admin
+
     runtime = Runtime(config)
+    admin: asyncio.Task[None] | None = None
     try:
         tls = ReloadableTlsContext(config.path(config.tls.cert), config.path(config.tls.key))
         server = SmtpServer(config, runtime, tls)
         await server.start(sockets)
+        admin = asyncio.get_running_loop().create_task(serve_admin(runtime, sockets["admin"]))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -349,6 +358,8 @@ async def _serve(config: Config, sockets: dict[str, socket.socket] | None) -> in
         await server.shutdown()
         return 0
     finally:
+        if admin is not None:
+            admin.cancel()
         runtime.close()
 
 
@@ -370,7 +381,7 @@ def _preflight(config: Config) -> None:
     runtime = Runtime(config)
     try:
         runtime.credentials  # opens the store, upgrades the schema, reads the key file
-        runtime.capture
+        runtime.spool
     finally:
         runtime.close()
 
@@ -380,6 +391,8 @@ def run_server(config: Config, *, workers: int = 1) -> int:
     _setup_logging()
     _preflight(config)
     sockets = {listener.name: bind(listener) for listener in listeners_from(config)}
+    host, port = admin_address(config)
+    sockets["admin"] = bind(Listener("admin", host, port, implicit_tls=False))
     _install_loop()
     if workers <= 1:
         return asyncio.run(_serve(config, sockets))

@@ -19,7 +19,7 @@ from email.policy import compat32
 from typing import Protocol
 
 from smtpgate.credentials import AuthFailure, CredentialService, FailureReason, Principal
-from smtpgate.delivery.capture import CaptureStore, Envelope, SpoolWriter
+from smtpgate.delivery import Envelope, Spool, SpoolWriter
 from smtpgate.smtp.protocol import (
     AUTH_CREDENTIALS_INVALID,
     AUTH_TEMPORARY_FAILURE,
@@ -52,7 +52,7 @@ class SessionServices:
     """Everything a session needs from the rest of the server."""
 
     credentials: CredentialService
-    capture: CaptureStore
+    spool: Spool  # where accepted messages go: the capture store, or the delivery queue
     hostname: str
     auth_failure_delay: float  # seconds every failed AUTH takes, whatever its reason
 
@@ -100,7 +100,8 @@ class Session:
         started = time.monotonic()
         try:
             result = await asyncio.to_thread(
-                self._services.credentials.authenticate, event.login, event.secret, self.client_ip, True
+                self._services.credentials.authenticate,
+                event.login, event.secret, self.client_ip, True, mechanism=event.mechanism,
             )
         except StoreUnavailable as exc:
             log.error("auth %s from %s: credential store unavailable: %s", event.login, self.client_ip, exc)
@@ -140,7 +141,7 @@ class Session:
         assert self.principal is not None
         now = datetime.now(timezone.utc)
         try:
-            spool = self._services.capture.begin(
+            spool = self._services.spool.begin(
                 Envelope(
                     mail_from=self._mail_from,
                     rcpt_to=tuple(self._rcpt_to),

@@ -66,19 +66,20 @@ class Store:
         except OperationalError as exc:
             raise StoreUnavailable(_safe_reason(exc)) from None
 
-    def current_revision(self) -> str | None:
+    def current_revisions(self) -> set[str]:
         with self.engine.connect() as conn:
-            return MigrationContext.configure(conn).get_current_revision()
+            return set(MigrationContext.configure(conn).get_current_heads())
 
-    def head_revision(self) -> str | None:
-        return ScriptDirectory.from_config(_alembic_config(self.engine)).get_current_head()
+    def head_revisions(self) -> set[str]:
+        """Each concern's migrations form their own branch from the base; all heads apply."""
+        return set(ScriptDirectory.from_config(_alembic_config(self.engine)).get_heads())
 
     def upgrade(self) -> None:
-        """Bring the schema to the newest revision (a no-op when it is there)."""
+        """Bring the schema to the newest revisions (a no-op when it is there)."""
         try:
-            if self.current_revision() == self.head_revision():
+            if self.current_revisions() == self.head_revisions():
                 return
-            command.upgrade(_alembic_config(self.engine), "head")
+            command.upgrade(_alembic_config(self.engine), "heads")
         except OperationalError as exc:
             raise StoreUnavailable(_safe_reason(exc)) from None
 

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from smtpgate.store.models import Base
+from smtpgate.store.schema import Base
 
 engine = context.config.attributes["engine"]
 with engine.begin() as connection:
