@@ -10,12 +10,14 @@ import os
 import secrets
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
 from smtpgate.credentials import CredentialService
 from smtpgate.credentials.passwords import HashParams, PasswordHashing, PasswordPolicy
 from smtpgate.store import Store, open_store
+from tests.smtp.server_harness import RunningServer, init_data_dir
 
 STRICT = os.environ.get("SMTPGATE_STRICT") == "1"
 PG_URL = os.environ.get("SMTPGATE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -41,39 +43,38 @@ def _postgres_available() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def pg_schema_url() -> Iterator[str]:
-    """A fresh PostgreSQL schema for this test run, dropped afterwards."""
+def pg_schema_name() -> Iterator[str]:
+    """A PostgreSQL schema of this test run's own, dropped afterwards."""
     problem = _postgres_available()
     need(problem is None, problem or "")
     import psycopg
 
     schema = f"sgtest_{secrets.token_hex(4)}"
-    plain = PG_URL.replace("postgresql+psycopg", "postgresql")
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(plain, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    yield schema
+    with psycopg.connect(_plain(PG_URL), autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
-def _reset_postgres(url: str) -> None:
-    store = Store(url)
-    with store.engine.begin() as conn:
-        from sqlalchemy import text
+def _plain(url: str) -> str:
+    return url.replace("postgresql+psycopg", "postgresql")
 
-        conn.execute(text("DROP TABLE IF EXISTS credentials, accounts, alembic_version CASCADE"))
-    store.dispose()
+
+@pytest.fixture
+def pg_schema_url(pg_schema_name: str) -> str:
+    """The run's schema, emptied for this test: every test starts from a blank database."""
+    import psycopg
+
+    with psycopg.connect(_plain(PG_URL), autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{pg_schema_name}" CASCADE')
+        conn.execute(f'CREATE SCHEMA "{pg_schema_name}"')
+    return f"{PG_URL}?options=-csearch_path%3D{pg_schema_name}"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'test.db'}"
-    url = request.getfixturevalue("pg_schema_url")
-    _reset_postgres(url)
-    return url
+    return request.getfixturevalue("pg_schema_url")
 
 
 @pytest.fixture
@@ -111,13 +112,6 @@ def service(store: Store, clock: FakeClock) -> CredentialService:
 
 
 # ------------------------------------------------------------ running servers
-
-from pathlib import Path
-
-import pytest
-
-from tests.smtp.server_harness import RunningServer, init_data_dir
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:

@@ -31,7 +31,6 @@ pipelining is exercised; the runner can also deliver them byte by byte.
 from __future__ import annotations
 
 import codecs
-import dataclasses
 from collections import deque
 from dataclasses import dataclass
 from typing import Literal
@@ -151,7 +150,7 @@ def build_connection(steps: list[Step]) -> ServerConnection:
 
 def parse_reply(text: str) -> Reply:
     """``535 5.7.8 Some text`` -> Reply."""
-    code, enhanced, human = (text.split(" ", 2) + ["", ""])[:3]
+    code, enhanced, human = [*text.split(" ", 2), "", ""][:3]
     return Reply(int(code), enhanced, human)
 
 
@@ -269,11 +268,13 @@ class ProtocolDialog:
         name, *fields = step.text.split()
         if event is None or type(event).__name__ != name:
             raise DialogError(f"pending decision is {event!r}, expected {name}")
-        values = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
         for item in fields:
             key, _, expected = item.partition("=")
-            if str(values.get(key)) != expected:
-                raise DialogError(f"{name}.{key} is {values.get(key)!r}, expected {expected!r}")
+            if not hasattr(event, key):
+                raise DialogError(f"{name} has no field {key!r}")
+            value = getattr(event, key)
+            if str(value) != expected:
+                raise DialogError(f"{name}.{key} is {value!r}, expected {expected!r}")
 
     def step_events(self, step: Step) -> None:
         expected = [name.strip() for name in step.text.split(",") if name.strip()]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,7 +60,7 @@ def accept_all(event: DecisionEvent) -> Reply | None:
     return None
 
 
-def connect(**settings: object) -> ServerConnection:
+def connect(**settings: Any) -> ServerConnection:
     """A started connection; keyword arguments go to features or limits."""
     limit_names = ProtocolLimits.__dataclass_fields__
     limits = {k: settings.pop(k) for k in list(settings) if k in limit_names}
@@ -109,7 +110,7 @@ def until_pause(conn: ServerConnection, data: bytes = b"") -> list[Event]:
         events.append(event)
 
 
-def logged_in(**settings: object) -> ServerConnection:
+def logged_in(**settings: Any) -> ServerConnection:
     """EHLO and AUTH done on an implicit-TLS connection."""
     settings.setdefault("tls_active", True)
     conn = connect(**settings)
@@ -118,14 +119,14 @@ def logged_in(**settings: object) -> ServerConnection:
     return conn
 
 
-def in_transaction(**settings: object) -> ServerConnection:
+def in_transaction(**settings: Any) -> ServerConnection:
     conn = logged_in(**settings)
     talk(conn, b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n")
     assert conn.in_transaction
     return conn
 
 
-def in_data(**settings: object) -> ServerConnection:
+def in_data(**settings: Any) -> ServerConnection:
     conn = in_transaction(**settings)
     _, lines = talk(conn, b"DATA\r\n")
     assert lines == ["354 End data with <CR><LF>.<CR><LF>"]
@@ -223,7 +224,7 @@ class TestGreeting:
 
 class TestFraming:
     def test_bare_lf_terminated_command_is_refused(self) -> None:
-        events, lines = talk(connect(), b"NOOP\n")
+        _events, lines = talk(connect(), b"NOOP\n")
         assert lines == ["500 5.5.2 Bare CR or LF not allowed"]
 
     def test_bare_cr_inside_command_is_refused(self) -> None:
@@ -292,7 +293,7 @@ class TestFraming:
 
     def test_commands_are_case_insensitive(self) -> None:
         conn = connect(tls_active=True, require_auth_for_mail=False)
-        events, lines = talk(conn, b"ehlo c\r\nmail from:<a@b.example>\r\nrCpT tO:<c@d.example>\r\n")
+        _, lines = talk(conn, b"ehlo c\r\nmail from:<a@b.example>\r\nrCpT tO:<c@d.example>\r\n")
         assert lines[-2:] == ["250 2.1.0 Sender OK", "250 2.1.5 Recipient OK"]
 
     def test_unknown_and_empty_commands(self) -> None:
@@ -359,7 +360,7 @@ class TestHello:
 
     def test_ehlo_mid_transaction_resets_it(self) -> None:
         conn = in_transaction()
-        events, lines = talk(conn, b"EHLO again\r\n")
+        events, _lines = talk(conn, b"EHLO again\r\n")
         assert kinds(events) == ["Reset", "Hello"]
         assert not conn.in_transaction
         assert conn.authenticated
@@ -661,7 +662,7 @@ class TestMail:
 
     def test_without_auth_when_not_required(self) -> None:
         conn = connect(require_auth_for_mail=False)
-        events, lines = talk(conn, b"HELO c\r\nMAIL FROM:<a@example.org>\r\n")
+        _events, lines = talk(conn, b"HELO c\r\nMAIL FROM:<a@example.org>\r\n")
         assert lines[-1] == "250 2.1.0 Sender OK" and conn.in_transaction
 
     def test_nested(self) -> None:
@@ -988,7 +989,7 @@ class TestData:
     def test_long_line_ending_exactly_at_a_read_boundary(self) -> None:
         conn = in_data()
         talk(conn, b"z" * 3000 + b"\r")
-        events, lines = talk(conn, b"\n.\r\n")
+        events, _lines = talk(conn, b"\n.\r\n")
         assert [type(e) for e in events] == [MessageRejected]
 
     def test_message_too_big(self) -> None:
@@ -1007,10 +1008,37 @@ class TestData:
         assert message_of(events) == b".abc\r\n"
         assert lines == ["250 2.0.0 Ok: queued"]
 
+    def test_bare_lf_inside_a_skipped_long_line_wins(self) -> None:
+        conn = in_data()
+        talk(conn, b"x" * 1500)
+        _events, lines = talk(conn, b"x\nx\r\n.\r\n")
+        assert lines == [
+            "550 5.6.0 Message contains a bare CR or LF, refused (SMTP smuggling defence)"
+        ]
+
+    def test_bare_lf_after_size_violation_wins(self) -> None:
+        conn = in_data(max_message_size=10)
+        talk(conn, b"a" * 20 + b"\r\n")
+        _, lines = talk(conn, b"b\nc\r\n.\r\n")
+        assert lines[0].startswith("550 5.6.0 Message contains a bare CR or LF")
+
+    def test_long_line_after_size_violation_wins(self) -> None:
+        conn = in_data(max_message_size=10)
+        talk(conn, b"a" * 20 + b"\r\n")
+        _, lines = talk(conn, b"b" * 1200 + b"\r\n.\r\n")
+        assert lines == ["550 5.6.0 Line too long (RFC 5322 limit is 998 octets)"]
+
+    def test_bare_lf_is_not_downgraded_by_a_later_long_line(self) -> None:
+        conn = in_data()
+        talk(conn, b"a\nb\r\n")
+        talk(conn, b"x" * 1500)
+        _, lines = talk(conn, b"\r\n.\r\n")
+        assert lines[0].startswith("550 5.6.0 Message contains a bare CR or LF")
+
     def test_session_continues_after_a_refused_message(self) -> None:
         conn = in_data()
         talk(conn, b"bad\rline\r\n.\r\n")
-        events, lines = talk(conn, b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n")
+        _events, lines = talk(conn, b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\n")
         assert lines == ["250 2.1.0 Sender OK", "250 2.1.5 Recipient OK"]
 
     def test_eof_during_data(self) -> None:
@@ -1038,7 +1066,7 @@ class TestBdat:
 
     def test_chunk_size_includes_the_crlf(self) -> None:
         conn = in_transaction()
-        events, lines = talk(conn, b"BDAT 4 LAST\r\nhi\r\n")
+        events, _lines = talk(conn, b"BDAT 4 LAST\r\nhi\r\n")
         assert message_of(events) == b"hi\r\n"
 
     def test_chunks_across_reads_and_no_unstuffing(self) -> None:
@@ -1062,7 +1090,7 @@ class TestBdat:
 
     def test_chunk_content_is_never_a_command(self) -> None:
         conn = logged_in()
-        events, lines = talk(conn, b"BDAT 6\r\nQUIT\r\nNOOP\r\n")
+        _events, lines = talk(conn, b"BDAT 6\r\nQUIT\r\nNOOP\r\n")
         assert lines == ["503 5.5.1 Need MAIL command", "250 2.0.0 OK"]
         assert not conn.closed
 
@@ -1114,7 +1142,7 @@ class TestBdat:
         assert not conn.in_transaction
 
     def test_trailing_cr_at_last_is_bare(self) -> None:
-        events, lines = talk(in_transaction(), b"BDAT 3 LAST\r\nab\r")
+        events, _lines = talk(in_transaction(), b"BDAT 3 LAST\r\nab\r")
         assert kinds(events) == ["DataStart", "MessageRejected"]
 
     def test_too_big(self) -> None:
@@ -1127,6 +1155,26 @@ class TestBdat:
         events, lines = talk(in_transaction(), b"BDAT 2000 LAST\r\n" + b"x" * 2000)
         assert kinds(events) == ["DataStart", "MessageRejected"]
         assert lines == ["550 5.6.0 Line too long (RFC 5322 limit is 998 octets)"]
+
+    def test_long_line_spanning_reads_then_normal_lines(self) -> None:
+        conn = in_transaction()
+        events, _ = talk(conn, b"BDAT 3008 LAST\r\n" + b"x" * 1500)
+        events2, _ = talk(conn, b"x" * 1500)
+        events3, lines = talk(conn, b"\r\nok\r\n\r\n")
+        assert kinds(events + events2 + events3) == ["DataStart", "MessageRejected"]
+        assert lines == ["550 5.6.0 Line too long (RFC 5322 limit is 998 octets)"]
+
+    def test_bare_cr_inside_a_skipped_long_line(self) -> None:
+        conn = in_transaction()
+        talk(conn, b"BDAT 3004 LAST\r\n" + b"x" * 1500)
+        _, lines = talk(conn, b"x\rx" + b"x" * 1497 + b"\r\nok")
+        assert lines == [
+            "550 5.6.0 Message contains a bare CR or LF, refused (SMTP smuggling defence)"
+        ]
+
+    def test_long_line_ending_with_a_lone_cr(self) -> None:
+        _, lines = talk(in_transaction(), b"BDAT 1501 LAST\r\n" + b"x" * 1500 + b"\r")
+        assert lines[0].startswith("550 5.6.0 Message contains a bare CR or LF")
 
     def test_final_fragment_without_crlf_is_delivered(self) -> None:
         events, _ = talk(in_transaction(), b"BDAT 7 LAST\r\nab\r\ncde")
@@ -1199,6 +1247,17 @@ class TestErrorsAndLifecycle:
         assert events == [ConnectionLost()] and lines == ["250 2.0.0 OK"]
         assert conn.closed
         assert conn.next_event() is NEED_DATA
+
+    def test_shutdown_after_close_does_nothing(self) -> None:
+        conn = connect()
+        talk(conn, b"QUIT\r\n")
+        conn.shutdown()
+        conn.refuse(Reply(421, "4.3.2", "Again"))
+        assert conn.data_to_send() == b""
+
+    def test_sentinels(self) -> None:
+        assert repr(NEED_DATA) == "NEED_DATA" and repr(PAUSED) == "PAUSED"
+        assert NEED_DATA is not PAUSED
 
     def test_shutdown_when_idle(self) -> None:
         conn = logged_in()

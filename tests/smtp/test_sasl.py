@@ -1,4 +1,9 @@
-"""SASL mechanisms in isolation: PLAIN (RFC 4616), LOGIN, and the base64 framing."""
+"""SASL mechanisms in isolation: PLAIN (RFC 4616), LOGIN, and the base64 framing.
+
+Why separately from the protocol tests: mechanisms are the extension point
+(token mechanisms and SCRAM come later), so their contract -- challenge,
+credentials or malformed, never a secret in a repr -- is pinned on its own.
+"""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, TypeAlias
+from typing import ClassVar, Final, Literal, TypeAlias
 
 from .sasl import (
     DEFAULT_MECHANISMS,
@@ -38,6 +38,8 @@ from .sasl import (
 __all__ = [
     "AUTH_CREDENTIALS_INVALID",
     "AUTH_TEMPORARY_FAILURE",
+    "NEED_DATA",
+    "PAUSED",
     "AuthAttempt",
     "ConnectionLost",
     "DataStart",
@@ -48,9 +50,7 @@ __all__ = [
     "MessageComplete",
     "MessageData",
     "MessageRejected",
-    "NEED_DATA",
     "NeedData",
-    "PAUSED",
     "Paused",
     "ProtocolLimits",
     "ProtocolUsageError",
@@ -58,6 +58,7 @@ __all__ = [
     "RcptTo",
     "Reply",
     "Reset",
+    "Sentinel",
     "ServerConnection",
     "ServerFeatures",
     "StartTLS",
@@ -303,26 +304,20 @@ class ConnectionLost(Event):
     pass
 
 
-class NeedData:
-    """Sentinel: feed more bytes with ``receive_data()``."""
+class Sentinel(enum.Enum):
+    """What ``next_event()`` returns when it has no event to give."""
 
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "NEED_DATA"
-
-
-class Paused:
-    """Sentinel: a decision event is waiting for ``accept()``/``reject()``."""
-
-    __slots__ = ()
+    NEED_DATA = "NEED_DATA"  # feed more bytes with receive_data()
+    PAUSED = "PAUSED"  # a decision waits for accept()/reject()
 
     def __repr__(self) -> str:
-        return "PAUSED"
+        return self.value
 
 
-NEED_DATA = NeedData()
-PAUSED = Paused()
+NEED_DATA: Final = Sentinel.NEED_DATA
+PAUSED: Final = Sentinel.PAUSED
+NeedData: TypeAlias = Literal[Sentinel.NEED_DATA]
+Paused: TypeAlias = Literal[Sentinel.PAUSED]
 
 
 class ProtocolUsageError(RuntimeError):
@@ -458,6 +453,13 @@ def _check_recipient(address: str | None, params: Params, smtputf8: bool) -> Rep
     return None
 
 
+def _initial_response(text: str) -> bytes | None:
+    """Decode an AUTH initial response; ``=`` stands for an empty one (RFC 4954)."""
+    if text == "=":
+        return b""
+    return decode_response(text.encode("ascii", "replace"))
+
+
 def _malformed_reply(step: Malformed) -> Reply:
     return Reply(501, "5.5.2", step.text)
 
@@ -505,26 +507,20 @@ class _BodyInspector:
             self._record(_DATA_BARE_CR_LF)
 
     def _find_violation(self, lines: bytes) -> Reply | None:
-        if _has_bare_cr_lf(lines):
+        bare, longest = _scan_lines(lines)
+        if bare:
             return _DATA_BARE_CR_LF
-        if self._has_long_line(lines):
+        if longest > self._max_content:
             return _DATA_LINE_TOO_LONG
         if self.size > self._max_size:
             return _MESSAGE_TOO_BIG
         return None
 
     def _find_worse_violation(self, lines: bytes, current: Reply) -> Reply | None:
-        rank = _VIOLATION_RANK[current]
-        if rank < _VIOLATION_RANK[_DATA_BARE_CR_LF] and _has_bare_cr_lf(lines):
-            return _DATA_BARE_CR_LF
-        if rank < _VIOLATION_RANK[_DATA_LINE_TOO_LONG] and self._has_long_line(lines):
-            return _DATA_LINE_TOO_LONG
+        worse = self._find_violation(lines)
+        if worse is not None and _VIOLATION_RANK[worse] > _VIOLATION_RANK[current]:
+            return worse
         return None
-
-    def _has_long_line(self, lines: bytes) -> bool:
-        if len(lines) <= self._max_content:
-            return False
-        return max(map(len, lines.split(b"\r\n"))) > self._max_content
 
     def _record(self, violation: Reply | None) -> None:
         if violation is None:
@@ -540,10 +536,18 @@ _VIOLATION_RANK: dict[Reply, int] = {
 }
 
 
-def _has_bare_cr_lf(data: bytes) -> bool:
-    """True when ``data`` has a CR or LF that is not part of a CRLF pair."""
-    pairs = data.count(b"\r\n")
-    return data.count(b"\r") != pairs or data.count(b"\n") != pairs
+def _scan_lines(data: bytes) -> tuple[bool, int]:
+    """(has a bare CR or LF, longest line) in one C-level split.
+
+    ``bytes.splitlines`` breaks at CRLF, CR and LF alike, so the octets it
+    removes are two per line exactly when every break is a CRLF.
+    """
+    if not data:
+        return False, 0
+    lengths = list(map(len, data.splitlines()))
+    breaks = len(lengths) - (0 if data.endswith((b"\r", b"\n")) else 1)
+    bare = len(data) - sum(lengths) != 2 * breaks
+    return bare, max(lengths)
 
 
 def _has_cr_or_lf(data: bytes) -> bool:
@@ -796,10 +800,8 @@ class ServerConnection:
             self._outgoing += reply.to_bytes()
 
     def _fail(self, reply: Reply) -> None:
-        """Send a protocol-generated error; too many 5xx close the session."""
+        """Send a protocol-generated 5xx error; too many close the session."""
         self._send(reply)
-        if reply.code < 500:
-            return
         self._errors += 1
         if self._errors >= self._limits.max_errors:
             self._send(_TOO_MANY_ERRORS)
@@ -1003,12 +1005,10 @@ class ServerConnection:
         if name not in self._offered_mechanisms():
             self._fail(_UNKNOWN_MECHANISM)
             return
-        initial: bytes | None = None
-        if len(words) == 2:
-            initial = b"" if words[1] == "=" else decode_response(words[1].encode("ascii", "replace"))
-            if initial is None:
-                self._fail(_CANNOT_DECODE)
-                return
+        initial = _initial_response(words[1]) if len(words) == 2 else None
+        if len(words) == 2 and initial is None:
+            self._fail(_CANNOT_DECODE)
+            return
         exchange = _SaslExchange(name, self._mechanisms[name]())
         self._sasl = exchange
         self._apply_sasl_step(exchange.mechanism.start(initial))
@@ -1222,15 +1222,16 @@ class ServerConnection:
             del buffer[:3]
             self._end_of_message()
             return True
-        end = buffer.find(b"\r\n.\r\n")
+        dot_line = buffer.find(b"\r\n.")  # no dot-stuffing and no end before this
+        end = buffer.find(b"\r\n.\r\n", dot_line) if dot_line >= 0 else -1
         if end >= 0:
-            self._deliver_data_lines(self._take(end + 2))
+            self._deliver_data_lines(self._take(end + 2), stuffed=dot_line < end)
             del buffer[:3]
             self._end_of_message()
             return True
         last = buffer.rfind(b"\r\n")
         if last >= 0:
-            self._deliver_data_lines(self._take(last + 2))
+            self._deliver_data_lines(self._take(last + 2), stuffed=0 <= dot_line < last)
         if len(buffer) > self._limits.max_text_line:
             assert self._body is not None
             self._body.refuse_partial_line(bytes(buffer))
@@ -1253,13 +1254,16 @@ class ServerConnection:
         self._data_mid_line = False
         return True
 
-    def _deliver_data_lines(self, lines: bytes) -> None:
-        """Undo dot-stuffing of complete lines and deliver them if acceptable."""
+    def _deliver_data_lines(self, lines: bytes, *, stuffed: bool) -> None:
+        """Undo dot-stuffing of complete lines and deliver them if acceptable.
+
+        ``stuffed`` is False when no line after the first starts with a dot.
+        """
         body = self._body
         assert body is not None
         if lines.startswith(b"."):
             lines = lines[1:]
-        if b"\r\n." in lines:
+        if stuffed:
             lines = lines.replace(b"\r\n.", b"\r\n")
         if body.accept(lines):
             self._events.append(MessageData(lines))

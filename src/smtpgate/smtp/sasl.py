@@ -21,8 +21,8 @@ from types import MappingProxyType
 from typing import ClassVar, TypeAlias
 
 __all__ = [
-    "Challenge",
     "DEFAULT_MECHANISMS",
+    "Challenge",
     "LoginMechanism",
     "Malformed",
     "MechanismFactory",
@@ -64,7 +64,10 @@ class SaslCredentials:
 
 @dataclass(frozen=True)
 class Malformed:
-    """The client response cannot be parsed; the exchange is aborted with 501."""
+    """The client response cannot be parsed; the exchange is aborted with 501.
+
+    ``text`` is sent to the client, so it must never quote client data.
+    """
 
     text: str = "Invalid SASL response"
 
@@ -73,7 +76,15 @@ SaslStep: TypeAlias = Challenge | SaslCredentials | Malformed
 
 
 class SaslMechanism(abc.ABC):
-    """One server-side SASL exchange; create a fresh instance per AUTH command."""
+    """One server-side SASL exchange; create a fresh instance per AUTH command.
+
+    Token mechanisms fit as they are: parse the token, return credentials
+    with the token as ``secret``; a failed token is answered by the
+    application with ``reject(reply, challenge=...)``.  A mechanism that
+    needs the application in the middle of the exchange (SCRAM-SHA-256 needs
+    the stored salt and keys before its second challenge) adds a step type
+    here and a matching decision event in the protocol module.
+    """
 
     name: ClassVar[str]
 
