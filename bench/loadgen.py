@@ -134,6 +134,16 @@ def cpu_of(roots: list[int]) -> float:
     return ticks / CLK_TCK
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent in processes (user+nice+system).
+
+    irq/softirq time is left out: on loopback most of it is this benchmark's own
+    network traffic, which is not charged to any process."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (v[0] + v[1] + v[2]) / CLK_TCK
+
+
 def nofile_limit(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/limits") as f:
@@ -546,7 +556,7 @@ async def run_ab(g: Generator, roots: list[int], child: bool) -> dict:
     if child:  # wait for the parent's start signal so that all processes start together
         print("READY", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
-    cpu0, srv0, t0 = time.process_time(), cpu_of(roots), perf()
+    cpu0, srv0, mach0, t0 = time.process_time(), cpu_of(roots), machine_busy(), perf()
     g.deadline = t0 + a.duration
     if a.scenario == "a":
         tasks = [asyncio.create_task(g.client_a()) for _ in range(a.clients)]
@@ -561,6 +571,8 @@ async def run_ab(g: Generator, roots: list[int], child: bool) -> dict:
            "client_cpu_s": round(time.process_time() - cpu0, 2)}
     if roots:
         out["server_cpu_s"] = round(cpu_of(roots) - srv0, 2)
+        other = machine_busy() - mach0 - out["server_cpu_s"] - out["client_cpu_s"]
+        out["other_load_cores"] = round(max(0.0, other) / elapsed, 2) if elapsed else None
     if a.scenario == "b":
         out["pipelining"] = g.pipelining_used
     if child:
@@ -594,7 +606,7 @@ def run_multi(args: argparse.Namespace, roots: list[int]) -> dict:
                 q.kill()
             sys.exit(f"loadgen: child did not get ready: {line!r}")
     c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    srv0 = cpu_of(roots)
+    srv0, mach0 = cpu_of(roots), machine_busy()
     for p in procs:
         p.stdin.write("GO\n")
         p.stdin.flush()
@@ -618,6 +630,8 @@ def run_multi(args: argparse.Namespace, roots: list[int]) -> dict:
            "tls": results[0].get("tls")}
     if roots:
         out["server_cpu_s"] = round(cpu_of(roots) - srv0, 2)
+        other = machine_busy() - mach0 - out["server_cpu_s"] - out["client_cpu_s"]
+        out["other_load_cores"] = round(max(0.0, other) / elapsed, 2) if elapsed else None
     if args.scenario == "b":
         out["pipelining"] = any(r.get("pipelining") for r in results)
     return out

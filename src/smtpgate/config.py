@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from smtpgate.durations import parse_duration
 
@@ -110,9 +110,273 @@ class CredentialConfig(_Section):
     )(classmethod(lambda cls, v: _duration(v)))
 
 
+Route = Literal["capture", "relay", "mx"]
+
+
+def dns_server_address(text: str) -> tuple[str, int]:
+    """"127.0.0.1", "127.0.0.1:5353", "::1" or "[::1]:53" -> (ip, port); ValueError otherwise."""
+    import ipaddress
+
+    value = str(text).strip()
+    port = "53"
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        if rest:
+            port = rest.removeprefix(":")
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    else:
+        host = value
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{text!r}: expected an IP address, optionally with :PORT (127.0.0.1:5353, [::1]:53)") from None
+    if not (port.isdigit() and 0 < int(port) < 65536):
+        raise ValueError(f"{text!r}: the port must be a number from 1 to 65535")
+    return host, int(port)
+
+
+def _domain(value: str) -> str:
+    domain = str(value).strip().lower().rstrip(".")
+    if not domain or any(c.isspace() or c in "@[]/:" for c in domain):
+        raise ValueError("expected a domain name such as example.com")
+    return domain
+
+
+class RelayConfig(_Section):
+    """The smarthost; its password lives encrypted in `password_file`, never here."""
+
+    host: str = ""
+    port: int = Field(default=587, gt=0, lt=65536)
+    tls: Literal["starttls", "implicit"] = "starttls"
+    verify: bool = True
+    ca_file: str = ""
+    username: str = ""
+    password_file: str = "secrets/upstream-password.enc"
+    key_file: str = "secrets/upstream.key"
+    connections: int = Field(default=4, ge=1, le=200)
+    timeout: timedelta = timedelta(seconds=60)
+
+    _check_durations = field_validator("timeout", mode="before")(classmethod(lambda cls, v: _duration(v)))
+
+
+class MxConfig(_Section):
+    port: int = Field(default=25, gt=0, lt=65536)
+    timeout: timedelta = timedelta(seconds=60)
+    ca_file: str = ""
+    mta_sts: bool = True
+    mta_sts_policy_host: str = ""
+    mta_sts_ca_file: str = ""
+
+    _check_durations = field_validator("timeout", mode="before")(classmethod(lambda cls, v: _duration(v)))
+
+    @field_validator("mta_sts_policy_host")
+    @classmethod
+    def _check_policy_host(cls, value: str) -> str:
+        return _listen(value) if value else value
+
+
+class DkimKeyConfig(_Section):
+    selector: str
+    key_file: str
+
+
 class DeliveryConfig(_Section):
-    mode: Literal["capture"] = "capture"
+    mode: Route = "capture"
     capture_dir: str = "capture"
+    queue_dir: str = "queue"
+    routes: dict[str, Route] = {}
+    dns_servers: list[str] = []
+    max_queue_lifetime: timedelta = timedelta(days=5)
+    retry_initial: timedelta = timedelta(minutes=1)
+    retry_max: timedelta = timedelta(hours=1)
+    retry_jitter: float = Field(default=0.2, ge=0, le=1)
+    concurrency: int = Field(default=20, ge=1, le=1000)
+    poll_interval: timedelta = timedelta(seconds=1)
+    relay: RelayConfig = RelayConfig()
+    mx: MxConfig = MxConfig()
+    dkim: dict[str, DkimKeyConfig] = {}
+
+    _check_durations = field_validator(
+        "max_queue_lifetime", "retry_initial", "retry_max", "poll_interval", mode="before"
+    )(classmethod(lambda cls, v: _duration(v)))
+
+    @field_validator("routes", "dkim", mode="before")
+    @classmethod
+    def _domain_keys(cls, value: Any) -> Any:
+        return {_domain(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+    @field_validator("dns_servers")
+    @classmethod
+    def _check_dns_servers(cls, value: list[str]) -> list[str]:
+        for server in value:
+            dns_server_address(server)
+        return value
+
+    @model_validator(mode="after")
+    def _relay_needs_host(self) -> DeliveryConfig:
+        if "relay" in (self.mode, *self.routes.values()) and not self.relay.host:
+            raise ValueError("a relay route is configured but [delivery.relay] host is empty; set the smarthost's host")
+        return self
+
+    @property
+    def uses_queue(self) -> bool:
+        """Capture alone keeps mail in the capture store; any other route needs the queue."""
+        return any(route != "capture" for route in (self.mode, *self.routes.values()))
+
+
+class GuardConfig(_Section):
+    """Bans, failure counting and account-wide quotas; see docs/guard.md."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = Field(default="smtpgate", min_length=1)
+    failure_window: timedelta = timedelta(minutes=10)
+    ip_failures: int = Field(default=10, ge=1)
+    network_failures: int = Field(default=30, ge=1)
+    login_failures: int = Field(default=20, ge=1)
+    ban_for: timedelta = timedelta(minutes=15)
+    max_ban: timedelta = timedelta(hours=24)
+    strike_memory: timedelta = timedelta(days=7)
+    known_good_for: timedelta = timedelta(days=30)
+    network_prefix_v4: int = Field(default=24, ge=8, le=32)
+    network_prefix_v6: int = Field(default=64, ge=16, le=128)
+    allow_networks: list[str] = ["127.0.0.0/8", "::1/128"]  # like fail2ban's ignoreip: local services
+    sync_interval: timedelta = timedelta(seconds=2)
+    account_max_per_hour: int = Field(default=0, ge=0)
+    account_max_per_day: int = Field(default=0, ge=0)
+    account_max_rcpt_per_hour: int = Field(default=0, ge=0)
+    account_max_rcpt_per_day: int = Field(default=0, ge=0)
+
+    _check_durations = field_validator(
+        "failure_window", "ban_for", "max_ban", "strike_memory", "known_good_for", "sync_interval", mode="before"
+    )(classmethod(lambda cls, v: _duration(v)))
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for text in value:
+            try:
+                ipaddress.ip_network(str(text).strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{text!r} is not a network; use CIDR such as 192.0.2.0/24 or 2001:db8::/48") from None
+        return value
+
+
+class AuditConfig(_Section):
+    retention: timedelta = timedelta(days=90)
+    json_log: bool = True
+    prune_interval: timedelta = timedelta(hours=1)
+
+    _check_durations = field_validator("retention", "prune_interval", mode="before")(
+        classmethod(lambda cls, v: _duration(v))
+    )
+
+
+class AlertsConfig(_Section):
+    webhook_url: str = ""
+    webhook_secret_file: str = "secrets/alert-webhook.key"
+    webhook_attempts: int = Field(default=6, ge=1, le=50)
+    webhook_backoff: timedelta = timedelta(seconds=2)
+    webhook_timeout: timedelta = timedelta(seconds=10)
+    email_owner: bool = False
+    email_from: str = ""
+    failure_burst: int = Field(default=20, ge=1)
+    volume_factor: float = Field(default=10.0, gt=1)
+    volume_min_messages: int = Field(default=50, ge=1)
+    volume_baseline: timedelta = timedelta(days=7)
+
+    _check_durations = field_validator(
+        "webhook_backoff", "webhook_timeout", "volume_baseline", mode="before"
+    )(classmethod(lambda cls, v: _duration(v)))
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL, or empty for no webhook")
+        return value
+
+
+_TOKEN_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519")
+
+
+class TokenIssuerConfig(_Section):
+    """An external identity provider whose access tokens may authenticate accounts."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,29}$")
+    issuer: str = Field(min_length=1)
+    audience: str = Field(min_length=1)
+    jwks_url: str = ""
+    jwks_file: str = ""
+    login_claim: str = Field(default="email", min_length=1)
+    required_scope: str = "smtp"      # empty: no scope needed
+    algorithms: list[str] = ["RS256", "ES256", "EdDSA", "Ed25519"]
+    jwks_cache: timedelta = timedelta(hours=1)
+
+    _check_durations = field_validator("jwks_cache", mode="before")(classmethod(lambda cls, v: _duration(v)))
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        for alg in value:
+            if alg not in _TOKEN_ALGORITHMS:
+                raise ValueError(
+                    f"{alg!r} is not allowed; use asymmetric algorithms only ({', '.join(_TOKEN_ALGORITHMS)}): "
+                    "'none' and HMAC algorithms are refused"
+                )
+        if not value:
+            raise ValueError("list at least one algorithm, such as RS256")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> TokenIssuerConfig:
+        if bool(self.jwks_url) == bool(self.jwks_file):
+            raise ValueError("set exactly one of jwks_url (fetched and cached) or jwks_file (a local JWKS)")
+        loopback = ("http://127.0.0.1:", "http://127.0.0.1/", "http://localhost:", "http://localhost/", "http://[::1]")
+        if self.jwks_url and not self.jwks_url.startswith(("https://", *loopback)):
+            raise ValueError("jwks_url must be an https:// URL (plain http only on loopback, for testing)")
+        return self
+
+
+class TokensConfig(_Section):
+    """OAuth bearer tokens (XOAUTH2, OAUTHBEARER) and SCRAM-SHA-256; see docs/tokens.md."""
+
+    enabled: bool = True
+    scram: bool = True
+    scram_iterations: int = Field(default=4096, ge=4096, le=10_000_000)
+    issuer: str = ""                   # empty: urn:smtpgate:<hostname>
+    audience: str = ""                 # empty: urn:smtpgate:<hostname>:smtp
+    access_token_lifetime: timedelta = timedelta(hours=1)
+    max_token_lifetime: timedelta = timedelta(hours=24)
+    algorithm: Literal["ES256", "EdDSA", "Ed25519"] = "ES256"
+    key_dir: str = "secrets/token-keys"
+    leeway: timedelta = timedelta(seconds=30)
+    issuers: list[TokenIssuerConfig] = []
+
+    _check_durations = field_validator(
+        "access_token_lifetime", "max_token_lifetime", "leeway", mode="before"
+    )(classmethod(lambda cls, v: _duration(v)))
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TokensConfig:
+        if self.access_token_lifetime <= timedelta(0) or self.access_token_lifetime > self.max_token_lifetime:
+            raise ValueError("access_token_lifetime must be positive and at most max_token_lifetime")
+        if self.leeway > timedelta(minutes=5):
+            raise ValueError("leeway is for clock skew: at most 5m")
+        names = [i.name for i in self.issuers]
+        if len(names) != len(set(names)):
+            raise ValueError("every [[tokens.issuers]] needs its own name")
+        return self
 
 
 class Config(_Section):
@@ -127,6 +391,10 @@ class Config(_Section):
     passwords: PasswordConfig = PasswordConfig()
     credentials: CredentialConfig = CredentialConfig()
     delivery: DeliveryConfig = DeliveryConfig()
+    guard: GuardConfig = GuardConfig()
+    audit: AuditConfig = AuditConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    tokens: TokensConfig = TokensConfig()
     base_dir: Path = Field(default=Path("."), exclude=True)
     source: Path | None = Field(default=None, exclude=True)
 

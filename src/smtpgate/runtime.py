@@ -14,8 +14,13 @@ from smtpgate.credentials import CredentialService
 from smtpgate.store import Store, open_store
 
 if TYPE_CHECKING:
+    from smtpgate.audit import AuditRecorder, AuditStore
+    from smtpgate.credentials.tokens import TokenService
     from smtpgate.delivery import Spool
     from smtpgate.delivery.capture import CaptureStore
+    from smtpgate.delivery.queue import QueueStore
+    from smtpgate.delivery.worker import DeliveryWorker
+    from smtpgate.guard import Guard, GuardBackend
 
 
 class Runtime:
@@ -31,16 +36,141 @@ class Runtime:
         return CredentialService.from_config(self.config, self.store)
 
     @cached_property
+    def tokens(self) -> TokenService:
+        """Service accounts, the built-in token issuer and token checks (owned by the credential service)."""
+        tokens = self.credentials.tokens
+        assert tokens is not None  # from_config always builds it
+        return tokens
+
+    @cached_property
     def capture(self) -> CaptureStore:
         from smtpgate.delivery.capture import CaptureStore
 
         return CaptureStore(self.config.capture_dir)
 
     @cached_property
+    def queue(self) -> QueueStore:
+        from smtpgate.delivery.queue import QueueStore
+
+        return QueueStore(self.config.path(self.config.delivery.queue_dir))
+
+    @cached_property
     def spool(self) -> Spool:
-        """Where the SMTP server puts accepted messages ([delivery] mode)."""
-        return self.capture
+        """Where the SMTP server puts accepted messages: the capture store when capture is
+        the only route, otherwise the delivery queue (which captures through its route)."""
+        return self.queue if self.config.delivery.uses_queue else self.capture
+
+    def delivery_worker(self) -> DeliveryWorker | None:
+        """The worker that drains the queue, or None when nothing is ever queued."""
+        if not self.config.delivery.uses_queue:
+            return None
+        from smtpgate.delivery.worker import build_worker
+
+        return build_worker(self.config, self.queue, self.capture)
+
+    # ---------------------------------------------------------------- the watchtower
+
+    @cached_property
+    def guard_backend(self) -> GuardBackend:
+        """[guard] backend: in-memory (this process) or Redis (shared); Redis connects on first use."""
+        cfg = self.config.guard
+        if cfg.backend == "redis":
+            from smtpgate.guard.redis_backend import RedisBackend
+
+            return RedisBackend(cfg.redis_url, prefix=cfg.redis_prefix)
+        from smtpgate.guard.memory import MemoryBackend
+
+        return MemoryBackend()
+
+    @cached_property
+    def guard(self) -> Guard:
+        import time
+
+        from smtpgate.guard import Guard, GuardSettings
+        from smtpgate.guard.bans import BanBook
+
+        return Guard(
+            self.guard_backend,
+            GuardSettings.from_config(self.config.guard),
+            book=BanBook(self.store, time.time),
+            known_good=self.audit_store.known_good,
+        )
+
+    @cached_property
+    def audit_store(self) -> AuditStore:
+        from smtpgate.audit import AuditStore
+
+        return AuditStore(self.store)
+
+    @cached_property
+    def audit(self) -> AuditRecorder:
+        """The audit writer with its anomaly rules and alert sinks (the server starts its thread)."""
+        from smtpgate.audit import (
+            AlertDispatcher,
+            AlertSettings,
+            AnomalyDetector,
+            AuditRecorder,
+            EmailSink,
+            WebhookSink,
+        )
+        from smtpgate.guard import source_key
+        from smtpgate.guard.networks import parse_source
+
+        cfg, alerts = self.config, self.config.alerts
+        guard = self.guard
+
+        def classify(ip: str) -> tuple[str, str]:
+            source = parse_source(ip)
+            return ("", "") if source is None else (guard.network_of(source), source_key(source))
+
+        webhook = None
+        if alerts.webhook_url:
+            webhook = WebhookSink(
+                alerts.webhook_url,
+                cfg.read_secret_file(alerts.webhook_secret_file, "alert webhook secret"),
+                attempts=alerts.webhook_attempts,
+                backoff=alerts.webhook_backoff.total_seconds(),
+                timeout=alerts.webhook_timeout.total_seconds(),
+                server=cfg.hostname,
+            )
+        email = None
+        if alerts.email_owner:
+            email = EmailSink(
+                self.spool, self._owner_address,
+                sender=alerts.email_from or f"postmaster@{cfg.hostname}", hostname=cfg.hostname,
+            )
+        detector = AnomalyDetector(
+            self.audit_store,
+            AlertSettings(
+                failure_burst=alerts.failure_burst,
+                failure_window=cfg.guard.failure_window.total_seconds(),
+                volume_factor=alerts.volume_factor,
+                volume_min_messages=alerts.volume_min_messages,
+                volume_baseline=alerts.volume_baseline,
+            ),
+        )
+        return AuditRecorder(
+            self.audit_store,
+            classify,
+            json_log=cfg.audit.json_log,
+            detector=detector,
+            dispatcher=AlertDispatcher(self.audit_store, webhook=webhook, email=email),
+            retention=cfg.audit.retention,
+            prune_interval=cfg.audit.prune_interval,
+            also_prune=[*([guard.book.prune] if guard.book is not None else []), self.tokens.prune],
+        )
+
+    def _owner_address(self, login: str) -> str | None:
+        """Where an account's alerts go: its owner when that is an address, else the login itself."""
+        try:
+            account = self.credentials.get_account(login)
+        except Exception:  # noqa: BLE001 - no such account (an unknown login was tried)
+            return None
+        owner = account.owner.strip()
+        return owner if "@" in owner else account.login
 
     def close(self) -> None:
+        if "audit" in self.__dict__:
+            self.audit.close()
         if "store" in self.__dict__:
             self.store.dispose()

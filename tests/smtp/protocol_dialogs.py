@@ -9,6 +9,7 @@ Format, one directive per line (blank lines and ``#`` comments ignored):
 
 ``features: key=value ...``  ServerFeatures overrides (header only)
 ``limits: key=value ...``    ProtocolLimits overrides (header only)
+``sasl: scram_nonce=NONCE``  a fixed SCRAM server nonce, for a fixed transcript (header only)
 ``c: TEXT``                  client line, sent with CRLF appended
 ``raw: TEXT``                client bytes with Python escapes, no CRLF added
 ``s: TEXT``                  next server line; exact, or a prefix ending in ``...``
@@ -16,6 +17,7 @@ Format, one directive per line (blank lines and ``#`` comments ignored):
 ``app: accept [TEXT]``       answer the pending decision
 ``app: reject CODE ENH TEXT``
 ``app: challenge BYTES CODE ENH TEXT``  reject an AuthAttempt with a challenge
+``app: scram-keys SALT_HEX ITERATIONS [REF:PASSWORD ...]``  answer AuthKeysNeeded
 ``app: tls``                 the TLS handshake after STARTTLS succeeded
 ``pending: Name k=v ...``    the pending decision event has this type/fields
 ``events: A, B?, ...``       events since the last check (MessageData runs
@@ -35,6 +37,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Literal
 
+from functools import partial
+
 from smtpgate.smtp.protocol import (
     NEED_DATA,
     PAUSED,
@@ -48,10 +52,11 @@ from smtpgate.smtp.protocol import (
     ServerFeatures,
     State,
 )
+from smtpgate.smtp.sasl import DEFAULT_MECHANISMS, ScramCandidate, ScramKeys, ScramSha256Mechanism
 
 DEFAULT_HOSTNAME = "mx.example.test"
 CLIENT_KINDS = frozenset({"client", "raw"})
-HEADER_KINDS = frozenset({"features", "limits"})
+HEADER_KINDS = frozenset({"features", "limits", "sasl"})
 _PREFIXES = {
     "c": "client",
     "raw": "raw",
@@ -63,6 +68,7 @@ _PREFIXES = {
     "message": "message",
     "features": "features",
     "limits": "limits",
+    "sasl": "sasl",
 }
 _BARE_DIRECTIVES = {"eof": "eof", "closed": "closed"}
 
@@ -145,7 +151,25 @@ def build_connection(steps: list[Step]) -> ServerConnection:
     limits = ProtocolLimits()
     _apply(features, settings(steps, "features"))
     _apply(limits, settings(steps, "limits"))
-    return ServerConnection(features, limits)
+    nonce = settings(steps, "sasl").get("scram_nonce")
+    mechanisms = dict(DEFAULT_MECHANISMS)
+    if nonce:
+        mechanisms["SCRAM-SHA-256"] = partial(ScramSha256Mechanism, server_nonce=nonce)
+    return ServerConnection(features, limits, mechanisms=mechanisms)
+
+
+def scram_keys(argument: str) -> ScramKeys:
+    """``SALT_HEX ITERATIONS REF:PASSWORD ...`` -> the keys scramp derives from them."""
+    from scramp import ScramMechanism
+
+    salt_hex, iterations, *pairs = argument.split()
+    salt, count = bytes.fromhex(salt_hex), int(iterations)
+    candidates = []
+    for pair in pairs:
+        ref, _, password = pair.partition(":")
+        _, stored, server, _ = ScramMechanism("SCRAM-SHA-256").make_auth_info(password, count, salt)
+        candidates.append(ScramCandidate(ref, stored, server))
+    return ScramKeys(salt, count, tuple(candidates))
 
 
 def parse_reply(text: str) -> Reply:
@@ -259,6 +283,8 @@ class ProtocolDialog:
         elif action == "challenge":
             challenge, _, reply = argument.partition(" ")
             self.conn.reject(parse_reply(reply), challenge=unescape(challenge))
+        elif action == "scram-keys":
+            self.conn.supply_keys(scram_keys(argument))
         else:
             raise DialogError(f"unknown app action {action!r}")
         self.pump()

@@ -108,7 +108,7 @@ class TestCredentials:
 
 class TestRegistry:
     def test_default_mechanisms(self) -> None:
-        assert set(DEFAULT_MECHANISMS) == {"PLAIN", "LOGIN"}
+        assert set(DEFAULT_MECHANISMS) == {"PLAIN", "LOGIN", "SCRAM-SHA-256", "XOAUTH2", "OAUTHBEARER"}
         for name, factory in DEFAULT_MECHANISMS.items():
             mechanism = factory()
             assert isinstance(mechanism, SaslMechanism)

@@ -63,8 +63,114 @@ dormant_after = "90d"
 expiring_within = "14d"
 
 [delivery]
-mode = "capture"        # keep every accepted message on disk: `smtpgate capture list`
+# The route for sender domains not listed in [delivery.routes]:
+#   "capture" keeps every accepted message on disk (`smtpgate capture list`);
+#   "relay" sends through the smarthost in [delivery.relay]; "mx" delivers directly.
+mode = "capture"
 capture_dir = "capture"
+queue_dir = "queue"             # the durable queue (used as soon as any route is not capture)
+max_queue_lifetime = "5d"       # then the sender gets a bounce (DSN)
+retry_initial = "1m"            # first retry after a 4xx or network error, doubling each time
+retry_max = "1h"                # longest wait between two attempts
+retry_jitter = 0.2              # +/- 20 % randomness on every wait
+concurrency = 20                # deliveries in flight at once
+dns_servers = []                # empty: the system resolver; or ["127.0.0.1:53"]
+
+[delivery.routes]
+# Route per sender domain (the envelope sender's), for example:
+# "example.com" = "relay"
+# "lab.example.com" = "capture"
+
+[delivery.relay]
+host = ""                       # the smarthost, e.g. "smtp.example.net"
+port = 587
+tls = "starttls"                # or "implicit" (port 465); TLS is always required
+verify = true                   # verify the smarthost's certificate
+ca_file = ""                    # extra CA file to trust; empty: the system store
+username = ""
+# The upstream password is set with `smtpgate upstream set-password --stdin` and stored
+# encrypted (AES-256-GCM) in password_file; the key is in key_file (0600) or in
+# $SMTPGATE_UPSTREAM_KEY.
+password_file = "secrets/upstream-password.enc"
+key_file = "secrets/upstream.key"
+connections = 4                 # connections kept open to the smarthost and reused
+
+[delivery.mx]
+port = 25
+mta_sts = true                  # honour MTA-STS policies (RFC 8461)
+
+[delivery.dkim]
+# One entry per signing domain; `smtpgate dkim keygen DOMAIN` makes the key, e.g.
+# "example.com" = {{ selector = "s2026", key_file = "dkim/example.com.s2026.key" }}
+
+[guard]
+# Brute-force bans and account-wide quotas; docs/guard.md explains every rule.
+backend = "memory"              # "memory" (one process) or "redis" (shared by workers and nodes)
+redis_url = "redis://127.0.0.1:6379/0"
+redis_prefix = "smtpgate"       # every key the guard writes starts with this
+failure_window = "10m"          # failed logins are counted over this window...
+ip_failures = 10                # ...this many from one address ban the address,
+network_failures = 30           # ...this many from one /24 (IPv4) or /64 (IPv6) ban the network,
+login_failures = 20             # ...this many on one login protect the login (known-good sources only)
+ban_for = "15m"                 # first ban; doubled for each repeat within strike_memory
+max_ban = "24h"
+strike_memory = "7d"
+known_good_for = "30d"          # a source that logged in within this is spared network bans
+network_prefix_v4 = 24
+network_prefix_v6 = 64
+# Never counted, banned or held back. Loopback is listed (as in fail2ban's ignoreip) so that a
+# webmail or app on this host, speaking for many users, is not banned for one user's typos.
+allow_networks = ["127.0.0.0/8", "::1/128"]   # add your office, e.g. "192.0.2.0/24"
+sync_interval = "2s"            # how often a server picks up `smtpgate ban add/remove`
+account_max_per_hour = 0        # per-account limits over all its credentials; 0 = none
+account_max_per_day = 0
+account_max_rcpt_per_hour = 0
+account_max_rcpt_per_day = 0
+
+[audit]
+retention = "90d"               # audit events and alerts older than this are pruned by the server
+json_log = true                 # also write every event as one JSON line to the log
+prune_interval = "1h"
+
+[alerts]
+# Alerts always go to the log and to `smtpgate alerts list`. A webhook gets each as a JSON
+# POST signed with HMAC-SHA256 (header X-Smtpgate-Signature); the shared secret lives in
+# webhook_secret_file (mode 0600), e.g. `openssl rand -hex 32 > secrets/alert-webhook.key`.
+webhook_url = ""
+webhook_secret_file = "secrets/alert-webhook.key"
+webhook_attempts = 6            # retried with exponential backoff from webhook_backoff
+webhook_backoff = "2s"
+webhook_timeout = "10s"
+email_owner = false             # also mail the account owner, through this server's own delivery
+email_from = ""                 # empty: postmaster@<hostname>
+failure_burst = 20              # failed logins on one login within [guard] failure_window
+volume_factor = 10              # an hour's messages this many times the credential's baseline...
+volume_min_messages = 50        # ...and at least this many
+volume_baseline = "7d"
+
+[tokens]
+# OAuth 2.0 bearer tokens (SASL XOAUTH2 and OAUTHBEARER) and SCRAM-SHA-256; docs/tokens.md.
+enabled = true                  # offer XOAUTH2 and OAUTHBEARER after TLS
+scram = true                    # offer SCRAM-SHA-256 and keep its keys beside each password hash
+scram_iterations = 4096         # PBKDF2 rounds of the SCRAM keys (RFC 7677 minimum; clients pay them too)
+issuer = ""                     # empty: "urn:smtpgate:<hostname>", the `iss` of the tokens issued here
+audience = ""                   # empty: "urn:smtpgate:<hostname>:smtp", the `aud` they must carry
+access_token_lifetime = "1h"    # what POST /oauth/token (admin listener) hands out
+max_token_lifetime = "24h"      # the longest `smtpgate token issue --lifetime` may ask for
+algorithm = "ES256"             # signing: "ES256" or "EdDSA" (Ed25519); `smtpgate token rotate-key`
+key_dir = "secrets/token-keys"  # signing keys, one 0600 JWK file each, made on first use
+leeway = "30s"                  # clock skew allowed on exp, nbf and iat
+
+# External identity providers whose access tokens authenticate existing accounts, e.g.:
+# [[tokens.issuers]]
+# name = "corp"                                  # shows as credential idp:corp in the audit
+# issuer = "https://login.example.com/tenant"    # the tokens' `iss`
+# audience = "api://smtpgate"                    # the `aud` they must name
+# jwks_url = "https://login.example.com/tenant/discovery/keys"   # or jwks_file = "corp-jwks.json"
+# login_claim = "email"                          # the claim naming the account's login
+# required_scope = "smtp"                        # in `scope` or `scp`; "" for none
+# algorithms = ["RS256", "ES256"]                # asymmetric only; "none" and HS* are refused
+# jwks_cache = "1h"
 """
 
 

@@ -13,6 +13,7 @@ from smtpgate.credentials.scopes import Scopes
 class CredentialKind(StrEnum):
     PASSWORD = "password"
     APP_PASSWORD = "app-password"
+    ACCESS_TOKEN = "access-token"  # a bearer token: the built-in issuer's or an external IdP's
 
 
 class CredentialState(StrEnum):
@@ -34,6 +35,24 @@ class FailureReason(StrEnum):
     DISABLED = "disabled"
     IP_NOT_ALLOWED = "ip-not-allowed"
     APP_PASSWORD_REQUIRED = "app-password-required"
+    # SCRAM-SHA-256: the login has no stored SCRAM keys yet (set the password again)
+    NO_SCRAM_VERIFIER = "no-scram-verifier"
+    # bearer tokens (XOAUTH2, OAUTHBEARER); see docs/tokens.md
+    TOKENS_DISABLED = "tokens-disabled"
+    TOKEN_TOO_LONG = "token-too-long"
+    TOKEN_MALFORMED = "token-malformed"
+    TOKEN_ALG_NOT_ALLOWED = "token-alg-not-allowed"
+    TOKEN_WRONG_ISSUER = "token-wrong-issuer"
+    TOKEN_UNKNOWN_KEY = "token-unknown-key"
+    TOKEN_BAD_SIGNATURE = "token-bad-signature"
+    TOKEN_EXPIRED = "token-expired"
+    TOKEN_NOT_YET_VALID = "token-not-yet-valid"
+    TOKEN_WRONG_AUDIENCE = "token-wrong-audience"
+    TOKEN_MISSING_SCOPE = "token-missing-scope"
+    TOKEN_NO_LOGIN = "token-no-login"
+    TOKEN_LOGIN_MISMATCH = "token-login-mismatch"
+    TOKEN_REVOKED = "token-revoked"
+    IDP_UNAVAILABLE = "idp-unavailable"  # answered 454: try again later
 
 
 @dataclass(frozen=True)
@@ -116,9 +135,13 @@ class IssuedSecret:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who authenticated, with which credential, allowed to do what."""
+    """Who authenticated, with which credential, allowed to do what.
 
-    account_id: int
+    A service account (bearer tokens) has no account row: its `account_id` is
+    "sa:<id>", so account-wide quotas never mix it up with a person's account.
+    """
+
+    account_id: int | str
     login: str
     credential_id: str
     credential_kind: CredentialKind

@@ -12,13 +12,14 @@ import secrets as _random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from smtpgate.config import Config
-from smtpgate.credentials import app_passwords
+from smtpgate.credentials import app_passwords, scram
 from smtpgate.credentials.errors import (
     AccountExists,
     AccountNotFound,
@@ -45,6 +46,11 @@ from smtpgate.credentials.passwords import (
 from smtpgate.credentials.scopes import ScopeRequest, Scopes, normalize_address, parse_sender_pattern
 from smtpgate.store import Store
 from smtpgate.store.models import AccountRow, CredentialRow
+
+if TYPE_CHECKING:
+    from smtpgate.credentials.tokens import TokenService
+
+TOKEN_MECHANISMS = frozenset({"XOAUTH2", "OAUTHBEARER"})
 
 Clock = Callable[[], datetime]
 
@@ -89,6 +95,8 @@ class CredentialService:
         policy: PasswordPolicy,
         settings: CredentialSettings = CredentialSettings(),
         clock: Clock = utcnow,
+        tokens: TokenService | None = None,
+        scram_iterations: int | None = 4096,
     ) -> None:
         self._store = store
         self._app_key = app_key
@@ -96,15 +104,20 @@ class CredentialService:
         self._policy = policy
         self._settings = settings
         self._clock = clock
+        self.tokens = tokens  # bearer tokens and service accounts (docs/tokens.md)
+        self._scram_iterations = scram_iterations  # None: no SCRAM keys are kept
 
     @classmethod
     def from_config(cls, config: Config, store: Store, *, clock: Clock = utcnow) -> CredentialService:
         pw = config.passwords
         hibp = config.path(pw.hibp_file) if pw.hibp_file else None
         cr = config.credentials
+        from smtpgate.credentials.tokens import TokenService
+
+        app_key = config.read_secret_file(config.secrets.app_password_key_file, "app-password key")
         return cls(
             store,
-            app_key=config.read_secret_file(config.secrets.app_password_key_file, "app-password key"),
+            app_key=app_key,
             hashing=PasswordHashing(
                 HashParams(pw.argon2_memory_kib, pw.argon2_time_cost, pw.argon2_parallelism)
             ),
@@ -113,6 +126,8 @@ class CredentialService:
                 cr.rotation_age, cr.rotation_overlap, cr.dormant_after, cr.expiring_within
             ),
             clock=clock,
+            tokens=TokenService.from_config(config, store, app_key=app_key, clock=clock),
+            scram_iterations=config.tokens.scram_iterations if config.tokens.scram else None,
         )
 
     # ------------------------------------------------------------------ accounts
@@ -155,7 +170,9 @@ class CredentialService:
             except IntegrityError:
                 raise AccountExists(f"account {login} already exists") from None
             if password is not None:
-                db.add(self._password_row(row, password, actor, now))
+                credential = self._password_row(row, password, actor, now)
+                db.add(credential)
+                self._store_scram(db, credential, login, password)
             return self._account_info(db, row)
 
     def list_accounts(self) -> list[AccountInfo]:
@@ -205,11 +222,13 @@ class CredentialService:
             now = self._clock()
             current = self._password_credential(db, account.id)
             if current is None:
-                db.add(self._password_row(account, password, actor, now))
+                current = self._password_row(account, password, actor, now)
+                db.add(current)
             else:
                 current.secret_hash = self._hashing.hash(password)
                 current.created_at = now
                 current.created_by = actor
+            self._store_scram(db, current, account.login, password)
             account.updated_at = now
             return self._account_info(db, account)
 
@@ -241,7 +260,7 @@ class CredentialService:
             expires = now + expires_in if expires_in else None
             secret, row = self._app_password_row(account, name.strip(), notes, actor, now, expires, resolved)
             db.add(row)
-            db.flush()
+            self._store_scram(db, row, account.login, secret)
             return IssuedSecret(self._credential_info(row, account), secret)
 
     def rotate(self, credential_id: str, *, overlap: timedelta | None = None, actor: str = "") -> IssuedSecret:
@@ -274,7 +293,7 @@ class CredentialService:
             end = now + overlap
             old.expires_at = min(old.expires_at, end) if old.expires_at else end
             old.replaced_by = new.id
-            db.flush()
+            self._store_scram(db, new, account.login, secret)
             return IssuedSecret(self._credential_info(new, account), secret)
 
     def revoke(self, credential_id: str, *, actor: str = "") -> CredentialInfo:
@@ -319,20 +338,71 @@ class CredentialService:
     # -------------------------------------------------------------- verification
 
     def authenticate(
-        self, login: str, secret: str, remote_ip: str, tls: bool, *, mechanism: str = "PLAIN"
+        self, login: str, secret: str, remote_ip: str, tls: bool, *, mechanism: str = "PLAIN",
+        proven: str | None = None,
     ) -> Principal | AuthFailure:
         """Check a login and secret from the wire. Never raises for bad input; never logs secrets.
 
         `tls` is accepted so that the rule "secrets only over TLS" can be enforced here too
         by callers that have no wire of their own; the SMTP layer refuses AUTH before TLS.
-        `mechanism` is the SASL mechanism the secret came through (PLAIN and LOGIN carry
-        passwords).
+        `mechanism` is the SASL mechanism the secret came through: PLAIN and LOGIN carry
+        passwords, XOAUTH2 and OAUTHBEARER bearer tokens (checked by `self.tokens`), and
+        SCRAM-SHA-256 no secret at all: the SASL layer checked the client's proof against
+        the keys from `scram_keys()`, and `proven` names the credential it matched (None:
+        no match).
         """
-        del tls, mechanism  # the wire refuses AUTH without TLS before it gets here
+        del tls  # the wire refuses AUTH without TLS before it gets here
         login = normalize_address(login)
+        if mechanism in TOKEN_MECHANISMS:
+            if self.tokens is None:
+                return AuthFailure(FailureReason.TOKENS_DISABLED, login)
+            return self.tokens.authenticate(login, secret, remote_ip)
+        if mechanism == scram.MECHANISM:
+            return self._authenticate_scram(login, proven, remote_ip)
         if app_passwords.looks_like_app_password(secret):
             return self._authenticate_app_password(login, secret, remote_ip)
         return self._authenticate_password(login, secret, remote_ip)
+
+    def scram_keys(self, login: str) -> scram.StoredScramKeys:
+        """The salt, iteration count and keys a SCRAM exchange for `login` needs (an unknown
+        login gets a salt too, so the exchange looks the same)."""
+        login = normalize_address(login)
+        iterations = self._scram_iterations or 4096
+        with self._store.session() as db:
+            account_id = db.scalar(select(AccountRow.id).where(AccountRow.login == login))
+            if self._scram_iterations is None:
+                account_id = None
+            return scram.lookup(db, account_id, login, server_key=self._app_key, iterations=iterations)
+
+    def _authenticate_scram(self, login: str, proven: str | None, remote_ip: str) -> Principal | AuthFailure:
+        with self._store.session() as db:
+            account = db.scalar(select(AccountRow).where(AccountRow.login == login))
+            if account is None:
+                return AuthFailure(FailureReason.UNKNOWN_LOGIN, login)
+            row = db.get(CredentialRow, proven) if proven else None
+            if row is None or row.account_id != account.id:
+                keys = scram.lookup(db, account.id, login, server_key=self._app_key,
+                                    iterations=self._scram_iterations).keys if self._scram_iterations else ()
+                reason = FailureReason.BAD_SECRET if keys else FailureReason.NO_SCRAM_VERIFIER
+                return AuthFailure(reason, login)
+            if row.kind == CredentialKind.PASSWORD.value and account.require_app_passwords:
+                return AuthFailure(FailureReason.APP_PASSWORD_REQUIRED, login, row.id)
+            return self._admit(db, row, account, remote_ip)
+
+    def _store_scram(self, db: Session, row: CredentialRow, login: str, secret: str) -> None:
+        """Keep the SCRAM keys of a secret beside its hash (when SCRAM is on)."""
+        if self._scram_iterations is None:
+            return
+        db.flush()
+        scram.store_keys(db, row, login, secret, server_key=self._app_key,
+                         iterations=self._scram_iterations, now=self._clock())
+
+    def _ensure_scram(self, db: Session, row: CredentialRow, login: str, secret: str) -> None:
+        """A secret from before SCRAM (or from before an iteration change) gets its keys now."""
+        if self._scram_iterations is None:
+            return
+        if not scram.is_current(db, row, login, server_key=self._app_key, iterations=self._scram_iterations):
+            self._store_scram(db, row, login, secret)
 
     def _authenticate_app_password(self, login: str, secret: str, remote_ip: str) -> Principal | AuthFailure:
         if not app_passwords.is_well_formed(secret):
@@ -344,7 +414,10 @@ class CredentialService:
                 known = db.scalar(select(AccountRow.id).where(AccountRow.login == login))
                 reason = FailureReason.BAD_SECRET if known is not None else FailureReason.UNKNOWN_LOGIN
                 return AuthFailure(reason, login)
-            return self._admit(db, row, row.account, remote_ip)
+            result = self._admit(db, row, row.account, remote_ip)
+            if isinstance(result, Principal):
+                self._ensure_scram(db, row, login, secret)
+            return result
 
     def _authenticate_password(self, login: str, secret: str, remote_ip: str) -> Principal | AuthFailure:
         with self._store.session() as db:
@@ -360,7 +433,10 @@ class CredentialService:
                 return AuthFailure(FailureReason.APP_PASSWORD_REQUIRED, login, row.id)
             if self._hashing.needs_rehash(row.secret_hash):
                 row.secret_hash = self._hashing.hash(secret)
-            return self._admit(db, row, account, remote_ip)
+            result = self._admit(db, row, account, remote_ip)
+            if isinstance(result, Principal):
+                self._ensure_scram(db, row, login, secret)
+            return result
 
     def _admit(self, db: Session, row: CredentialRow, account: AccountRow, remote_ip: str) -> Principal | AuthFailure:
         """The secret was right: now the credential's state and scopes decide."""

@@ -28,6 +28,7 @@ import os
 import re
 import secrets
 import stat
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -213,6 +214,46 @@ def _make_dir(directory: Path) -> None:
     _fsync_dir(directory.parent)
 
 
+class DirSyncer:
+    """Group commit for one directory's fsync: one fsync covers every rename done before it.
+
+    Each committer calls `synced()` after its rename. If a sync is already running it
+    waits for the next one (that one started after its rename); otherwise it runs the
+    sync itself. So N concurrent commits cost about two directory fsyncs, not N, and no
+    commit returns before an fsync that began after its own rename has finished.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._cond = threading.Condition()
+        self._renamed = 0   # renames announced so far
+        self._synced = 0    # renames covered by a finished fsync
+        self._syncing = False
+
+    def synced(self) -> None:
+        with self._cond:
+            self._renamed += 1
+            ticket = self._renamed
+            while self._synced < ticket:
+                if self._syncing:
+                    self._cond.wait()
+                    continue
+                self._syncing = True
+                upto = self._renamed
+                self._cond.release()
+                try:
+                    _fsync_dir(self.directory)
+                except BaseException:
+                    self._cond.acquire()
+                    self._syncing = False
+                    self._cond.notify_all()
+                    raise
+                self._cond.acquire()
+                self._syncing = False
+                self._synced = max(self._synced, upto)
+                self._cond.notify_all()
+
+
 def _open_new(path: Path) -> int:
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
 
@@ -280,7 +321,8 @@ class SpoolWriter:
         data_path, meta_path = self._store.paths(self.message_id)
         os.rename(self._tmp_data, data_path)
         os.rename(self._tmp_meta, meta_path)
-        _fsync_dir(self._store.messages_dir)
+        self._store.dir_syncer.synced()
+        self._store.committed(message)
         return message
 
     def _close_data(self, *, sync: bool) -> None:
@@ -340,7 +382,11 @@ class CaptureStore:
         self.messages_dir = self.directory / "messages"
         for path in (self.directory, self.tmp_dir, self.messages_dir):
             _make_dir(path)
+        self.dir_syncer = DirSyncer(self.messages_dir)
         self.remove_stale(stale_after)
+
+    def committed(self, message: CapturedMessage) -> None:
+        """Called (in the committing thread) once a message is durable; for subclasses."""
 
     def paths(self, message_id: str) -> tuple[Path, Path]:
         """(<id>.eml, <id>.json) in messages/."""

@@ -28,9 +28,11 @@ from .sasl import (
     Challenge,
     Malformed,
     MechanismFactory,
+    NeedKeys,
     SaslCredentials,
     SaslMechanism,
     SaslStep,
+    ScramKeys,
     decode_response,
     encode_challenge,
 )
@@ -41,6 +43,7 @@ __all__ = [
     "NEED_DATA",
     "PAUSED",
     "AuthAttempt",
+    "AuthKeysNeeded",
     "ConnectionLost",
     "DataStart",
     "DecisionEvent",
@@ -144,6 +147,7 @@ _BARE_CR_LF = Reply(500, "5.5.2", "Bare CR or LF not allowed")
 _NOT_UTF8 = Reply(500, "5.5.2", "Invalid UTF-8 in command")
 _UNKNOWN_COMMAND = Reply(500, "5.5.2", "Command not recognized")
 _AUTH_CANCELLED = Reply(501, "5.0.0", "Authentication cancelled")
+_EMPTY_RESPONSE_EXPECTED = Reply(501, "5.5.2", "Expected an empty response")
 _CANNOT_DECODE = Reply(501, "5.5.2", "Cannot decode response")
 _SYNTAX_EHLO = Reply(501, "5.5.4", "Syntax: EHLO hostname")
 _SYNTAX_HELO = Reply(501, "5.5.4", "Syntax: HELO hostname")
@@ -195,7 +199,9 @@ class ProtocolLimits:
     """Octet and count limits; line limits include the CRLF."""
 
     max_command_line: int = 512
-    max_auth_line: int = 16384
+    # A 16 KiB bearer token, base64-encoded with its SASL framing, must reach the
+    # application whole, which refuses tokens over 16 KiB by name (535 + audit).
+    max_auth_line: int = 32768
     max_text_line: int = 1000
     max_message_size: int = 26214400
     max_recipients: int = 100
@@ -245,16 +251,28 @@ class StartTLS(Event):
 
 @dataclass(frozen=True, repr=False)
 class AuthAttempt(DecisionEvent):
+    """Verify these credentials; SCRAM has no secret, ``proven`` names the key it proved."""
+
     mechanism: str
     authzid: str
     login: str
     secret: str
+    proven: str | None = None
 
     def __repr__(self) -> str:
         return (
             f"AuthAttempt(mechanism={self.mechanism!r}, authzid={self.authzid!r}, "
-            f"login={self.login!r}, secret='<redacted>')"
+            f"login={self.login!r}, secret='<redacted>', proven={self.proven!r})"
         )
+
+
+@dataclass(frozen=True)
+class AuthKeysNeeded(DecisionEvent):
+    """Mid-exchange (SCRAM): answer with ``supply_keys(ScramKeys)``, or ``reject()``."""
+
+    mechanism: str
+    authzid: str
+    login: str
 
 
 @dataclass(frozen=True)
@@ -329,6 +347,7 @@ class State(enum.Enum):
     COMMAND = "command"
     AUTH = "auth"  # reading SASL responses
     AUTH_FAILURE = "auth-failure"  # failure challenge sent, waiting for one line
+    AUTH_SUCCESS = "auth-success"  # success data sent (334), waiting for an empty line
     DATA = "data"
     BDAT = "bdat"
     TLS_PENDING = "tls-pending"
@@ -590,6 +609,7 @@ class _SaslExchange:
     name: str
     mechanism: SaslMechanism
     failure_reply: Reply | None = None
+    success_text: str | None = None
 
 
 # --------------------------------------------------------------------------
@@ -675,20 +695,32 @@ class ServerConnection:
 
     def accept(self, text: str | None = None) -> None:
         """Answer the pending decision with its success reply (``text`` overrides)."""
+        if isinstance(self.pending_decision, AuthKeysNeeded):
+            raise ProtocolUsageError("answer AuthKeysNeeded with supply_keys() or reject()")
         pending = self._take_pending()
         pending.on_accept(text)
+
+    def supply_keys(self, keys: ScramKeys) -> None:
+        """Answer ``AuthKeysNeeded`` with the stored keys; the exchange goes on."""
+        if not isinstance(self.pending_decision, AuthKeysNeeded):
+            raise ProtocolUsageError("supply_keys() answers only AuthKeysNeeded")
+        self._take_pending()
+        assert self._sasl is not None
+        self._apply_sasl_step(self._sasl.mechanism.supply(keys))
 
     def reject(self, reply: Reply, challenge: bytes | None = None) -> None:
         """Answer the pending decision with ``reply`` (a 4xx or 5xx).
 
         ``challenge`` (AuthAttempt only) first sends ``334 base64(challenge)``
-        and sends ``reply`` after the client's next line (RFC 7628).
+        and sends ``reply`` after the client's next line (RFC 7628).  Without
+        one, a mechanism with its own error challenge (XOAUTH2, OAUTHBEARER)
+        gets that.
         """
         if reply.code < 400:
             raise ProtocolUsageError(f"reject() needs a 4xx/5xx reply, got {reply.code}")
         if self._pending is None:
             raise ProtocolUsageError("reject() called without a pending decision")
-        if challenge is not None and not isinstance(self._pending.event, AuthAttempt):
+        if challenge is not None and not isinstance(self._pending.event, (AuthAttempt, AuthKeysNeeded)):
             raise ProtocolUsageError("a challenge can only answer an AuthAttempt")
         pending = self._take_pending()
         pending.on_reject(reply, challenge)
@@ -1031,6 +1063,9 @@ class ServerConnection:
         elif isinstance(step, SaslCredentials):
             self._state = State.COMMAND
             self._request_auth_decision(step)
+        elif isinstance(step, NeedKeys):
+            self._state = State.COMMAND
+            self._request_keys(step)
         else:
             self._end_sasl()
             self._fail(_malformed_reply(step))
@@ -1042,15 +1077,32 @@ class ServerConnection:
             authzid=credentials.authzid,
             login=credentials.login,
             secret=credentials.secret,
+            proven=credentials.proven,
         )
         self._decide(event, self._auth_accepted, self._auth_rejected)
 
+    def _request_keys(self, need: NeedKeys) -> None:
+        assert self._sasl is not None
+        event = AuthKeysNeeded(mechanism=self._sasl.name, authzid=need.authzid, login=need.login)
+        self._decide(event, self._auth_accepted, self._auth_rejected)  # accept() is refused
+
     def _auth_accepted(self, text: str | None) -> None:
+        data = self._sasl.mechanism.success_data() if self._sasl is not None else None
+        if data is not None:
+            # RFC 4954: additional data with success goes in a 334; 235 follows
+            # the client's empty response.
+            assert self._sasl is not None
+            self._sasl.success_text = text
+            self._send(Reply(334, "", encode_challenge(data)))
+            self._state = State.AUTH_SUCCESS
+            return
         self._end_sasl()
         self._authenticated = True
         self._send(_AUTH_OK.with_text(text))
 
     def _auth_rejected(self, reply: Reply, challenge: bytes | None) -> None:
+        if challenge is None and self._sasl is not None:
+            challenge = self._sasl.mechanism.failure_challenge()
         if challenge is None or self._sasl is None:
             self._end_sasl()
             self._send(reply)
@@ -1061,7 +1113,7 @@ class ServerConnection:
 
     def _end_sasl(self) -> None:
         self._sasl = None
-        if self._state in (State.AUTH, State.AUTH_FAILURE):
+        if self._state in (State.AUTH, State.AUTH_FAILURE, State.AUTH_SUCCESS):
             self._state = State.COMMAND
 
     def _step_auth(self) -> bool:
@@ -1095,6 +1147,24 @@ class ServerConnection:
         reply = self._sasl.failure_reply if self._sasl is not None else None
         self._end_sasl()
         self._send(reply or AUTH_CREDENTIALS_INVALID)
+        return True
+
+    def _step_auth_success(self) -> bool:
+        """After the success data the client must send an empty line; ``*`` cancels."""
+        line = self._read_line(self._limits.max_auth_line)
+        if line is None:
+            return False
+        text = self._sasl.success_text if self._sasl is not None else None
+        self._end_sasl()
+        if isinstance(line, Reply):
+            self._fail(line)
+        elif line == b"*":
+            self._fail(_AUTH_CANCELLED)
+        elif line:
+            self._fail(_EMPTY_RESPONSE_EXPECTED)
+        else:
+            self._authenticated = True
+            self._send(_AUTH_OK.with_text(text))
         return True
 
     # ------------------------------------------------------ MAIL / RCPT
@@ -1426,6 +1496,7 @@ class ServerConnection:
         State.COMMAND: _step_command,
         State.AUTH: _step_auth,
         State.AUTH_FAILURE: _step_auth_failure,
+        State.AUTH_SUCCESS: _step_auth_success,
         State.DATA: _step_data,
         State.BDAT: _step_bdat,
     }

@@ -3,11 +3,17 @@
 Why a layer of its own: the SMTP state machine only frames the exchange
 (``334`` challenges, base64, ``*`` to cancel, RFC 4954) and never learns how a
 mechanism encodes credentials.  Each mechanism turns raw client responses into
-one of three steps -- send a challenge, hand credentials to the application,
-or give up on a malformed response -- so token mechanisms (XOAUTH2,
-OAUTHBEARER) and SCRAM-SHA-256 can be added here later without touching the
-protocol module.  Everything is bytes in, steps out: no I/O, no credential
+one of four steps -- send a challenge, hand credentials to the application,
+ask the application for stored keys mid-exchange (SCRAM), or give up on a
+malformed response.  Everything is bytes in, steps out: no I/O, no credential
 store, no clock.
+
+Mechanisms here: PLAIN (RFC 4616), LOGIN, XOAUTH2 (the Google and Microsoft
+format), OAUTHBEARER (RFC 7628) and SCRAM-SHA-256 (RFC 5802, RFC 7677).  The
+SCRAM arithmetic is scramp's; only the framing around it is ours, because the
+stored keys must be looked up by the application between the client's first
+message and the server's first challenge (``NeedKeys``), which scramp's
+synchronous callback cannot do on an event loop.
 """
 
 from __future__ import annotations
@@ -15,10 +21,16 @@ from __future__ import annotations
 import abc
 import base64
 import binascii
+import json
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import ClassVar, TypeAlias
+
+from scramp import ScramException, ScramMechanism
+from scramp.core import ScramServer
+from scramp.utils import ServerError
 
 __all__ = [
     "DEFAULT_MECHANISMS",
@@ -26,10 +38,16 @@ __all__ = [
     "LoginMechanism",
     "Malformed",
     "MechanismFactory",
+    "NeedKeys",
+    "OAuthBearerMechanism",
     "PlainMechanism",
     "SaslCredentials",
     "SaslMechanism",
     "SaslStep",
+    "ScramCandidate",
+    "ScramKeys",
+    "ScramSha256Mechanism",
+    "XOAuth2Mechanism",
     "decode_response",
     "decode_text",
     "encode_challenge",
@@ -48,18 +66,56 @@ class SaslCredentials:
     """The exchange is complete: the application must verify these.
 
     Token mechanisms set ``secret`` to the token and ``login`` to the user
-    named in the token payload.
+    named in the SASL payload (may be empty for OAUTHBEARER without ``a=``).
+    SCRAM never sees the password: ``secret`` is empty and ``proven`` names
+    the stored key (``ScramCandidate.ref``) the client proved it holds, or is
+    ``None`` when its proof matched none.
     """
 
     authzid: str
     login: str
     secret: str
+    proven: str | None = None
 
     def __repr__(self) -> str:
         return (
             f"SaslCredentials(authzid={self.authzid!r}, login={self.login!r}, "
-            "secret='<redacted>')"
+            f"secret='<redacted>', proven={self.proven!r})"
         )
+
+
+@dataclass(frozen=True)
+class NeedKeys:
+    """Mid-exchange: look up the stored SCRAM keys of ``login``, then ``supply()`` them."""
+
+    authzid: str
+    login: str
+
+
+@dataclass(frozen=True, repr=False)
+class ScramCandidate:
+    """The SCRAM keys of one stored credential; ``ref`` is the application's name for it."""
+
+    ref: str
+    stored_key: bytes
+    server_key: bytes
+
+    def __repr__(self) -> str:
+        return f"ScramCandidate(ref={self.ref!r}, keys='<redacted>')"
+
+
+@dataclass(frozen=True)
+class ScramKeys:
+    """What the application supplies: one salt and iteration count, any number of keys.
+
+    Every credential of a login shares the salt, so a client's proof can be
+    checked against each of them (an account password or any app password).
+    No candidates (an unknown login) still yields a normal-looking exchange.
+    """
+
+    salt: bytes
+    iterations: int
+    candidates: tuple[ScramCandidate, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -72,18 +128,18 @@ class Malformed:
     text: str = "Invalid SASL response"
 
 
-SaslStep: TypeAlias = Challenge | SaslCredentials | Malformed
+SaslStep: TypeAlias = Challenge | SaslCredentials | Malformed | NeedKeys
 
 
 class SaslMechanism(abc.ABC):
     """One server-side SASL exchange; create a fresh instance per AUTH command.
 
-    Token mechanisms fit as they are: parse the token, return credentials
-    with the token as ``secret``; a failed token is answered by the
-    application with ``reject(reply, challenge=...)``.  A mechanism that
-    needs the application in the middle of the exchange (SCRAM-SHA-256 needs
-    the stored salt and keys before its second challenge) adds a step type
-    here and a matching decision event in the protocol module.
+    Token mechanisms parse the token and return credentials with the token
+    as ``secret``; their ``failure_challenge()`` is the JSON error the
+    protocol sends before the failure reply (RFC 7628).  SCRAM-SHA-256 needs
+    the stored salt and keys before its second challenge: it returns
+    ``NeedKeys`` (the protocol's ``AuthKeysNeeded`` decision), continues in
+    ``supply()``, and has ``success_data()`` to send before 235.
     """
 
     name: ClassVar[str]
@@ -95,6 +151,18 @@ class SaslMechanism(abc.ABC):
     @abc.abstractmethod
     def step(self, response: bytes) -> SaslStep:
         """Process the decoded client response to the last challenge."""
+
+    def supply(self, keys: ScramKeys) -> SaslStep:
+        """Continue after ``NeedKeys`` with the stored keys (SCRAM only)."""
+        return Malformed("Unexpected keys")
+
+    def success_data(self) -> bytes | None:
+        """Data the server must send before 235 (RFC 4954: as a 334), if any."""
+        return None
+
+    def failure_challenge(self) -> bytes | None:
+        """The error challenge to send before a failure reply (RFC 7628), if any."""
+        return None
 
 
 MechanismFactory: TypeAlias = Callable[[], SaslMechanism]
@@ -191,10 +259,249 @@ class LoginMechanism(SaslMechanism):
         return SaslCredentials(authzid="", login=login, secret=secret)
 
 
+# --------------------------------------------------------------------------
+# Bearer tokens: XOAUTH2 and OAUTHBEARER (RFC 7628)
+# --------------------------------------------------------------------------
+
+_KV_SEPARATOR = b"\x01"
+
+
+def _kvpairs(data: bytes) -> dict[str, str] | None:
+    """``key=value`` pairs separated by ^A, ended by ^A^A; ``None`` when malformed."""
+    if not data.endswith(_KV_SEPARATOR * 2):
+        return None
+    pairs: dict[str, str] = {}
+    for item in data[:-2].split(_KV_SEPARATOR):
+        if not item:
+            continue
+        text = decode_text(item)
+        if text is None or "=" not in text:
+            return None
+        key, _, value = text.partition("=")
+        if not key.isalpha() or key in pairs:
+            return None
+        pairs[key] = value
+    return pairs
+
+
+def _bearer(value: str | None) -> str | None:
+    """The token of an ``auth=Bearer <token>`` value (the scheme is case-insensitive)."""
+    if value is None:
+        return None
+    scheme, _, token = value.partition(" ")
+    token = token.strip(" ")
+    if scheme.lower() != "bearer" or not token or any(c.isspace() for c in token):
+        return None
+    return token
+
+
+class _BearerMechanism(SaslMechanism):
+    """One client message carrying a bearer token; a JSON error challenge on failure."""
+
+    ERROR: ClassVar[dict[str, str]]
+
+    def __init__(self) -> None:
+        self._done = False
+
+    def start(self, initial_response: bytes | None) -> SaslStep:
+        if initial_response is None:
+            return Challenge(b"")
+        return self.step(initial_response)
+
+    def step(self, response: bytes) -> SaslStep:
+        if self._done:
+            return Malformed(f"Unexpected {self.name} response")
+        self._done = True
+        return self._parse(response)
+
+    @abc.abstractmethod
+    def _parse(self, message: bytes) -> SaslStep: ...
+
+    def failure_challenge(self) -> bytes | None:
+        return json.dumps(self.ERROR, separators=(",", ":")).encode("ascii")
+
+
+class XOAuth2Mechanism(_BearerMechanism):
+    """``user=<login>^Aauth=Bearer <token>^A^A`` (Google's and Microsoft's XOAUTH2)."""
+
+    name: ClassVar[str] = "XOAUTH2"
+    ERROR: ClassVar[dict[str, str]] = {"status": "401", "schemes": "bearer"}
+
+    def _parse(self, message: bytes) -> SaslStep:
+        pairs = _kvpairs(message)
+        if pairs is None:
+            return Malformed("Invalid XOAUTH2 response")
+        login = pairs.get("user", "")
+        token = _bearer(pairs.get("auth"))
+        if not login or _has_nul(login) or token is None:
+            return Malformed("Invalid XOAUTH2 response")
+        return SaslCredentials(authzid="", login=login, secret=token)
+
+
+def _saslname(value: str) -> str | None:
+    """Undo RFC 5801 escaping (``=2C`` is a comma, ``=3D`` an equals sign)."""
+    rest = value.replace("=2C", "").replace("=3D", "")
+    if "=" in rest or "," in rest:
+        return None
+    return value.replace("=2C", ",").replace("=3D", "=")
+
+
+def _gs2_header(header: str) -> tuple[str, str] | Malformed:
+    """Parse ``flag,[a=authzid],`` into (flag, authzid); channel binding is refused."""
+    flag, comma, rest = header.partition(",")
+    if not comma or not rest.endswith(","):
+        return Malformed("Invalid GS2 header")
+    if flag.startswith("p="):
+        return Malformed("Channel binding is not supported")
+    if flag not in ("n", "y"):
+        return Malformed("Invalid GS2 header")
+    authzid_field = rest[:-1]
+    if not authzid_field:
+        return flag, ""
+    if not authzid_field.startswith("a=") or len(authzid_field) == 2:
+        return Malformed("Invalid GS2 header")
+    authzid = _saslname(authzid_field[2:])
+    if authzid is None:
+        return Malformed("Invalid GS2 header")
+    return flag, authzid
+
+
+class OAuthBearerMechanism(_BearerMechanism):
+    """RFC 7628: ``n,a=<login>,^Ahost=..^Aport=..^Aauth=Bearer <token>^A^A``.
+
+    The login is the GS2 authzid; without one it is empty and the token
+    alone names the user.
+    """
+
+    name: ClassVar[str] = "OAUTHBEARER"
+    ERROR: ClassVar[dict[str, str]] = {"status": "invalid_token", "schemes": "bearer"}
+
+    def _parse(self, message: bytes) -> SaslStep:
+        head, separator, rest = message.partition(_KV_SEPARATOR)
+        header = decode_text(head)
+        if not separator or header is None:
+            return Malformed("Invalid OAUTHBEARER response")
+        parsed = _gs2_header(header)
+        if isinstance(parsed, Malformed):
+            return parsed
+        _, authzid = parsed
+        pairs = _kvpairs(_KV_SEPARATOR + rest)
+        token = _bearer(pairs.get("auth")) if pairs is not None else None
+        if token is None or _has_nul(authzid):
+            return Malformed("Invalid OAUTHBEARER response")
+        return SaslCredentials(authzid=authzid, login=authzid, secret=token)
+
+
+# --------------------------------------------------------------------------
+# SCRAM-SHA-256 (RFC 5802, RFC 7677)
+# --------------------------------------------------------------------------
+
+
+class ScramSha256Mechanism(SaslMechanism):
+    """SCRAM-SHA-256 without channel binding; the keys come from the application.
+
+    client-first -> ``NeedKeys(login)`` -> ``supply(keys)`` -> server-first
+    challenge -> client-final -> ``SaslCredentials(proven=ref or None)``; on
+    success the server-final (``v=...``) is sent before 235 (``success_data``).
+    ``server_nonce`` is for tests that need a fixed transcript.
+    """
+
+    name: ClassVar[str] = "SCRAM-SHA-256"
+    _SCRAM = ScramMechanism("SCRAM-SHA-256")
+
+    def __init__(self, *, server_nonce: str | None = None) -> None:
+        self._nonce = server_nonce
+        self._stage = "client-first"
+        self._client_first = ""
+        self._authzid = ""
+        self._login = ""
+        self._servers: list[tuple[str, ScramServer]] = []
+        self._server_final: bytes | None = None
+
+    def start(self, initial_response: bytes | None) -> SaslStep:
+        if initial_response is None:
+            return Challenge(b"")
+        return self.step(initial_response)
+
+    def step(self, response: bytes) -> SaslStep:
+        stage, self._stage = self._stage, "done"
+        if stage == "client-first":
+            return self._take_client_first(response)
+        if stage == "client-final":
+            return self._take_client_final(response)
+        return Malformed("Unexpected SCRAM response")
+
+    def _take_client_first(self, message: bytes) -> SaslStep:
+        text = decode_text(message)
+        if text is None or text.count(",") < 3:
+            return Malformed("Invalid SCRAM client-first message")
+        flag_end = text.index(",")
+        header_end = text.index(",", flag_end + 1)
+        parsed = _gs2_header(text[: header_end + 1])
+        if isinstance(parsed, Malformed):
+            return parsed
+        bare = text[header_end + 1 :]
+        if not bare.startswith("n=") or ",r=" not in bare:
+            return Malformed("Invalid SCRAM client-first message")
+        login = _saslname(bare[2:].partition(",")[0])
+        if not login or _has_nul(login) or _has_nul(parsed[1]):
+            return Malformed("Invalid SCRAM username")
+        self._client_first, self._authzid, self._login = text, parsed[1], login
+        self._stage = "keys"
+        return NeedKeys(authzid=parsed[1], login=login)
+
+    def supply(self, keys: ScramKeys) -> SaslStep:
+        if self._stage != "keys":
+            return Malformed("Unexpected keys")
+        self._stage = "done"
+        nonce = self._nonce or secrets.token_urlsafe(24)
+        # No stored key (unknown login): a random one the proof can never match,
+        # so the exchange looks the same either way.
+        candidates = keys.candidates or (
+            ScramCandidate("", secrets.token_bytes(32), secrets.token_bytes(32)),
+        )
+        server_first = ""
+        try:
+            for candidate in candidates:
+                stored = (keys.salt, candidate.stored_key, candidate.server_key, keys.iterations)
+                server = self._SCRAM.make_server(lambda _user, s=stored: s, s_nonce=nonce)
+                server.set_client_first(self._client_first)
+                server_first = server.get_server_first()
+                self._servers.append((candidate.ref, server))
+        except ScramException:
+            return Malformed("Invalid SCRAM client-first message")
+        self._stage = "client-final"
+        return Challenge(server_first.encode("utf-8"))
+
+    def _take_client_final(self, message: bytes) -> SaslStep:
+        text = decode_text(message)
+        if text is None:
+            return Malformed("Invalid SCRAM client-final message")
+        proven: str | None = None
+        for ref, server in self._servers:
+            try:
+                server.set_client_final(text)
+            except ScramException as exc:
+                if exc.server_error is ServerError.INVALID_PROOF:
+                    continue
+                return Malformed("Invalid SCRAM client-final message")
+            if ref:
+                proven = ref
+                self._server_final = server.get_server_final().encode("utf-8")
+            break
+        return SaslCredentials(authzid=self._authzid, login=self._login, secret="", proven=proven)
+
+    def success_data(self) -> bytes | None:
+        return self._server_final
+
+
 DEFAULT_MECHANISMS: Mapping[str, MechanismFactory] = MappingProxyType(
     {
         PlainMechanism.name: PlainMechanism,
         LoginMechanism.name: LoginMechanism,
+        ScramSha256Mechanism.name: ScramSha256Mechanism,
+        XOAuth2Mechanism.name: XOAuth2Mechanism,
+        OAuthBearerMechanism.name: OAuthBearerMechanism,
     }
 )
 """Mechanism name -> factory.  New mechanisms are registered here."""

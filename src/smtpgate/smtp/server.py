@@ -7,7 +7,13 @@ writing back-pressure pauses input, so a fast or stalled client cannot pin memor
 
 Workers: `run_server(workers=N)` binds the sockets once, then forks N processes that
 accept on them. Per process: connections, caps, TLS contexts. Shared: the database and
-the spool on disk. Connection caps are per process.
+the spool on disk. Connection caps are per process. Only worker 0 runs the delivery
+worker (and a per-message lock keeps any other process off a message in flight).
+
+The guard is asked about every new connection before the greeting: a banned source gets
+`421 4.7.0` and is closed. Each process runs the audit writer thread and a maintenance
+task (ban changes from the database, guard housekeeping); metrics are per process and
+added up across workers by the admin listener (see `smtpgate.admin.metrics`).
 """
 
 from __future__ import annotations
@@ -24,7 +30,11 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from smtpgate.admin.metrics import metrics
+from smtpgate.audit import events as ev
+from smtpgate.audit.events import AuditEvent
 from smtpgate.config import Config
+from smtpgate.delivery.dkim import DkimError
 from smtpgate.runtime import Runtime
 from smtpgate.smtp.protocol import (
     NEED_DATA,
@@ -36,7 +46,7 @@ from smtpgate.smtp.protocol import (
     StartTLS,
     State,
 )
-from smtpgate.smtp.session import Session, SessionServices
+from smtpgate.smtp.session import BANNED, Session, SessionServices
 from smtpgate.smtp.tls import ReloadableTlsContext, TlsConfigError, describe_tls
 
 log = logging.getLogger("smtpgate.server")
@@ -59,6 +69,16 @@ def admin_address(config: Config) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def auth_mechanisms(config: Config) -> tuple[str, ...]:
+    """What EHLO offers after TLS: passwords always; SCRAM and bearer tokens per [tokens]."""
+    names = ["PLAIN", "LOGIN"]
+    if config.tokens.scram:
+        names.append("SCRAM-SHA-256")
+    if config.tokens.enabled:
+        names += ["XOAUTH2", "OAUTHBEARER"]
+    return tuple(names)
+
+
 def listeners_from(config: Config) -> list[Listener]:
     result = []
     for name, value, implicit in (("submission", config.smtp.submission, False), ("submissions", config.smtp.submissions, True)):
@@ -78,7 +98,13 @@ class SmtpServer:
             spool=runtime.spool,
             hostname=config.hostname,
             auth_failure_delay=config.smtp.auth_failure_delay.total_seconds(),
+            guard=runtime.guard,
+            audit=runtime.audit,
         )
+        self.guard = runtime.guard
+        self.audit = runtime.audit
+        self.banned_seen: dict[str, float] = {}  # a banned source's refusals are audited once a minute
+        self.auth_mechanisms = auth_mechanisms(config)
         self.limits = ProtocolLimits(
             max_message_size=config.smtp.max_message_size,
             max_recipients=config.smtp.max_recipients,
@@ -147,6 +173,7 @@ class SmtpConnection(asyncio.Protocol):
                 hostname=server.config.hostname,
                 tls_active=listener.implicit_tls,
                 starttls_available=not listener.implicit_tls,
+                auth_mechanisms=server.auth_mechanisms,
             ),
             server.limits,
         )
@@ -165,17 +192,44 @@ class SmtpConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername") or ("unknown", 0)
         self.ip = peer[0]
         refusal = self.server.admit(self.ip)
+        m = metrics()
+        if self.listener.implicit_tls:
+            version = (self.tls_info() or "unknown").partition(" ")[0]
+            m.tls_handshakes.labels(self.listener.name, "ok", version).inc()
         if refusal is not None:
+            m.connections.labels(self.listener.name, "shutdown" if refusal.code == 421 and refusal.enhanced == "4.3.2" else "limit").inc()
             self.conn.refuse(refusal)
             transport.write(self.conn.data_to_send())
             transport.close()
             return
         self.server.connections.add(self)
         self.server.per_ip[self.ip] += 1
+        m.open_connections.labels(self.listener.name).inc()
         self.session = Session(self.server.services, client_ip=self.ip, listener=self.listener.name, tls_info=self.tls_info)
         transport.set_write_buffer_limits(high=256 * 1024)
-        self.conn.start()
         self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _admit_source(self) -> bool:
+        """Ask the guard before the greeting: a banned source gets 421 4.7.0 and is closed."""
+        ban = await self.server.guard.check_connection(self.ip)
+        if ban is None:
+            metrics().connections.labels(self.listener.name, "accepted").inc()
+            self.conn.start()
+            return True
+        metrics().connections.labels(self.listener.name, "banned").inc()
+        seen, now = self.server.banned_seen, time.monotonic()
+        if now - seen.get(self.ip, -60.0) >= 60.0:  # a reconnecting attacker must not flood the audit
+            if len(seen) > 10_000:
+                seen.clear()
+            seen[self.ip] = now
+            log.info("refused banned %s (%s until %s)", self.ip, ban.network, int(ban.until))
+            self.server.audit.record(AuditEvent(
+                kind=ev.CONNECT, result=ev.FAIL, reason=ev.BANNED, listener=self.listener.name, remote_ip=self.ip,
+                tls=(self.tls_info() or "").partition(" ")[0], details={"ban": ban.network},
+            ))
+        self.conn.refuse(BANNED)
+        self._flush()
+        return False
 
     def data_received(self, data: bytes) -> None:
         self.conn.receive_data(data)
@@ -203,6 +257,8 @@ class SmtpConnection(asyncio.Protocol):
     async def _run(self) -> None:
         assert self.session is not None
         try:
+            if not await self._admit_source():
+                return
             await self._loop()
         except TimeoutError:
             self._send_now(Reply(421, "4.4.2", f"{self.server.config.hostname} Timeout, closing connection"))
@@ -253,16 +309,24 @@ class SmtpConnection(asyncio.Protocol):
         assert self.transport is not None
         loop = asyncio.get_running_loop()
         self._reading_paused = False
-        new_transport = await loop.start_tls(
-            self.transport,
-            self,
-            self.server.tls.context,
-            server_side=True,
-            ssl_handshake_timeout=self.server.config.smtp.tls_handshake_timeout.total_seconds(),
-        )
-        if new_transport is None:
-            raise ConnectionError("TLS handshake did not complete")
+        started = time.monotonic()
+        m = metrics()
+        try:
+            new_transport = await loop.start_tls(
+                self.transport,
+                self,
+                self.server.tls.context,
+                server_side=True,
+                ssl_handshake_timeout=self.server.config.smtp.tls_handshake_timeout.total_seconds(),
+            )
+            if new_transport is None:
+                raise ConnectionError("TLS handshake did not complete")
+        except BaseException:
+            m.tls_handshakes.labels(self.listener.name, "fail", "").inc()
+            raise
         self.transport = new_transport
+        m.tls_seconds.labels(self.listener.name).observe(time.monotonic() - started)
+        m.tls_handshakes.labels(self.listener.name, "ok", (self.tls_info() or "unknown").partition(" ")[0]).inc()
 
     def tls_info(self) -> str:
         if self.transport is None:
@@ -290,6 +354,7 @@ class SmtpConnection(asyncio.Protocol):
 
     def _release(self) -> None:
         if self in self.server.connections:
+            metrics().open_connections.labels(self.listener.name).dec()
             self.server.connections.discard(self)
             self.server.per_ip[self.ip] -= 1
             if self.server.per_ip[self.ip] <= 0:
@@ -338,12 +403,21 @@ def _install_loop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-async def _serve(config: Config, sockets: dict[str, socket.socket]) -> int:
+async def _serve(config: Config, sockets: dict[str, socket.socket], *, deliver: bool = True) -> int:
+    """One process's life. `deliver`: this process also runs the delivery worker (worker 0)."""
     from smtpgate.admin.app import serve_admin
 
     runtime = Runtime(config)
     admin: asyncio.Task[None] | None = None
+    delivery = runtime.delivery_worker() if deliver else None
+    delivering: asyncio.Task[None] | None = None
+    if runtime.audit.dispatcher is not None:
+        runtime.audit.dispatcher.on_alert = lambda alert: metrics().alerts.labels(alert.rule).inc()
+    runtime.audit.start()
+    watch = asyncio.get_running_loop().create_task(_watch_guard(runtime))
     try:
+        if delivery is not None:
+            delivering = asyncio.get_running_loop().create_task(delivery.run())
         tls = ReloadableTlsContext(config.path(config.tls.cert), config.path(config.tls.key))
         server = SmtpServer(config, runtime, tls)
         await server.start(sockets)
@@ -358,9 +432,33 @@ async def _serve(config: Config, sockets: dict[str, socket.socket]) -> int:
         await server.shutdown()
         return 0
     finally:
+        if delivery is not None and delivering is not None:
+            delivery.stop()
+            await asyncio.wait([delivering], timeout=20)
         if admin is not None:
             admin.cancel()
+        watch.cancel()
+        await runtime.guard.close()
+        runtime.audit.close(wait_for_alerts=False)  # events are written; webhook retries are not waited for
         runtime.close()
+
+
+async def _watch_guard(runtime: Runtime) -> None:
+    """Bans made elsewhere (the CLI, other workers) come in; what has expired goes out."""
+    guard = runtime.guard
+    interval = runtime.config.guard.sync_interval.total_seconds()
+    last_sweep = time.monotonic()
+    while True:
+        try:
+            await guard.sync()
+            if time.monotonic() - last_sweep >= 30:
+                last_sweep = time.monotonic()
+                await guard.sweep()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the next round may succeed
+            log.warning("guard maintenance failed: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        await asyncio.sleep(interval)
 
 
 def _setup_logging() -> None:
@@ -370,6 +468,11 @@ def _setup_logging() -> None:
         format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    audit = logging.getLogger("smtpgate.audit")  # one JSON object per line, nothing around it
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    audit.addHandler(handler)
+    audit.propagate = False
 
 
 def _preflight(config: Config) -> None:
@@ -382,14 +485,42 @@ def _preflight(config: Config) -> None:
     try:
         runtime.credentials  # opens the store, upgrades the schema, reads the key file
         runtime.spool
+        try:
+            runtime.delivery_worker()  # routes, DKIM keys: a bad key fails here, not in a worker
+        except DkimError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        runtime.audit  # the webhook secret file, when a webhook is set
+        _check_guard(runtime)
     finally:
         runtime.close()
+
+
+def _check_guard(runtime: Runtime) -> None:
+    """An unreachable Redis fails the start with the fix, instead of every connection later."""
+    from smtpgate.guard import GuardUnavailable
+
+    async def probe() -> None:
+        try:
+            await runtime.guard.backend.lookup([], None, now=time.time())
+        finally:
+            await runtime.guard.close()
+
+    try:
+        asyncio.run(probe())
+    except GuardUnavailable as exc:
+        raise SystemExit(
+            f"error: the guard backend is unreachable: {exc}. Start Redis, fix [guard] redis_url, "
+            'or use [guard] backend = "memory".'
+        ) from None
 
 
 def run_server(config: Config, *, workers: int = 1) -> int:
     """Run in the foreground until SIGTERM; the exit status."""
     _setup_logging()
     _preflight(config)
+    from smtpgate.admin.metrics import enable_multiprocess
+
+    enable_multiprocess(config.path("metrics"))  # before any worker exists: fresh files, shared totals
     sockets = {listener.name: bind(listener) for listener in listeners_from(config)}
     host, port = admin_address(config)
     sockets["admin"] = bind(Listener("admin", host, port, implicit_tls=False))
@@ -411,7 +542,7 @@ def _supervise(config: Config, sockets: dict[str, socket.socket], workers: int) 
                 signal.signal(sig, signal.SIG_DFL)
             code = 1
             try:
-                code = asyncio.run(_serve(config, sockets))
+                code = asyncio.run(_serve(config, sockets, deliver=slot == 0))
             finally:
                 os._exit(code)
         children[pid] = slot
@@ -439,6 +570,9 @@ def _supervise(config: Config, sockets: dict[str, socket.socket], workers: int) 
         except InterruptedError:
             continue
         slot = children.pop(pid, None)
+        from smtpgate.admin.metrics import worker_exited
+
+        worker_exited(pid)  # its live gauges (open connections) stop counting
         if slot is not None and not stopping:
             log.error("worker %d exited (status %d); starting a new one", pid, status)
             time.sleep(0.5)

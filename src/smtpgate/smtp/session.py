@@ -3,6 +3,12 @@
 The protocol (`protocol.py`) knows SMTP; the services know credentials and storage; this
 module is the policy between them: who may authenticate, send as whom, and when a message
 counts as accepted (on disk, fsync'd, before its 250). It never sees a socket.
+
+Every AUTH attempt and every message decision becomes an audit event (never with the
+secret); the guard is asked before each AUTH (banned source, protected login), told of
+each failure, and keeps the quotas: checked at MAIL and RCPT, and taken atomically only
+for a message that is about to be stored, so a refused message never counts. Metrics go
+to `smtpgate.admin.metrics`.
 """
 
 from __future__ import annotations
@@ -18,12 +24,17 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from typing import Protocol
 
+from smtpgate.admin.metrics import metrics
+from smtpgate.audit import events as ev
+from smtpgate.audit.events import AuditEvent
 from smtpgate.credentials import AuthFailure, CredentialService, FailureReason, Principal
 from smtpgate.delivery import Envelope, Spool, SpoolWriter
+from smtpgate.guard import FailureOutcome, Guard, GuardUnavailable, QuotaHit, QuotaPlan
 from smtpgate.smtp.protocol import (
     AUTH_CREDENTIALS_INVALID,
     AUTH_TEMPORARY_FAILURE,
     AuthAttempt,
+    AuthKeysNeeded,
     ConnectionLost,
     DataStart,
     Event,
@@ -37,6 +48,7 @@ from smtpgate.smtp.protocol import (
     Reset,
     ServerConnection,
 )
+from smtpgate.smtp.sasl import ScramCandidate, ScramKeys
 from smtpgate.store.db import StoreUnavailable
 
 log = logging.getLogger("smtpgate.session")
@@ -45,6 +57,20 @@ APP_PASSWORD_REQUIRED = Reply(534, "5.7.9", "Application-specific password requi
 SENDER_NOT_ALLOWED = Reply(553, "5.7.1", "Sender address not allowed for this credential")
 STORAGE_FAILED = Reply(451, "4.3.0", "Could not store the message, try again later")
 NO_FROM_HEADER = Reply(550, "5.6.0", "Message has no From: header (RFC 5322 requires one)")
+BANNED = Reply(421, "4.7.0", "Too many failed logins from your address, try again later")
+GUARD_UNAVAILABLE = Reply(451, "4.3.0", "Temporary failure checking the sending quota, try again later")
+
+
+def quota_reply(hit: QuotaHit) -> Reply:
+    """451 4.7.1 for a message quota, 452 4.5.3 for a recipient quota (RFC 3463)."""
+    per = f"{hit.limit} {hit.kind} per {hit.period}"
+    if hit.kind == "messages":
+        return Reply(451, "4.7.1", f"Message quota of this {hit.scope} reached ({per}), try again later")
+    return Reply(452, "4.5.3", f"Recipient quota of this {hit.scope} reached ({per}), try again later")
+
+
+class AuditSink(Protocol):
+    def record(self, event: AuditEvent) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -55,6 +81,8 @@ class SessionServices:
     spool: Spool  # where accepted messages go: the capture store, or the delivery queue
     hostname: str
     auth_failure_delay: float  # seconds every failed AUTH takes, whatever its reason
+    guard: Guard | None = None
+    audit: AuditSink | None = None
 
 
 class TlsInfo(Protocol):
@@ -72,6 +100,9 @@ class Session:
         self._mail_from = ""
         self._rcpt_to: list[str] = []
         self._spool: SpoolWriter | None = None
+        self.mechanism = ""
+        self._tls_version = ""
+        self._plan = QuotaPlan()
 
     async def handle(self, conn: ServerConnection, event: Event) -> None:
         """Act on one event; every decision event is answered before this returns."""
@@ -82,42 +113,148 @@ class Session:
             self.helo = event.name
         elif isinstance(event, AuthAttempt):
             await self._authenticate(conn, event)
+        elif isinstance(event, AuthKeysNeeded):
+            await self._supply_scram_keys(conn, event)
         elif isinstance(event, MailFrom):
-            self._mail_from_decision(conn, event)
+            await self._mail_from_decision(conn, event)
         elif isinstance(event, RcptTo):
-            self._rcpt_to.append(event.address)
-            conn.accept()
+            await self._rcpt_decision(conn, event)
         elif isinstance(event, DataStart):
             self._open_spool(conn)
         elif isinstance(event, MessageComplete):
             await self._complete(conn)
-        elif isinstance(event, (MessageRejected, Reset, ConnectionLost)):
+        elif isinstance(event, MessageRejected):
+            self._message_refused(ev.PROTOCOL, {"reply": f"{event.reply.code} {event.reply.enhanced}".strip()})
             self.reset_transaction()
+        elif isinstance(event, (Reset, ConnectionLost)):
+            self.reset_transaction()
+
+    # ------------------------------------------------------------------ audit
+
+    def _tls(self) -> str:
+        if not self._tls_version:
+            self._tls_version = (self._tls_info() or "").partition(" ")[0]
+        return self._tls_version
+
+    def _record(self, kind: str, result: str, reason: str, *, login: str | None = None,
+                credential_id: str | None = None, mechanism: str | None = None,
+                details: dict[str, object] | None = None) -> None:
+        audit = self._services.audit
+        if audit is None:
+            return
+        principal = self.principal
+        audit.record(AuditEvent(
+            kind=kind, result=result, reason=reason, listener=self.listener, remote_ip=self.client_ip,
+            tls=self._tls(), mechanism=self.mechanism if mechanism is None else mechanism,
+            login=login if login is not None else (principal.login if principal else ""),
+            credential_id=credential_id if credential_id is not None else (principal.credential_id if principal else None),
+            details=details or {},
+        ))
+
+    def _message_refused(self, reason: str, details: dict[str, object] | None = None) -> None:
+        metrics().messages.labels("rejected", reason).inc()
+        self._record(ev.MESSAGE, ev.FAIL, reason, details={"from": self._mail_from, **(details or {})})
 
     # ------------------------------------------------------------------ AUTH
 
     async def _authenticate(self, conn: ServerConnection, event: AuthAttempt) -> None:
         started = time.monotonic()
+        guard = self._services.guard
+        if guard is not None:
+            refusal = await guard.before_auth(self.client_ip, event.login)
+            if refusal is not None:
+                await self._auth_refused(conn, event, refusal.reason, started)
+                return
         try:
             result = await asyncio.to_thread(
                 self._services.credentials.authenticate,
-                event.login, event.secret, self.client_ip, True, mechanism=event.mechanism,
+                event.login, event.secret, self.client_ip, True, mechanism=event.mechanism, proven=event.proven,
             )
         except StoreUnavailable as exc:
             log.error("auth %s from %s: credential store unavailable: %s", event.login, self.client_ip, exc)
+            self._auth_metrics(event.mechanism, ev.FAIL, ev.STORE_UNAVAILABLE, started)
+            self._record(ev.AUTH, ev.FAIL, ev.STORE_UNAVAILABLE, login=event.login, mechanism=event.mechanism)
             conn.reject(AUTH_TEMPORARY_FAILURE)
             return
         if isinstance(result, Principal):
             self.principal = result
+            self.mechanism = event.mechanism
+            if guard is not None:
+                scopes = result.scopes
+                self._plan = guard.quota_plan(
+                    credential_id=result.credential_id, account_id=result.account_id,
+                    max_per_hour=scopes.max_per_hour, max_per_day=scopes.max_per_day,
+                    max_rcpt_per_hour=scopes.max_rcpt_per_hour, max_rcpt_per_day=scopes.max_rcpt_per_day,
+                )
             log.info("auth ok login=%s credential=%s ip=%s mech=%s", result.login, result.credential_id, self.client_ip, event.mechanism)
+            self._auth_metrics(event.mechanism, ev.OK, "", started)
+            self._record(ev.AUTH, ev.OK, "", login=event.login or result.login, credential_id=result.credential_id)
             conn.accept()
             return
         log.info(
             "auth failed login=%s credential=%s ip=%s mech=%s reason=%s",
             result.login, result.credential_id or "-", self.client_ip, event.mechanism, result.reason,
         )
+        outcome = FailureOutcome()
+        if guard is not None and result.reason not in (FailureReason.APP_PASSWORD_REQUIRED, FailureReason.IDP_UNAVAILABLE):
+            outcome = await guard.auth_failed(self.client_ip, event.login)
+        self._after_failure(event, str(result.reason), result.credential_id, outcome)
         await self._pad(started)
+        self._auth_metrics(event.mechanism, ev.FAIL, str(result.reason), started)
         conn.reject(_failure_reply(result))
+        if outcome.source_banned:
+            conn.refuse(BANNED)
+
+    async def _supply_scram_keys(self, conn: ServerConnection, event: AuthKeysNeeded) -> None:
+        """SCRAM-SHA-256 mid-exchange: the login's stored salt and keys (the proof is checked next)."""
+        try:
+            stored = await asyncio.to_thread(self._services.credentials.scram_keys, event.login)
+        except StoreUnavailable as exc:
+            log.error("auth %s from %s: credential store unavailable: %s", event.login, self.client_ip, exc)
+            self._record(ev.AUTH, ev.FAIL, ev.STORE_UNAVAILABLE, login=event.login, mechanism=event.mechanism)
+            conn.reject(AUTH_TEMPORARY_FAILURE)
+            return
+        candidates = tuple(ScramCandidate(ref, stored_key, server_key) for ref, stored_key, server_key in stored.keys)
+        conn.supply_keys(ScramKeys(stored.salt, stored.iterations, candidates))
+
+    async def _auth_refused(self, conn: ServerConnection, event: AuthAttempt, reason: str, started: float) -> None:
+        """The guard said no before the secret was looked at: a banned source, a protected login."""
+        if reason == ev.BANNED:
+            log.info("auth refused login=%s ip=%s reason=banned", event.login, self.client_ip)
+            self._auth_metrics(event.mechanism, ev.FAIL, reason, started)
+            self._record(ev.AUTH, ev.FAIL, reason, login=event.login, mechanism=event.mechanism)
+            conn.refuse(BANNED)
+            return
+        log.info("auth refused login=%s ip=%s reason=%s", event.login, self.client_ip, reason)
+        assert self._services.guard is not None
+        outcome = await self._services.guard.auth_failed(self.client_ip, event.login)
+        self._after_failure(event, reason, None, outcome)
+        await self._pad(started)
+        self._auth_metrics(event.mechanism, ev.FAIL, reason, started)
+        conn.reject(AUTH_CREDENTIALS_INVALID)  # looks like any other failure
+        if outcome.source_banned:
+            conn.refuse(BANNED)
+
+    def _after_failure(self, event: AuthAttempt, reason: str, credential_id: str | None, outcome: FailureOutcome) -> None:
+        details: dict[str, object] = {}
+        if outcome.login_failures:
+            details["login_failures"] = outcome.login_failures
+            details["source_failures"] = outcome.ip_failures
+        if outcome.new_bans:
+            details["bans"] = [{"network": b.network, "until": int(b.until), "strikes": b.strikes} for b in outcome.new_bans]
+            for ban in outcome.new_bans:
+                metrics().bans.labels("address" if ban.single_address else "network").inc()
+        if outcome.login_protected:
+            details["login_protected"] = True
+            log.warning("login %s is under attack: only its known-good sources may try it for now", event.login)
+        self._record(ev.AUTH, ev.FAIL, reason, login=event.login, credential_id=credential_id,
+                     mechanism=event.mechanism, details=details)
+
+    @staticmethod
+    def _auth_metrics(mechanism: str, result: str, reason: str, started: float) -> None:
+        m = metrics()
+        m.auth_attempts.labels(mechanism, result, reason or "ok").inc()
+        m.auth_seconds.labels(mechanism, result).observe(time.monotonic() - started)
 
     async def _pad(self, started: float) -> None:
         """Make every failure take the same time, so its timing tells nothing."""
@@ -127,15 +264,51 @@ class Session:
 
     # ------------------------------------------------------------ transaction
 
-    def _mail_from_decision(self, conn: ServerConnection, event: MailFrom) -> None:
+    async def _mail_from_decision(self, conn: ServerConnection, event: MailFrom) -> None:
         assert self.principal is not None  # the protocol refuses MAIL before AUTH
         if event.address and not self.principal.scopes.allows_sender(event.address):
             log.info("sender refused credential=%s from=%s ip=%s", self.principal.credential_id, event.address, self.client_ip)
+            self._message_refused(ev.SENDER_NOT_ALLOWED, {"where": "mail-from", "address": event.address})
             conn.reject(SENDER_NOT_ALLOWED)
             return
         self._mail_from = event.address
         self._rcpt_to = []
+        refusal = await self._quota_refusal(messages=1, recipients=0)
+        if refusal is not None:
+            self._mail_from = ""
+            conn.reject(refusal)
+            return
         conn.accept()
+
+    async def _rcpt_decision(self, conn: ServerConnection, event: RcptTo) -> None:
+        refusal = await self._quota_refusal(messages=0, recipients=len(self._rcpt_to) + 1, recipient=event.address)
+        if refusal is not None:
+            conn.reject(refusal)
+            return
+        self._rcpt_to.append(event.address)
+        conn.accept()
+
+    async def _quota_refusal(self, *, messages: int, recipients: int, recipient: str = "") -> Reply | None:
+        """Would this stay within the principal's quotas? A refusal reply (and its audit) if not."""
+        if not self._plan.counters:
+            return None
+        assert self._services.guard is not None
+        try:
+            hit = await self._services.guard.quota_check(self._plan, messages=messages, recipients=recipients)
+        except GuardUnavailable as exc:
+            log.error("quota check failed: %s", exc)
+            self._message_refused(ev.GUARD_UNAVAILABLE)
+            return GUARD_UNAVAILABLE
+        if hit is None:
+            return None
+        return self._quota_hit(hit, {"recipient": recipient} if recipient else {})
+
+    def _quota_hit(self, hit: QuotaHit, details: dict[str, object]) -> Reply:
+        metrics().quota_hits.labels(hit.kind, hit.scope, hit.period).inc()
+        log.info("quota reached credential=%s %s per %s (%s) ip=%s",
+                 self.principal.credential_id if self.principal else "-", hit.kind, hit.period, hit.scope, self.client_ip)
+        self._message_refused(ev.QUOTA, {**hit.to_json(), **details})
+        return quota_reply(hit)
 
     def _open_spool(self, conn: ServerConnection) -> None:
         assert self.principal is not None
@@ -155,6 +328,7 @@ class Session:
             spool.write(self._received_header(spool.message_id, now))
         except OSError as exc:
             log.error("cannot open the spool: %s", exc)
+            self._message_refused(ev.STORAGE_FAILED)
             conn.reject(STORAGE_FAILED)
             return
         self._spool = spool
@@ -172,8 +346,10 @@ class Session:
         return header.encode("utf-8", "replace")
 
     async def _complete(self, conn: ServerConnection) -> None:
+        started = time.monotonic()
         spool, self._spool = self._spool, None
         if spool is None:  # the spool could not be opened; DataStart was refused
+            self._message_refused(ev.STORAGE_FAILED)
             conn.reject(STORAGE_FAILED)
             return
         refusal = self._check_headers(spool)
@@ -181,11 +357,27 @@ class Session:
             spool.abort()
             conn.reject(refusal)
             return
+        if self._plan.counters:
+            assert self._services.guard is not None
+            try:
+                hit = await self._services.guard.quota_take(self._plan, recipients=len(self._rcpt_to))
+            except GuardUnavailable as exc:
+                log.error("quota update failed: %s", exc)
+                spool.abort()
+                self._message_refused(ev.GUARD_UNAVAILABLE)
+                conn.reject(GUARD_UNAVAILABLE)
+                return
+            if hit is not None:  # another session of the same principal took the last of it
+                spool.abort()
+                conn.reject(self._quota_hit(hit, {"at": "data"}))
+                return
         try:
             stored = await asyncio.to_thread(spool.commit)
         except OSError as exc:
             log.error("cannot store message: %s", exc)
             spool.abort()
+            await self._refund()
+            self._message_refused(ev.STORAGE_FAILED)
             conn.reject(STORAGE_FAILED)
             return
         assert self.principal is not None
@@ -193,17 +385,34 @@ class Session:
             "accepted id=%s credential=%s from=%s rcpts=%d size=%d ip=%s",
             stored.id, self.principal.credential_id, self._mail_from or "<>", len(self._rcpt_to), stored.size, self.client_ip,
         )
+        m = metrics()
+        m.messages.labels("accepted", ev.ACCEPTED).inc()
+        m.recipients.inc(len(self._rcpt_to))
+        m.message_bytes.inc(stored.size)
+        m.message_seconds.observe(time.monotonic() - started)
+        self._record(ev.MESSAGE, ev.OK, ev.ACCEPTED, details={
+            "id": stored.id, "from": self._mail_from, "rcpts": len(self._rcpt_to), "size": stored.size,
+        })
         conn.accept(f"Ok: queued as {stored.id}")
+
+    async def _refund(self) -> None:
+        if self._plan.counters and self._services.guard is not None:
+            try:
+                await self._services.guard.quota_refund(self._plan, recipients=len(self._rcpt_to))
+            except GuardUnavailable as exc:
+                log.error("quota refund failed: %s", exc)
 
     def _check_headers(self, spool: SpoolWriter) -> Reply | None:
         """From: (and Sender: when present) must be addresses this credential may use."""
         assert self.principal is not None
         block = spool.headers_section()
         if block is None:
+            self._message_refused(ev.HEADER_TOO_LARGE)
             return Reply(552, "5.3.4", "Header section too large")
         headers = BytesHeaderParser(policy=compat32).parsebytes(block + b"\r\n\r\n")
         from_values = headers.get_all("From") or []
         if not from_values:
+            self._message_refused(ev.NO_FROM_HEADER)
             return NO_FROM_HEADER
         for name in ("From", "Sender"):
             for _, address in email.utils.getaddresses(headers.get_all(name) or []):
@@ -212,6 +421,7 @@ class Session:
                         "header %s refused credential=%s address=%s ip=%s",
                         name, self.principal.credential_id, address or "(unparsable)", self.client_ip,
                     )
+                    self._message_refused(ev.SENDER_NOT_ALLOWED, {"where": name, "address": address})
                     return Reply(550, "5.7.1", f"{name}: header address not allowed for this credential")
         return None
 
@@ -227,4 +437,6 @@ def _failure_reply(failure: AuthFailure) -> Reply:
     """One reply for every failure, except the one a real user needs to know about."""
     if failure.reason is FailureReason.APP_PASSWORD_REQUIRED:
         return APP_PASSWORD_REQUIRED
+    if failure.reason is FailureReason.IDP_UNAVAILABLE:  # an identity provider's keys are out of reach
+        return AUTH_TEMPORARY_FAILURE
     return AUTH_CREDENTIALS_INVALID

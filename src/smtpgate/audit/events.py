@@ -1,0 +1,87 @@
+"""What the audit records: one event per AUTH attempt and per message decision.
+
+An event holds the login *as given* and never the secret. Reason codes are stable
+strings (they are filtered on, alerted on and documented), one per way to fail.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+AUTH = "auth"
+MESSAGE = "message"
+CONNECT = "connect"
+
+OK = "ok"
+FAIL = "fail"
+
+# AUTH failures: the credential core's reasons, plus the guard's
+UNKNOWN_LOGIN = "unknown-login"
+BAD_SECRET = "bad-secret"
+REVOKED = "revoked"
+EXPIRED = "expired"
+DISABLED = "disabled"
+IP_NOT_ALLOWED = "ip-not-allowed"
+APP_PASSWORD_REQUIRED = "app-password-required"
+BANNED = "banned"                      # the source is banned (at connect, or during a session)
+LOGIN_PROTECTED = "login-protected"    # the login is under attack and this source never used it
+STORE_UNAVAILABLE = "store-unavailable"
+
+# message decisions
+ACCEPTED = "accepted"
+SENDER_NOT_ALLOWED = "sender-not-allowed"
+QUOTA = "quota"
+NO_FROM_HEADER = "no-from-header"
+HEADER_TOO_LARGE = "header-too-large"
+STORAGE_FAILED = "storage-failed"
+PROTOCOL = "protocol"                  # refused by the protocol: too big, bare CR/LF, ...
+GUARD_UNAVAILABLE = "guard-unavailable"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    kind: str                      # auth | message | connect
+    result: str                    # ok | fail
+    reason: str = ""
+    listener: str = ""
+    remote_ip: str = ""
+    tls: str = ""                  # protocol version, e.g. TLSv1.3; empty before TLS
+    mechanism: str = ""
+    login: str = ""
+    credential_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    time: datetime = field(default_factory=utcnow)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "time": self.time.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "event": self.kind,
+            "result": self.result,
+            "reason": self.reason,
+            "listener": self.listener,
+            "remote_ip": self.remote_ip,
+            "tls": self.tls,
+            "mechanism": self.mechanism,
+            "login": self.login,
+            "credential_id": self.credential_id,
+            **({"details": self.details} if self.details else {}),
+        }
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An event as read back from the database."""
+
+    id: int
+    event: AuditEvent
+    network: str
+    source: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, **self.event.to_json(), "network": self.network}

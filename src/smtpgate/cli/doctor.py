@@ -1,0 +1,105 @@
+"""`smtpgate doctor HOST`: what is wrong between this machine and an SMTP server, in plain words."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from smtpgate.cli.common import fail, print_json
+from smtpgate.cli.send import (
+    PasswordEnv,
+    PasswordFile,
+    PasswordOnArgv,
+    PasswordStdin,
+    ProfileName,
+    password_from,
+    prompt_password,
+    refuse_argv_password,
+    split_server,
+)
+from smtpgate.profiles import ProfileError, ProfileStore
+
+
+def doctor(
+    host: Annotated[str | None, typer.Argument(
+        help="Server name or IP; or an address (user@domain) to find its server through DNS SRV.",
+        show_default=False)] = None,
+    port: Annotated[list[str] | None, typer.Option(
+        "--port", "-p", help="Port to check, repeatable; N:tls for implicit TLS, N:starttls. Default: 587, 465, 25.")] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", help="Login to test (often the full address).")] = None,
+    password_stdin: PasswordStdin = False,
+    password_env: PasswordEnv = None,
+    password_file: PasswordFile = None,
+    profile: ProfileName = None,
+    send_to: Annotated[str | None, typer.Option("--send-to", metavar="ADDR", help="Send a test message to this address.")] = None,
+    sender: Annotated[str | None, typer.Option("--from", help="Sender of the test message (default: the login).")] = None,
+    cafile: Annotated[Path | None, typer.Option("--cafile", help="Trust this CA (or self-signed) certificate file.")] = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Go on past an untrusted certificate (still reported).")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds to wait for each answer.")] = 15.0,
+    connect_timeout: Annotated[float, typer.Option("--connect-timeout", help="Seconds to wait for a TCP connection.")] = 5.0,
+    dns_server: Annotated[str | None, typer.Option(
+        "--dns-server", envvar="SMTPGATE_DNS_SERVER", hidden=True, help="Ask this DNS server (IP[:PORT]).")] = None,
+    json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the SMTP transcript (secrets redacted).")] = False,
+    password: PasswordOnArgv = None,
+) -> None:
+    """Check DNS, ports, greeting, TLS, certificate, AUTH, login and (optionally) a test message.
+
+    Exit status 0 when no check failed (warnings allowed), 1 otherwise.
+    """
+    from smtpgate.doctor import DoctorOptions, PortSpec, diagnose  # here: other commands need not load it
+
+    refuse_argv_password(password)
+    if timeout <= 0 or connect_timeout <= 0:
+        fail("--timeout and --connect-timeout must be more than 0 seconds", code=2)
+    if send_to is not None and "@" not in send_to:
+        fail(f"--send-to {send_to!r} is not an address", "Example: --send-to you@example.com", code=2)
+    try:
+        specs = [PortSpec.parse(p) for p in port or []]
+    except ValueError as exc:
+        fail(f"--port {exc}", code=2)
+    secret = password_from(password_stdin, password_env, password_file)
+    cafile_text = str(cafile) if cafile else ""
+    if profile:
+        store = ProfileStore()
+        try:
+            saved = store.get(profile)
+            if secret is None and saved.user and (user is None or user == saved.user):
+                secret = store.secret(saved)
+        except ProfileError as exc:
+            fail(str(exc), exc.hint)
+        host = host or saved.host
+        specs = specs or [PortSpec(saved.port, saved.tls if saved.tls != "none" else "auto")]
+        user = saved.user if user is None else user
+        cafile_text = cafile_text or saved.cafile
+        sender = sender or saved.sender or None
+    if not host:
+        fail("no server to check", "Give HOST (smtpgate doctor mail.example.com), or --profile NAME.", code=2)
+    if ":" in host and not host.startswith("[") and host.count(":") == 1:  # HOST:PORT, a common slip
+        host, extra = split_server(host)
+        specs = specs or ([PortSpec.parse(str(extra))] if extra else [])
+    if user and secret is None:
+        secret = prompt_password(user)
+    if send_to and not (sender or (user and "@" in user)):
+        fail("the test message needs a sender", "Give --from ADDRESS (or a login that is an address).", code=2)
+    options = DoctorOptions(
+        host=host.strip("[]"), ports=specs, user=user or "", password=secret or "", send_to=send_to or "",
+        mail_from=sender or "", cafile=cafile_text, connect_timeout=connect_timeout, timeout=timeout,
+        dns_server=dns_server, insecure=insecure,
+    )
+    try:
+        report = diagnose(options)
+    except ValueError as exc:  # a bad --dns-server
+        fail(str(exc), "Give --dns-server as IP or IP:PORT.", code=2)
+    if json:
+        print_json(report.to_json(transcript=verbose))
+    else:
+        sys.stdout.write(report.render(transcript=verbose))
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def register(root: typer.Typer) -> None:
+    root.command("doctor")(doctor)

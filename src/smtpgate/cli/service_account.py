@@ -1,0 +1,140 @@
+"""`smtpgate service-account ...`: machines that send with short-lived tokens, not passwords."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from smtpgate.cli.accounts import _actor
+from smtpgate.cli.common import (
+    ConfigOption,
+    JsonOption,
+    err,
+    fail,
+    out,
+    print_json,
+    runtime,
+    when,
+)
+from smtpgate.credentials.scopes import ScopeRequest
+from smtpgate.credentials.service_accounts import IssuedClient, ServiceAccountInfo
+from smtpgate.durations import format_duration, parse_duration
+
+app = typer.Typer(help="Service accounts: an OAuth client each, sending with access tokens.", no_args_is_help=True)
+
+
+def _show(info: ServiceAccountInfo) -> None:
+    s = info.scopes
+    rows = [
+        ("client id", info.id), ("login", info.login), ("name", info.name or "-"), ("state", info.state),
+        ("created", f"{when(info.created_at)} by {info.created_by or '-'}"), ("revoked", when(info.revoked_at)),
+        ("token lifetime", format_duration(info.token_lifetime) if info.token_lifetime else "default"),
+        ("last token", when(info.last_issued_at)),
+        ("last used", f"{when(info.last_used_at)} from {info.last_used_ip or '-'}"), ("uses", str(info.use_count)),
+        ("may send as", ", ".join(s.allowed_senders)), ("from networks", ", ".join(s.allowed_networks) or "any"),
+        ("messages", f"{s.max_per_hour or '-'}/hour, {s.max_per_day or '-'}/day"),
+        ("recipients", f"{s.max_rcpt_per_hour or '-'}/hour, {s.max_rcpt_per_day or '-'}/day"),
+    ]
+    if info.notes:
+        rows.append(("notes", info.notes))
+    for label, value in rows:
+        out.print(f"{label:<15}{value}", markup=False)
+
+
+def _print_client(issued: IssuedClient, json: bool, verb: str, admin: str) -> None:
+    if json:
+        print_json({**issued.account.to_json(), "client_secret": issued.client_secret})
+        return
+    a = issued.account
+    out.print(f"{verb} service account {a.login}", markup=False)
+    out.print(f"Client id:     {a.id}", markup=False)
+    out.print(f"Client secret (shown once, store it now): {issued.client_secret}", markup=False)
+    err.print(f"Tokens: POST http://{admin}/oauth/token with grant_type=client_credentials "
+              "(HTTP Basic client id and secret), or `smtpgate token issue`.", markup=False)
+
+
+@app.command("create")
+def create(
+    login: Annotated[str, typer.Argument(help="Its identity, address-like, e.g. billing-bot@example.com.")],
+    name: Annotated[str, typer.Option("--name", help="What it is, e.g. the billing service.")] = "",
+    allow_from: Annotated[list[str] | None, typer.Option("--allow-from", help="Allowed sender: ADDRESS or @DOMAIN (repeatable). Default: its login.")] = None,
+    allow_ip: Annotated[list[str] | None, typer.Option("--allow-ip", help="Allowed source network, CIDR (repeatable). Default: any.")] = None,
+    max_per_hour: Annotated[int | None, typer.Option(help="Messages per hour.")] = None,
+    max_per_day: Annotated[int | None, typer.Option(help="Messages per day.")] = None,
+    max_rcpt_per_hour: Annotated[int | None, typer.Option(help="Recipients per hour.")] = None,
+    max_rcpt_per_day: Annotated[int | None, typer.Option(help="Recipients per day.")] = None,
+    token_lifetime: Annotated[str | None, typer.Option(help="Its tokens' lifetime, e.g. 15m (default: [tokens] access_token_lifetime).")] = None,
+    notes: Annotated[str, typer.Option(help="Free text.")] = "",
+    config: ConfigOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Create a service account; its client secret is printed once."""
+    scopes = ScopeRequest(
+        allowed_senders=tuple(allow_from or ()), allowed_networks=tuple(allow_ip or ()),
+        max_per_hour=max_per_hour, max_per_day=max_per_day,
+        max_rcpt_per_hour=max_rcpt_per_hour, max_rcpt_per_day=max_rcpt_per_day,
+    )
+    lifetime = None
+    if token_lifetime is not None:
+        try:
+            lifetime = parse_duration(token_lifetime)
+        except ValueError as exc:
+            fail(f"--token-lifetime: {exc}", code=2)
+    with runtime(config) as rt:
+        issued = rt.tokens.create_service_account(
+            login, name=name, scopes=scopes, token_lifetime=lifetime, notes=notes, actor=_actor()
+        )
+        admin = rt.config.admin.listen
+    _print_client(issued, json, "Created", admin)
+
+
+@app.command("list")
+def list_(config: ConfigOption = None, json: JsonOption = False) -> None:
+    """Every service account: its client id, state, last token and last use."""
+    with runtime(config) as rt:
+        accounts = rt.tokens.list_service_accounts()
+    if json:
+        print_json([a.to_json() for a in accounts])
+        return
+    table = Table("client id", "login", "name", "state", "may send as", "last token", "last used", "uses")
+    for a in accounts:
+        table.add_row(a.id, a.login, a.name or "-", a.state, ", ".join(a.scopes.allowed_senders),
+                      when(a.last_issued_at), when(a.last_used_at), str(a.use_count))
+    out.print(table)
+
+
+@app.command("show")
+def show(account: Annotated[str, typer.Argument(help="Client id or login.")], config: ConfigOption = None,
+         json: JsonOption = False) -> None:
+    """Everything about one service account."""
+    with runtime(config) as rt:
+        info = rt.tokens.get_service_account(account)
+    print_json(info.to_json()) if json else _show(info)
+
+
+@app.command("revoke")
+def revoke(account: Annotated[str, typer.Argument(help="Client id or login.")], config: ConfigOption = None,
+           json: JsonOption = False) -> None:
+    """Revoke now: its tokens stop working at once and it gets no new ones."""
+    with runtime(config) as rt:
+        info = rt.tokens.revoke_service_account(account, actor=_actor())
+    if json:
+        print_json(info.to_json())
+    else:
+        out.print(f"Revoked service account {info.login} ({info.id}); its tokens no longer authenticate.", markup=False)
+
+
+@app.command("reset-secret")
+def reset_secret(account: Annotated[str, typer.Argument(help="Client id or login.")], config: ConfigOption = None,
+                 json: JsonOption = False) -> None:
+    """A new client secret, printed once; the old one stops working now."""
+    with runtime(config) as rt:
+        issued = rt.tokens.reset_client_secret(account)
+        admin = rt.config.admin.listen
+    _print_client(issued, json, "New client secret for", admin)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="service-account")
