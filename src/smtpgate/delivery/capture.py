@@ -19,9 +19,8 @@ a message the server is still receiving.
 
 from __future__ import annotations
 
+
 import base64
-import email.parser
-import email.policy
 import json
 import logging
 import os
@@ -34,6 +33,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from smtpgate.delivery.headers import decode_words, header_values
 
 __all__ = [
     "CaptureError",
@@ -168,18 +169,8 @@ def parse_subject(header_section: bytes | None) -> str:
     """The decoded (RFC 2047) Subject, unfolded and bounded; "" when absent."""
     if not header_section:
         return ""
-    parser = email.parser.BytesHeaderParser(policy=email.policy.default)
-    try:
-        value = parser.parsebytes(header_section).get("Subject")
-        text = "" if value is None else str(value)
-    except Exception:  # malformed headers must not fail the delivery
-        text = _raw_subject(header_section)
-    return _clean(text)
-
-
-def _raw_subject(header_section: bytes) -> str:
-    match = re.search(rb"(?im)^subject:[ \t]*(.*(?:\r?\n[ \t].*)*)", header_section)
-    return match.group(1).decode("utf-8", "replace") if match else ""
+    values = header_values(header_section, "Subject")
+    return _clean(decode_words(values[0])) if values else ""
 
 
 def _clean(text: str) -> str:

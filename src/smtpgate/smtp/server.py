@@ -19,6 +19,7 @@ added up across workers by the admin listener (see `smtpgate.admin.metrics`).
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 import logging
 import os
 import signal
@@ -54,6 +55,7 @@ log = logging.getLogger("smtpgate.server")
 TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections, try again later")
 TOO_MANY_FROM_YOU = Reply(421, "4.7.0", "Too many connections from your address, try again later")
 READ_CHUNK_LIMIT = 256 * 1024
+BLOCKING_THREADS = 64
 
 
 @dataclass(frozen=True)
@@ -408,6 +410,11 @@ async def _serve(config: Config, sockets: dict[str, socket.socket], *, deliver: 
     from smtpgate.admin.app import serve_admin
 
     runtime = Runtime(config)
+    # Blocking work (argon2, database, fsync) runs in threads; fsync latency, not CPU, bounds
+    # how many messages can be in their commit at once, so allow many.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(max_workers=BLOCKING_THREADS, thread_name_prefix="smtpgate-io")
+    )
     admin: asyncio.Task[None] | None = None
     delivery = runtime.delivery_worker() if deliver else None
     delivering: asyncio.Task[None] | None = None

@@ -20,8 +20,6 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 from typing import Protocol
 
 from smtpgate.admin.metrics import metrics
@@ -29,6 +27,7 @@ from smtpgate.audit import events as ev
 from smtpgate.audit.events import AuditEvent
 from smtpgate.credentials import AuthFailure, CredentialService, FailureReason, Principal
 from smtpgate.delivery import Envelope, Spool, SpoolWriter
+from smtpgate.delivery.headers import addresses, header_values
 from smtpgate.guard import FailureOutcome, Guard, GuardUnavailable, QuotaHit, QuotaPlan
 from smtpgate.smtp.protocol import (
     AUTH_CREDENTIALS_INVALID,
@@ -409,13 +408,11 @@ class Session:
         if block is None:
             self._message_refused(ev.HEADER_TOO_LARGE)
             return Reply(552, "5.3.4", "Header section too large")
-        headers = BytesHeaderParser(policy=compat32).parsebytes(block + b"\r\n\r\n")
-        from_values = headers.get_all("From") or []
-        if not from_values:
+        if not header_values(block, "From"):
             self._message_refused(ev.NO_FROM_HEADER)
             return NO_FROM_HEADER
         for name in ("From", "Sender"):
-            for _, address in email.utils.getaddresses(headers.get_all(name) or []):
+            for address in addresses(block, name):
                 if not address or not self.principal.scopes.allows_sender(address):
                     log.info(
                         "header %s refused credential=%s address=%s ip=%s",

@@ -1,0 +1,43 @@
+"""Fast reads of single header fields from a raw header block.
+
+The stdlib `email` parser builds a whole message object with defect tracking; on the
+accept path of every message we need only Subject, From and Sender, so we find those
+fields with one regular expression and decode them with the stdlib's field-level helpers.
+"""
+
+from __future__ import annotations
+
+import email.header
+import email.utils
+import re
+from functools import lru_cache
+
+
+@lru_cache(maxsize=16)
+def _field(name: str) -> re.Pattern[bytes]:
+    return re.compile(rb"(?im)^" + re.escape(name.encode()) + rb"[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)")
+
+
+def header_values(section: bytes, name: str) -> list[str]:
+    """Every occurrence of the field `name`, unfolded, as text (undecoded encoded-words)."""
+    values = []
+    for match in _field(name).finditer(section):
+        raw = re.sub(rb"\r?\n(?=[ \t])", b"", match.group(1)).rstrip(b"\r")
+        values.append(raw.decode("utf-8", "surrogateescape"))
+    return values
+
+
+def decode_words(value: str) -> str:
+    """RFC 2047 encoded-words decoded; text without them is returned as it is."""
+    if "=?" not in value:
+        return value
+    try:
+        return str(email.header.make_header(email.header.decode_header(value)))
+    except (ValueError, LookupError, UnicodeError):
+        return value
+
+
+def addresses(section: bytes, name: str) -> list[str]:
+    """The addresses of every `name` field (From:, Sender:); "" for an unparsable one."""
+    found = [address for _, address in email.utils.getaddresses(header_values(section, name))]
+    return found
