@@ -51,3 +51,9 @@ def test_doctor_is_a_client_of_any_server() -> None:
     for path in (SRC / "doctor").rglob("*.py"):
         bad = [n for n in imports_of(path) if n.startswith(("smtpgate.smtp", "smtpgate.credentials", "smtpgate.store"))]
         assert not bad, f"{path.relative_to(SRC)} imports {bad}"
+
+
+def test_the_wire_never_imports_the_other_faces() -> None:
+    for path in (SRC / "smtp").rglob("*.py"):
+        bad = [n for n in imports_of(path) if n.startswith(("smtpgate.admin", "smtpgate.cli"))]
+        assert not bad, f"{path.relative_to(SRC)} imports {bad}"

@@ -13,7 +13,7 @@ worker (and a per-message lock keeps any other process off a message in flight).
 The guard is asked about every new connection before the greeting: a banned source gets
 `421 4.7.0` and is closed. Each process runs the audit writer thread and a maintenance
 task (ban changes from the database, guard housekeeping); metrics are per process and
-added up across workers by the admin listener (see `smtpgate.admin.metrics`).
+added up across workers by the admin listener (see `smtpgate.metrics`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from smtpgate.admin.metrics import metrics
+from smtpgate.metrics import metrics
 from smtpgate.audit import events as ev
 from smtpgate.audit.events import AuditEvent
 from smtpgate.config import Config
@@ -525,7 +525,7 @@ def run_server(config: Config, *, workers: int = 1) -> int:
     """Run in the foreground until SIGTERM; the exit status."""
     _setup_logging()
     _preflight(config)
-    from smtpgate.admin.metrics import enable_multiprocess
+    from smtpgate.metrics import enable_multiprocess
 
     enable_multiprocess(config.path("metrics"))  # before any worker exists: fresh files, shared totals
     sockets = {listener.name: bind(listener) for listener in listeners_from(config)}
@@ -577,7 +577,7 @@ def _supervise(config: Config, sockets: dict[str, socket.socket], workers: int) 
         except InterruptedError:
             continue
         slot = children.pop(pid, None)
-        from smtpgate.admin.metrics import worker_exited
+        from smtpgate.metrics import worker_exited
 
         worker_exited(pid)  # its live gauges (open connections) stop counting
         if slot is not None and not stopping:

@@ -8,7 +8,7 @@ Every AUTH attempt and every message decision becomes an audit event (never with
 secret); the guard is asked before each AUTH (banned source, protected login), told of
 each failure, and keeps the quotas: checked at MAIL and RCPT, and taken atomically only
 for a message that is about to be stored, so a refused message never counts. Metrics go
-to `smtpgate.admin.metrics`.
+to `smtpgate.metrics`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol
 
-from smtpgate.admin.metrics import metrics
+from smtpgate.metrics import metrics
 from smtpgate.audit import events as ev
 from smtpgate.audit.events import AuditEvent
 from smtpgate.credentials import AuthFailure, CredentialService, FailureReason, Principal
