@@ -16,7 +16,7 @@ def serve(
     config: ConfigOption = None,
 ) -> None:
     """Run the SMTP submission server in the foreground; logs go to stderr, SIGTERM stops it."""
-    from smtpgate.smtp.server import run_server
+    from smtpgate.process import run_server
 
     with handled_errors():
         cfg = load_config(config)

@@ -5,10 +5,9 @@ feeding bytes to a `ServerConnection` and one task that walks its events through
 `Session`. Reading pauses after every chunk until the protocol has consumed it, and
 writing back-pressure pauses input, so a fast or stalled client cannot pin memory.
 
-Workers: `run_server(workers=N)` binds the sockets once, then forks N processes that
-accept on them. Per process: connections, caps, TLS contexts. Shared: the database and
-the spool on disk. Connection caps are per process. Only worker 0 runs the delivery
-worker (and a per-message lock keeps any other process off a message in flight).
+Workers (`smtpgate.process.run_server(workers=N)`) share the listening sockets; the
+connection caps here are per process. Only worker 0 runs the delivery worker (and a
+per-message lock keeps any other process off a message in flight).
 
 The guard is asked about every new connection before the greeting: a banned source gets
 `421 4.7.0` and is closed. Each process runs the audit writer thread and a maintenance
@@ -19,23 +18,17 @@ added up across workers by the admin listener (see `smtpgate.metrics`).
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 import logging
-import os
-import signal
 import socket
 import ssl
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
-from smtpgate.metrics import metrics
 from smtpgate.audit import events as ev
 from smtpgate.audit.events import AuditEvent
 from smtpgate.config import Config
-from smtpgate.delivery.dkim import DkimError
+from smtpgate.metrics import metrics
 from smtpgate.runtime import Runtime
 from smtpgate.smtp.protocol import (
     NEED_DATA,
@@ -395,193 +388,3 @@ def bind(listener: Listener) -> socket.socket:
     sock.listen(1024)
     sock.setblocking(False)
     return sock
-
-
-def _install_loop() -> None:
-    try:
-        import uvloop
-    except ImportError:
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-
-
-async def _serve(config: Config, sockets: dict[str, socket.socket], *, deliver: bool = True) -> int:
-    """One process's life. `deliver`: this process also runs the delivery worker (worker 0)."""
-    from smtpgate.admin.app import serve_admin
-
-    runtime = Runtime(config)
-    # Blocking work (argon2, database, fsync) runs in threads; fsync latency, not CPU, bounds
-    # how many messages can be in their commit at once, so allow many.
-    asyncio.get_running_loop().set_default_executor(
-        ThreadPoolExecutor(max_workers=BLOCKING_THREADS, thread_name_prefix="smtpgate-io")
-    )
-    admin: asyncio.Task[None] | None = None
-    delivery = runtime.delivery_worker() if deliver else None
-    delivering: asyncio.Task[None] | None = None
-    if runtime.audit.dispatcher is not None:
-        runtime.audit.dispatcher.on_alert = lambda alert: metrics().alerts.labels(alert.rule).inc()
-    runtime.audit.start()
-    watch = asyncio.get_running_loop().create_task(_watch_guard(runtime))
-    try:
-        if delivery is not None:
-            delivering = asyncio.get_running_loop().create_task(delivery.run())
-        tls = ReloadableTlsContext(config.path(config.tls.cert), config.path(config.tls.key))
-        server = SmtpServer(config, runtime, tls)
-        await server.start(sockets)
-        admin = asyncio.get_running_loop().create_task(serve_admin(runtime, sockets["admin"]))
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
-        await stop.wait()
-        log.info("stopping: finishing transactions in flight")
-        await server.shutdown()
-        return 0
-    finally:
-        if delivery is not None and delivering is not None:
-            delivery.stop()
-            await asyncio.wait([delivering], timeout=20)
-        if admin is not None:
-            admin.cancel()
-        watch.cancel()
-        await runtime.guard.close()
-        runtime.audit.close(wait_for_alerts=False)  # events are written; webhook retries are not waited for
-        runtime.close()
-
-
-async def _watch_guard(runtime: Runtime) -> None:
-    """Bans made elsewhere (the CLI, other workers) come in; what has expired goes out."""
-    guard = runtime.guard
-    interval = runtime.config.guard.sync_interval.total_seconds()
-    last_sweep = time.monotonic()
-    while True:
-        try:
-            await guard.sync()
-            if time.monotonic() - last_sweep >= 30:
-                last_sweep = time.monotonic()
-                await guard.sweep()
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the next round may succeed
-            log.warning("guard maintenance failed: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
-        await asyncio.sleep(interval)
-
-
-def _setup_logging() -> None:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=os.environ.get("SMTPGATE_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    audit = logging.getLogger("smtpgate.audit")  # one JSON object per line, nothing around it
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    audit.addHandler(handler)
-    audit.propagate = False
-
-
-def _preflight(config: Config) -> None:
-    """Fail before forking: bad TLS files, an unreachable database, a missing key."""
-    try:
-        ReloadableTlsContext(config.path(config.tls.cert), config.path(config.tls.key))
-    except TlsConfigError as exc:
-        raise SystemExit(f"error: {exc}") from None
-    runtime = Runtime(config)
-    try:
-        runtime.credentials  # opens the store, upgrades the schema, reads the key file
-        runtime.spool
-        try:
-            runtime.delivery_worker()  # routes, DKIM keys: a bad key fails here, not in a worker
-        except DkimError as exc:
-            raise SystemExit(f"error: {exc}") from None
-        runtime.audit  # the webhook secret file, when a webhook is set
-        _check_guard(runtime)
-    finally:
-        runtime.close()
-
-
-def _check_guard(runtime: Runtime) -> None:
-    """An unreachable Redis fails the start with the fix, instead of every connection later."""
-    from smtpgate.guard import GuardUnavailable
-
-    async def probe() -> None:
-        try:
-            await runtime.guard.backend.lookup([], None, now=time.time())
-        finally:
-            await runtime.guard.close()
-
-    try:
-        asyncio.run(probe())
-    except GuardUnavailable as exc:
-        raise SystemExit(
-            f"error: the guard backend is unreachable: {exc}. Start Redis, fix [guard] redis_url, "
-            'or use [guard] backend = "memory".'
-        ) from None
-
-
-def run_server(config: Config, *, workers: int = 1) -> int:
-    """Run in the foreground until SIGTERM; the exit status."""
-    _setup_logging()
-    _preflight(config)
-    from smtpgate.metrics import enable_multiprocess
-
-    enable_multiprocess(config.path("metrics"))  # before any worker exists: fresh files, shared totals
-    sockets = {listener.name: bind(listener) for listener in listeners_from(config)}
-    host, port = admin_address(config)
-    sockets["admin"] = bind(Listener("admin", host, port, implicit_tls=False))
-    _install_loop()
-    if workers <= 1:
-        return asyncio.run(_serve(config, sockets))
-    return _supervise(config, sockets, workers)
-
-
-def _supervise(config: Config, sockets: dict[str, socket.socket], workers: int) -> int:
-    """Fork the workers, forward signals, restart a worker that dies."""
-    children: dict[int, int] = {}
-    stopping = False
-
-    def spawn(slot: int) -> None:
-        pid = os.fork()
-        if pid == 0:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                signal.signal(sig, signal.SIG_DFL)
-            code = 1
-            try:
-                code = asyncio.run(_serve(config, sockets, deliver=slot == 0))
-            finally:
-                os._exit(code)
-        children[pid] = slot
-
-    def forward(signum: int, _frame: Any) -> None:
-        nonlocal stopping
-        if signum in (signal.SIGTERM, signal.SIGINT):
-            stopping = True
-        for pid in children:
-            try:
-                os.kill(pid, signal.SIGTERM if signum == signal.SIGINT else signum)
-            except ProcessLookupError:
-                pass
-
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, forward)
-    for slot in range(workers):
-        spawn(slot)
-    log.info("started %d workers", workers)
-    while children:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        slot = children.pop(pid, None)
-        from smtpgate.metrics import worker_exited
-
-        worker_exited(pid)  # its live gauges (open connections) stop counting
-        if slot is not None and not stopping:
-            log.error("worker %d exited (status %d); starting a new one", pid, status)
-            time.sleep(0.5)
-            spawn(slot)
-    return 0
