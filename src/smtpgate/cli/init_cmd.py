@@ -174,6 +174,21 @@ leeway = "30s"                  # clock skew allowed on exp, nbf and iat
 """
 
 
+def render_config(
+    *, hostname: str = "localhost", database_url: str = "", listen: str = "127.0.0.1",
+    submission_port: int = 2587, submissions_port: int = 2465, admin_port: int = 8025,
+) -> str:
+    """The config file `init` writes (also what docs/configuration.md shows)."""
+    return TEMPLATE.format(
+        hostname=hostname,
+        database_url=database_url,
+        listen=listen,
+        submission_port=submission_port,
+        submissions_port=submissions_port,
+        admin_port=admin_port,
+    )
+
+
 def init(
     data_dir: Annotated[Path, typer.Option("--data-dir", help="Folder for config, keys, certificates and data.")],
     hostname: Annotated[str, typer.Option(help="The server's name in greetings and its certificate.")] = "localhost",
@@ -193,7 +208,7 @@ def init(
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     host = listen if ":" not in listen else f"[{listen}]"
     config_path.write_text(
-        TEMPLATE.format(
+        render_config(
             hostname=hostname,
             database_url=database_url,
             listen=host,
