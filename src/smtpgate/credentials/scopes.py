@@ -62,6 +62,18 @@ class Scopes:
     max_rcpt_per_hour: int | None = None
     max_rcpt_per_day: int | None = None
 
+    @classmethod
+    def of(cls, row: Any) -> Scopes:
+        """The scopes stored on a row (a credential or a service account: same columns)."""
+        return cls(
+            allowed_senders=tuple(row.allowed_senders),
+            allowed_networks=tuple(row.allowed_networks),
+            max_per_hour=row.max_per_hour,
+            max_per_day=row.max_per_day,
+            max_rcpt_per_hour=row.max_rcpt_per_hour,
+            max_rcpt_per_day=row.max_rcpt_per_day,
+        )
+
     def allows_sender(self, address: str) -> bool:
         """True when the address, or its whole domain, is in the allowed list."""
         value = normalize_address(address)

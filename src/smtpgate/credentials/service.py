@@ -535,14 +535,7 @@ class CredentialService:
 
     @staticmethod
     def _scopes(row: CredentialRow) -> Scopes:
-        return Scopes(
-            allowed_senders=tuple(row.allowed_senders),
-            allowed_networks=tuple(row.allowed_networks),
-            max_per_hour=row.max_per_hour,
-            max_per_day=row.max_per_day,
-            max_rcpt_per_hour=row.max_rcpt_per_hour,
-            max_rcpt_per_day=row.max_rcpt_per_day,
-        )
+        return Scopes.of(row)
 
     def _state(self, row: CredentialRow, account: AccountRow, now: datetime) -> CredentialState:
         if row.revoked_at is not None:

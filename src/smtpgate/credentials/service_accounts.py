@@ -57,14 +57,7 @@ def new_id() -> str:
 
 
 def scopes_of(row: ServiceAccountRow) -> Scopes:
-    return Scopes(
-        allowed_senders=tuple(row.allowed_senders),
-        allowed_networks=tuple(row.allowed_networks),
-        max_per_hour=row.max_per_hour,
-        max_per_day=row.max_per_day,
-        max_rcpt_per_hour=row.max_rcpt_per_hour,
-        max_rcpt_per_day=row.max_rcpt_per_day,
-    )
+    return Scopes.of(row)
 
 
 @dataclass(frozen=True)
