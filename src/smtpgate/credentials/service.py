@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from smtpgate.config import Config
 from smtpgate.credentials import app_passwords, scram
@@ -104,6 +104,7 @@ class CredentialService:
         self._policy = policy
         self._settings = settings
         self._clock = clock
+        self._scram_current: set[str] = set()  # credentials whose SCRAM keys are known current (this process)
         self.tokens = tokens  # bearer tokens and service accounts (docs/tokens.md)
         self._scram_iterations = scram_iterations  # None: no SCRAM keys are kept
 
@@ -399,17 +400,22 @@ class CredentialService:
 
     def _ensure_scram(self, db: Session, row: CredentialRow, login: str, secret: str) -> None:
         """A secret from before SCRAM (or from before an iteration change) gets its keys now."""
-        if self._scram_iterations is None:
+        if self._scram_iterations is None or row.id in self._scram_current:
             return
         if not scram.is_current(db, row, login, server_key=self._app_key, iterations=self._scram_iterations):
             self._store_scram(db, row, login, secret)
+        if len(self._scram_current) > 100_000:  # bounded: a cache, not a registry
+            self._scram_current.clear()
+        self._scram_current.add(row.id)
 
     def _authenticate_app_password(self, login: str, secret: str, remote_ip: str) -> Principal | AuthFailure:
         if not app_passwords.is_well_formed(secret):
             return AuthFailure(FailureReason.BAD_SECRET, login)
         key = app_passwords.keyed_hash(self._app_key, secret)
         with self._store.session() as db:
-            row = db.scalar(select(CredentialRow).where(CredentialRow.lookup_key == key))
+            row = db.scalar(
+                select(CredentialRow).options(joinedload(CredentialRow.account)).where(CredentialRow.lookup_key == key)
+            )
             if row is None or row.account.login != login:
                 known = db.scalar(select(AccountRow.id).where(AccountRow.login == login))
                 reason = FailureReason.BAD_SECRET if known is not None else FailureReason.UNKNOWN_LOGIN
