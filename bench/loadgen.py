@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import ipaddress
 import json
 import os
@@ -183,7 +184,7 @@ class SmtpFail(Exception):
 class Session:
     """One SMTP connection.  Deliberately minimal."""
 
-    __slots__ = ("r", "w", "ext")
+    __slots__ = ("ext", "r", "w")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.r = reader
@@ -220,16 +221,12 @@ class Session:
         self.ext = {ln[4:].strip().split(b" ")[0].upper() for ln in lines[1:]}
 
     def abort(self) -> None:
-        try:
+        with contextlib.suppress(OSError, RuntimeError, AttributeError):
             self.w.transport.abort()
-        except Exception:
-            pass
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError, RuntimeError, AttributeError):
             self.w.close()
-        except Exception:
-            pass
 
 
 class Generator:
@@ -347,8 +344,8 @@ class Generator:
                 info["server_key"] = f"ec-{key.curve.name}"
             else:
                 info["server_key"] = type(key).__name__
-        except Exception:
-            pass
+        except (ImportError, ValueError, TypeError, AttributeError):
+            pass  # only informative
         return info
 
     async def transaction(self, s: Session, pipeline: bool) -> None:
@@ -507,10 +504,8 @@ class Generator:
 
         await asyncio.gather(*(noop(s) for s in sessions))
         for s in sessions:
-            try:
+            with contextlib.suppress(OSError, RuntimeError, AttributeError):
                 s.w.write(b"QUIT\r\n")
-            except Exception:
-                pass
             s.abort()
         peak = max(samples, key=lambda m: m["rss_mib"]) if samples else None
         out = {"connections_requested": a.connections, "authenticated": len(sessions),

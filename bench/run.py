@@ -204,6 +204,7 @@ class Smtpgate:
         self.log = self.dir / "serve.log"
 
     def start(self) -> None:
+        self.source, self.head = source_fingerprint(), git_head()
         run_cmd([self.exe, "init", "--data-dir", str(self.dir), "--hostname", "localhost",
                  "--submission-port", str(self.port), "--submissions-port", str(self.port_tls),
                  "--admin-port", str(self.port_admin)], env=self.env)
@@ -230,7 +231,7 @@ class Smtpgate:
         return [self.proc.pid] if self.proc and self.proc.poll() is None else []
 
     def describe(self) -> dict:
-        return {"workers": self.opts.workers}
+        return {"workers": self.opts.workers, "source": self.source, "git_head": self.head}
 
     def stop(self) -> None:
         p = self.proc
@@ -247,6 +248,27 @@ class Smtpgate:
             say(f"smtpgate serve exited with {p.returncode}; log tail:\n{self.log_tail(1500)}")
         if not self.opts.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def source_fingerprint() -> str:
+    """Short hash of smtpgate's Python sources: shows whether the code under test
+    changed between runs (it is started afresh for every run)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    src = ROOT / "src" / "smtpgate"
+    for f in sorted(src.rglob("*.py")):
+        with contextlib.suppress(OSError):
+            h.update(str(f.relative_to(src)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
+def git_head() -> str:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        r = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                           capture_output=True, text=True, timeout=10, check=False)
+        return r.stdout.strip()
+    return ""
 
 
 def smtpgate_ready(exe: Path) -> tuple[bool, str]:
@@ -348,7 +370,9 @@ def summarise(runs: list[dict]) -> dict:
     ok.sort(key=lambda r: r.get("msg_per_s", 0))
     row = dict(ok[(len(ok) - 1) // 2])  # lower median
     row["all_runs"] = [{"msg_per_s": r.get("msg_per_s"), "latency_ms": r.get("latency_ms"),
-                        "errors": r.get("errors")} for r in runs if "failed" not in r]
+                        "errors": r.get("errors"),
+                        "source": (r.get("server_settings") or {}).get("source")}
+                       for r in runs if "failed" not in r]
     row["failed_runs"] = len(runs) - len(ok)
     kinds: dict[str, int] = {}
     for r in ok:
@@ -593,6 +617,13 @@ def main() -> int:
     print(text)
     if pending:
         print(f"\nsmtpgate: pending ({pending})")
+    versions = sorted({x.get("source") or ""
+                       for sc in results.values() for k, r in sc.items() if k == "smtpgate"
+                       for x in [r.get("server_settings") or {}, *r.get("all_runs", [])]}
+                      - {""})
+    if versions:
+        print(f"\nsmtpgate source fingerprint(s): {', '.join(versions)}"
+              + (" -- WARNING: the code changed during the run" if len(versions) > 1 else ""))
     opts.out.mkdir(parents=True, exist_ok=True)
     dump = opts.out / f"results-{started:%Y%m%dT%H%M%SZ}.json"
     dump.write_text(json.dumps({"started": started.isoformat(), "argv": sys.argv[1:],
