@@ -102,3 +102,41 @@ def choose_password(password_stdin: bool, generate: bool, prompt: Callable[[], s
         "Use --password-stdin (pipe it in), --generate, or run in a terminal to be prompted. "
         "Passwords are never taken as arguments: they would end up in shell history and ps.",
     )
+
+
+# ------------------------------------------------------------- scopes on the command line
+
+AllowFromOption = Annotated[list[str] | None, typer.Option("--allow-from", help="Allowed sender: ADDRESS or @DOMAIN (repeatable). Default: its own address.")]
+AllowIpOption = Annotated[list[str] | None, typer.Option("--allow-ip", help="Allowed source network, CIDR (repeatable). Default: any.")]
+MaxPerHourOption = Annotated[int | None, typer.Option("--max-per-hour", help="Messages per hour.")]
+MaxPerDayOption = Annotated[int | None, typer.Option("--max-per-day", help="Messages per day.")]
+MaxRcptPerHourOption = Annotated[int | None, typer.Option("--max-rcpt-per-hour", help="Recipients per hour.")]
+MaxRcptPerDayOption = Annotated[int | None, typer.Option("--max-rcpt-per-day", help="Recipients per day.")]
+
+
+def scope_request(
+    allow_from: list[str] | None, allow_ip: list[str] | None, max_per_hour: int | None,
+    max_per_day: int | None, max_rcpt_per_hour: int | None, max_rcpt_per_day: int | None,
+) -> Any:
+    """The scopes an operator asked for with the options above (validated by the service)."""
+    from smtpgate.credentials import ScopeRequest
+
+    return ScopeRequest(
+        allowed_senders=tuple(allow_from or ()),
+        allowed_networks=tuple(allow_ip or ()),
+        max_per_hour=max_per_hour,
+        max_per_day=max_per_day,
+        max_rcpt_per_hour=max_rcpt_per_hour,
+        max_rcpt_per_day=max_rcpt_per_day,
+    )
+
+
+def scope_rows(scopes: Any) -> list[tuple[str, str]]:
+    """How `show` commands print a credential's scopes."""
+    s = scopes
+    return [
+        ("may send as", ", ".join(s.allowed_senders)),
+        ("from networks", ", ".join(s.allowed_networks) or "any"),
+        ("messages", f"{s.max_per_hour or '-'}/hour, {s.max_per_day or '-'}/day"),
+        ("recipients", f"{s.max_rcpt_per_hour or '-'}/hour, {s.max_rcpt_per_day or '-'}/day"),
+    ]

@@ -8,8 +8,28 @@ import typer
 from rich.table import Table
 
 from smtpgate.cli.accounts import _actor
-from smtpgate.cli.common import ConfigOption, JsonOption, fail, out, print_json, runtime, when
-from smtpgate.credentials import CredentialInfo, CredentialState, IssuedSecret, ScopeRequest
+from smtpgate.cli.common import (
+    AllowFromOption,
+    AllowIpOption,
+    ConfigOption,
+    JsonOption,
+    MaxPerDayOption,
+    MaxPerHourOption,
+    MaxRcptPerDayOption,
+    MaxRcptPerHourOption,
+    fail,
+    out,
+    print_json,
+    runtime,
+    scope_request,
+    scope_rows,
+    when,
+)
+from smtpgate.credentials import (
+    CredentialInfo,
+    CredentialState,
+    IssuedSecret,
+)
 from smtpgate.durations import format_duration, parse_duration
 
 app_password_app = typer.Typer(help="App passwords: one per app or device, generated, shown once.", no_args_is_help=True)
@@ -43,9 +63,7 @@ def _show(info: CredentialInfo) -> None:
         ("state", str(info.state)), ("created", f"{when(info.created_at)} by {info.created_by or '-'}"),
         ("expires", when(info.expires_at)), ("revoked", when(info.revoked_at)),
         ("last used", f"{when(info.last_used_at)} from {info.last_used_ip or '-'}"), ("uses", str(info.use_count)),
-        ("may send as", ", ".join(s.allowed_senders)), ("from networks", ", ".join(s.allowed_networks) or "any"),
-        ("messages", f"{s.max_per_hour or '-'}/hour, {s.max_per_day or '-'}/day"),
-        ("recipients", f"{s.max_rcpt_per_hour or '-'}/hour, {s.max_rcpt_per_day or '-'}/day"),
+        *scope_rows(s),
     ]
     if info.rotated_from:
         rows.append(("rotated from", info.rotated_from))
@@ -71,26 +89,19 @@ def _table(creds: list[CredentialInfo]) -> Table:
 def create(
     email: Annotated[str, typer.Argument(help="The account it belongs to.")],
     name: Annotated[str, typer.Option("--name", help="The app or device, e.g. billing-app or printer-2F.")],
-    allow_from: Annotated[list[str] | None, typer.Option("--allow-from", help="Allowed sender: ADDRESS or @DOMAIN (repeatable). Default: the account's address.")] = None,
-    allow_ip: Annotated[list[str] | None, typer.Option("--allow-ip", help="Allowed source network, CIDR (repeatable). Default: any.")] = None,
+    allow_from: AllowFromOption = None,
+    allow_ip: AllowIpOption = None,
     expires: Annotated[str | None, typer.Option("--expires", help="Lifetime such as 90d. Default: no expiry.")] = None,
-    max_per_hour: Annotated[int | None, typer.Option(help="Messages per hour.")] = None,
-    max_per_day: Annotated[int | None, typer.Option(help="Messages per day.")] = None,
-    max_rcpt_per_hour: Annotated[int | None, typer.Option(help="Recipients per hour.")] = None,
-    max_rcpt_per_day: Annotated[int | None, typer.Option(help="Recipients per day.")] = None,
+    max_per_hour: MaxPerHourOption = None,
+    max_per_day: MaxPerDayOption = None,
+    max_rcpt_per_hour: MaxRcptPerHourOption = None,
+    max_rcpt_per_day: MaxRcptPerDayOption = None,
     notes: Annotated[str, typer.Option(help="Free text.")] = "",
     config: ConfigOption = None,
     json: JsonOption = False,
 ) -> None:
     """Generate an app password for one app or device; its secret is printed once."""
-    scopes = ScopeRequest(
-        allowed_senders=tuple(allow_from or ()),
-        allowed_networks=tuple(allow_ip or ()),
-        max_per_hour=max_per_hour,
-        max_per_day=max_per_day,
-        max_rcpt_per_hour=max_rcpt_per_hour,
-        max_rcpt_per_day=max_rcpt_per_day,
-    )
+    scopes = scope_request(allow_from, allow_ip, max_per_hour, max_per_day, max_rcpt_per_hour, max_rcpt_per_day)
     lifetime = _duration(expires, "--expires")
     with runtime(config) as rt:
         issued = rt.credentials.create_app_password(

@@ -9,16 +9,23 @@ from rich.table import Table
 
 from smtpgate.cli.accounts import _actor
 from smtpgate.cli.common import (
+    AllowFromOption,
+    AllowIpOption,
     ConfigOption,
     JsonOption,
+    MaxPerDayOption,
+    MaxPerHourOption,
+    MaxRcptPerDayOption,
+    MaxRcptPerHourOption,
     err,
     fail,
     out,
     print_json,
     runtime,
+    scope_request,
+    scope_rows,
     when,
 )
-from smtpgate.credentials.scopes import ScopeRequest
 from smtpgate.credentials.service_accounts import IssuedClient, ServiceAccountInfo
 from smtpgate.durations import format_duration, parse_duration
 
@@ -33,9 +40,7 @@ def _show(info: ServiceAccountInfo) -> None:
         ("token lifetime", format_duration(info.token_lifetime) if info.token_lifetime else "default"),
         ("last token", when(info.last_issued_at)),
         ("last used", f"{when(info.last_used_at)} from {info.last_used_ip or '-'}"), ("uses", str(info.use_count)),
-        ("may send as", ", ".join(s.allowed_senders)), ("from networks", ", ".join(s.allowed_networks) or "any"),
-        ("messages", f"{s.max_per_hour or '-'}/hour, {s.max_per_day or '-'}/day"),
-        ("recipients", f"{s.max_rcpt_per_hour or '-'}/hour, {s.max_rcpt_per_day or '-'}/day"),
+        *scope_rows(s),
     ]
     if info.notes:
         rows.append(("notes", info.notes))
@@ -59,23 +64,19 @@ def _print_client(issued: IssuedClient, json: bool, verb: str, admin: str) -> No
 def create(
     login: Annotated[str, typer.Argument(help="Its identity, address-like, e.g. billing-bot@example.com.")],
     name: Annotated[str, typer.Option("--name", help="What it is, e.g. the billing service.")] = "",
-    allow_from: Annotated[list[str] | None, typer.Option("--allow-from", help="Allowed sender: ADDRESS or @DOMAIN (repeatable). Default: its login.")] = None,
-    allow_ip: Annotated[list[str] | None, typer.Option("--allow-ip", help="Allowed source network, CIDR (repeatable). Default: any.")] = None,
-    max_per_hour: Annotated[int | None, typer.Option(help="Messages per hour.")] = None,
-    max_per_day: Annotated[int | None, typer.Option(help="Messages per day.")] = None,
-    max_rcpt_per_hour: Annotated[int | None, typer.Option(help="Recipients per hour.")] = None,
-    max_rcpt_per_day: Annotated[int | None, typer.Option(help="Recipients per day.")] = None,
+    allow_from: AllowFromOption = None,
+    allow_ip: AllowIpOption = None,
+    max_per_hour: MaxPerHourOption = None,
+    max_per_day: MaxPerDayOption = None,
+    max_rcpt_per_hour: MaxRcptPerHourOption = None,
+    max_rcpt_per_day: MaxRcptPerDayOption = None,
     token_lifetime: Annotated[str | None, typer.Option(help="Its tokens' lifetime, e.g. 15m (default: [tokens] access_token_lifetime).")] = None,
     notes: Annotated[str, typer.Option(help="Free text.")] = "",
     config: ConfigOption = None,
     json: JsonOption = False,
 ) -> None:
     """Create a service account; its client secret is printed once."""
-    scopes = ScopeRequest(
-        allowed_senders=tuple(allow_from or ()), allowed_networks=tuple(allow_ip or ()),
-        max_per_hour=max_per_hour, max_per_day=max_per_day,
-        max_rcpt_per_hour=max_rcpt_per_hour, max_rcpt_per_day=max_rcpt_per_day,
-    )
+    scopes = scope_request(allow_from, allow_ip, max_per_hour, max_per_day, max_rcpt_per_hour, max_rcpt_per_day)
     lifetime = None
     if token_lifetime is not None:
         try:
