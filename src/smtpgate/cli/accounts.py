@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from smtpgate.cli.common import ConfigOption, JsonOption, choose_password, err, out, print_json, runtime, when
+from smtpgate.cli.common import (
+    ConfigOption,
+    JsonOption,
+    choose_password,
+    err,
+    out,
+    print_json,
+    runtime,
+    when,
+)
 from smtpgate.credentials import AccountInfo
 
 app = typer.Typer(help="Accounts: logins, passwords, the app-passwords-only switch.", no_args_is_help=True)

@@ -19,6 +19,7 @@ from smtpgate.cli.accounts import _actor
 from smtpgate.cli.common import ConfigOption, JsonOption, fail, out, print_json, runtime
 from smtpgate.durations import format_duration, parse_duration
 from smtpgate.guard import Guard, GuardRefused, GuardUnavailable
+from smtpgate.timefmt import iso_utc
 
 app = typer.Typer(help="Banned sources: list, add, remove.", no_args_is_help=True)
 T = TypeVar("T")
@@ -79,7 +80,7 @@ def add(
             )
     until = datetime.fromtimestamp(ban.until, UTC)
     if json:
-        print_json({"network": ban.network, "until": until.isoformat().replace("+00:00", "Z"), "reason": ban.reason})
+        print_json({"network": ban.network, "until": iso_utc(until), "reason": ban.reason})
         return
     out.print(f"Banned {ban.network} until {until:%Y-%m-%d %H:%M:%S} UTC", markup=False)
 

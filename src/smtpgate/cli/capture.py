@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from smtpgate.cli.common import ConfigOption, JsonOption, fail, out, print_json, runtime, when
+from smtpgate.cli.common import (
+    ConfigOption,
+    JsonOption,
+    fail,
+    out,
+    print_json,
+    runtime,
+    when,
+)
 from smtpgate.delivery.capture import MessageNotFound
 
 app = typer.Typer(help="Captured messages (the embedded default delivery).", no_args_is_help=True)

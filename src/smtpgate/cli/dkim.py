@@ -9,8 +9,23 @@ from typing import Annotated
 
 import typer
 
-from smtpgate.cli.common import ConfigOption, JsonOption, err, fail, out, print_json, runtime
-from smtpgate.delivery.dkim import ALGORITHMS, DkimError, check_selector, generate_key, load_key, txt_record
+from smtpgate.cli.common import (
+    ConfigOption,
+    JsonOption,
+    err,
+    fail,
+    out,
+    print_json,
+    runtime,
+)
+from smtpgate.delivery.dkim import (
+    ALGORITHMS,
+    DkimError,
+    check_selector,
+    generate_key,
+    load_key,
+    txt_record,
+)
 
 app = typer.Typer(help="DKIM keys: make one, show the DNS records to publish.", no_args_is_help=True)
 

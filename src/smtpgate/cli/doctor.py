@@ -50,7 +50,11 @@ def doctor(
 
     Exit status 0 when no check failed (warnings allowed), 1 otherwise.
     """
-    from smtpgate.doctor import DoctorOptions, PortSpec, diagnose  # here: other commands need not load it
+    from smtpgate.doctor import (  # here: other commands need not load it
+        DoctorOptions,
+        PortSpec,
+        diagnose,
+    )
 
     refuse_argv_password(password)
     if timeout <= 0 or connect_timeout <= 0:

@@ -15,12 +15,33 @@ from dataclasses import replace
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
-from smtpgate.cli.common import ConfigOption, JsonOption, err, fail, out, print_json, runtime, when
+from smtpgate.cli.common import (
+    ConfigOption,
+    JsonOption,
+    err,
+    fail,
+    out,
+    print_json,
+    runtime,
+    when,
+)
 from smtpgate.delivery.capture import MessageNotFound
-from smtpgate.delivery.queue import Busy, HoldRules, MessageState, QueueEntry, QueueStore
+from smtpgate.delivery.queue import (
+    Busy,
+    HoldRules,
+    MessageState,
+    QueueEntry,
+    QueueStore,
+)
 
 app = typer.Typer(help="The delivery queue: list, inspect, hold, release, retry, delete.", no_args_is_help=True)
 

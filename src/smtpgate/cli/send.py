@@ -108,7 +108,10 @@ def send(
     password: PasswordOnArgv = None,
 ) -> None:
     """Send one message (like swaks): server, TLS and login from options or a saved profile."""
-    from smtpgate.client import SendError, send_with  # here: other commands need not load it
+    from smtpgate.client import (  # here: other commands need not load it
+        SendError,
+        send_with,
+    )
 
     refuse_argv_password(password)
     if not to:

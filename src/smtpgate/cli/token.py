@@ -19,6 +19,7 @@ from smtpgate.cli.common import (
     when,
 )
 from smtpgate.durations import parse_duration
+from smtpgate.timefmt import iso_utc
 
 app = typer.Typer(help="Access tokens of the built-in issuer: issue, list, revoke; signing keys.", no_args_is_help=True)
 
@@ -42,7 +43,7 @@ def issue(
         issued = rt.tokens.issue(service_account, scope=scope, lifetime=duration)
     if json:
         print_json({**issued.to_json(), "jti": issued.jti, "service_account": issued.service_account,
-                    "login": issued.login, "expires_at": issued.expires_at.isoformat().replace("+00:00", "Z")})
+                    "login": issued.login, "expires_at": iso_utc(issued.expires_at)})
         return
     out.print(issued.access_token, markup=False)
     err.print(f"jti {issued.jti} for {issued.login}, scope {issued.scope!r}, expires {when(issued.expires_at)} UTC",

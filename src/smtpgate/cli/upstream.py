@@ -12,7 +12,15 @@ from typing import Annotated
 
 import typer
 
-from smtpgate.cli.common import ConfigOption, JsonOption, fail, out, print_json, read_secret_from_stdin, runtime
+from smtpgate.cli.common import (
+    ConfigOption,
+    JsonOption,
+    fail,
+    out,
+    print_json,
+    read_secret_from_stdin,
+    runtime,
+)
 from smtpgate.delivery.routes import upstream_secrets
 from smtpgate.delivery.upstream import UpstreamCredentialError
 

@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from smtpgate.credentials.scopes import Scopes
+from smtpgate.timefmt import iso_utc
 
 
 class CredentialKind(StrEnum):
@@ -78,8 +79,8 @@ class AccountInfo:
             "enabled": self.enabled,
             "require_app_passwords": self.require_app_passwords,
             "has_password": self.has_password,
-            "created_at": _iso(self.created_at),
-            "updated_at": _iso(self.updated_at),
+            "created_at": iso_utc(self.created_at),
+            "updated_at": iso_utc(self.updated_at),
         }
 
 
@@ -112,10 +113,10 @@ class CredentialInfo:
             "name": self.name,
             "notes": self.notes,
             "created_by": self.created_by,
-            "created_at": _iso(self.created_at),
-            "expires_at": _iso(self.expires_at),
-            "revoked_at": _iso(self.revoked_at),
-            "last_used_at": _iso(self.last_used_at),
+            "created_at": iso_utc(self.created_at),
+            "expires_at": iso_utc(self.expires_at),
+            "revoked_at": iso_utc(self.revoked_at),
+            "last_used_at": iso_utc(self.last_used_at),
             "last_used_ip": self.last_used_ip,
             "use_count": self.use_count,
             "state": str(self.state),
@@ -154,6 +155,3 @@ class AuthFailure:
     login: str
     credential_id: str | None = None
 
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None

@@ -43,7 +43,12 @@ from smtpgate.credentials.passwords import (
     PasswordPolicy,
     generate_password,
 )
-from smtpgate.credentials.scopes import ScopeRequest, Scopes, normalize_address, parse_sender_pattern
+from smtpgate.credentials.scopes import (
+    ScopeRequest,
+    Scopes,
+    normalize_address,
+    parse_sender_pattern,
+)
 from smtpgate.store import Store
 from smtpgate.store.models import AccountRow, CredentialRow
 

@@ -23,6 +23,7 @@ from typing import Any
 from smtpgate.credentials.app_passwords import keyed_hash
 from smtpgate.credentials.scopes import Scopes
 from smtpgate.store.models_tokens import ServiceAccountRow
+from smtpgate.timefmt import iso_utc
 
 PREFIX = "sgc_"
 _BODY, _CHECK = 32, 7
@@ -91,10 +92,10 @@ class ServiceAccountInfo:
             "scopes": self.scopes.to_json(),
             "token_lifetime": int(self.token_lifetime.total_seconds()) if self.token_lifetime else None,
             "created_by": self.created_by,
-            "created_at": _iso(self.created_at),
-            "revoked_at": _iso(self.revoked_at),
-            "last_issued_at": _iso(self.last_issued_at),
-            "last_used_at": _iso(self.last_used_at),
+            "created_at": iso_utc(self.created_at),
+            "revoked_at": iso_utc(self.revoked_at),
+            "last_issued_at": iso_utc(self.last_issued_at),
+            "last_used_at": iso_utc(self.last_used_at),
             "last_used_ip": self.last_used_ip,
             "use_count": self.use_count,
         }
@@ -125,6 +126,3 @@ def info(row: ServiceAccountRow) -> ServiceAccountInfo:
         use_count=row.use_count,
     )
 
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None

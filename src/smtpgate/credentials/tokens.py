@@ -64,6 +64,7 @@ from smtpgate.credentials.scopes import (
 from smtpgate.store import Store
 from smtpgate.store.models import AccountRow
 from smtpgate.store.models_tokens import OAuthTokenRow, ServiceAccountRow
+from smtpgate.timefmt import iso_utc
 
 if TYPE_CHECKING:
     from smtpgate.config import Config
@@ -140,11 +141,10 @@ class TokenInfo:
     revoked_at: datetime | None
 
     def to_json(self) -> dict[str, Any]:
-        iso = lambda v: v.isoformat().replace("+00:00", "Z") if v else None
         return {"jti": self.jti, "issuer": self.issuer, "service_account": self.service_account,
-                "subject": self.subject, "scope": self.scope, "issued_at": iso(self.issued_at),
-                "expires_at": iso(self.expires_at), "issued_via": self.issued_via,
-                "revoked_at": iso(self.revoked_at)}
+                "subject": self.subject, "scope": self.scope, "issued_at": iso_utc(self.issued_at),
+                "expires_at": iso_utc(self.expires_at), "issued_via": self.issued_via,
+                "revoked_at": iso_utc(self.revoked_at)}
 
 
 class _Refused(Exception):

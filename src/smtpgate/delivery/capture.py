@@ -19,7 +19,6 @@ a message the server is still receiving.
 
 from __future__ import annotations
 
-
 import base64
 import json
 import logging

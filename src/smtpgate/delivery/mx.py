@@ -33,7 +33,13 @@ import dns.rdatatype
 import dns.resolver
 
 from smtpgate.delivery.mta_sts import MtaStsPolicy, MtaStsResolver
-from smtpgate.delivery.outcome import ConnectionProblem, Outcome, Outgoing, all_recipients, send_transaction
+from smtpgate.delivery.outcome import (
+    ConnectionProblem,
+    Outcome,
+    Outgoing,
+    all_recipients,
+    send_transaction,
+)
 
 __all__ = ["DnsLookup", "MxRoute", "MxSettings"]
 

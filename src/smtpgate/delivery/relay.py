@@ -21,8 +21,18 @@ from dataclasses import dataclass
 import aiosmtplib
 
 from smtpgate.config import Config
-from smtpgate.delivery.outcome import ConnectionProblem, Outcome, Outgoing, all_recipients, send_transaction
-from smtpgate.delivery.upstream import UpstreamCredentialError, UpstreamPassword, UpstreamSecretStore
+from smtpgate.delivery.outcome import (
+    ConnectionProblem,
+    Outcome,
+    Outgoing,
+    all_recipients,
+    send_transaction,
+)
+from smtpgate.delivery.upstream import (
+    UpstreamCredentialError,
+    UpstreamPassword,
+    UpstreamSecretStore,
+)
 
 __all__ = ["RelayRoute", "RelaySettings"]
 

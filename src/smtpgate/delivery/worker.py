@@ -28,7 +28,15 @@ from smtpgate.delivery.capture import CapturedMessage, Envelope, MessageNotFound
 from smtpgate.delivery.dkim import DkimError, DkimSigner
 from smtpgate.delivery.dsn import FailedRecipient, build_dsn
 from smtpgate.delivery.outcome import Outcome, Outgoing
-from smtpgate.delivery.queue import DELIVERED, FAILED, Busy, HoldRules, QueueEntry, QueueStore, RecipientResult
+from smtpgate.delivery.queue import (
+    DELIVERED,
+    FAILED,
+    Busy,
+    HoldRules,
+    QueueEntry,
+    QueueStore,
+    RecipientResult,
+)
 from smtpgate.delivery.retry import RetryPolicy
 from smtpgate.delivery.routes import RouteTable
 

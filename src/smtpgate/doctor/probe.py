@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from smtpgate.doctor import explain
-from smtpgate.doctor.certs import EXPIRY_WARNING_DAYS, CertFacts, examine, verify_problem
+from smtpgate.doctor.certs import (
+    EXPIRY_WARNING_DAYS,
+    CertFacts,
+    examine,
+    verify_problem,
+)
 from smtpgate.doctor.report import Check, Report, Status
 from smtpgate.doctor.transcript import Transcript
 from smtpgate.doctor.wire import ConnectFailed, Reply, Wire, WireError

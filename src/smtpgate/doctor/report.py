@@ -11,7 +11,6 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
-
 WRAP = 96  # columns for the cause and fix lines
 
 

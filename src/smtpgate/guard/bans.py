@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from smtpgate.guard.backend import Ban
 from smtpgate.store import Store
 from smtpgate.store.models_audit import BanRow
+from smtpgate.timefmt import iso_utc
 
 
 def _dt(epoch: float) -> datetime:
@@ -48,19 +49,16 @@ class BanRecord:
     def to_json(self) -> dict[str, Any]:
         return {
             "network": self.network,
-            "since": _iso(self.since),
-            "until": _iso(self.until),
+            "since": iso_utc(self.since),
+            "until": iso_utc(self.until),
             "strikes": self.strikes,
             "reason": self.reason,
             "source": self.source,
             "created_by": self.created_by,
-            "lifted_at": _iso(self.lifted_at),
+            "lifted_at": iso_utc(self.lifted_at),
             "lifted_by": self.lifted_by,
         }
 
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 def _record(row: BanRow) -> BanRecord:

@@ -22,13 +22,18 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol
 
-from smtpgate.metrics import metrics
 from smtpgate.audit import events as ev
 from smtpgate.audit.events import AuditEvent
-from smtpgate.credentials import AuthFailure, CredentialService, FailureReason, Principal
+from smtpgate.credentials import (
+    AuthFailure,
+    CredentialService,
+    FailureReason,
+    Principal,
+)
 from smtpgate.delivery import Envelope, Spool, SpoolWriter
 from smtpgate.delivery.headers import addresses, header_values
 from smtpgate.guard import FailureOutcome, Guard, GuardUnavailable, QuotaHit, QuotaPlan
+from smtpgate.metrics import metrics
 from smtpgate.smtp.protocol import (
     AUTH_CREDENTIALS_INVALID,
     AUTH_TEMPORARY_FAILURE,

@@ -4,10 +4,10 @@ Revision ID: 0001
 Revises: 
 Create Date: 2026-11-28 03:35:17.348755
 """
-from alembic import op
 import sqlalchemy as sa
-import smtpgate.store.models
+from alembic import op
 
+import smtpgate.store.models
 
 revision = '0001'
 down_revision = None

@@ -4,10 +4,10 @@ Revision ID: 0003_tokens
 Revises: 0001
 Create Date: 2026-11-30 09:00:00
 """
-from alembic import op
 import sqlalchemy as sa
-import smtpgate.store.models
+from alembic import op
 
+import smtpgate.store.models
 
 revision = '0003_tokens'
 down_revision = '0001'
