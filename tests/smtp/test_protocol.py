@@ -954,6 +954,30 @@ class TestData:
         assert lines == [reply.to_bytes().decode().rstrip("\r\n"), "250 2.0.0 OK"]
         assert not conn.in_transaction
 
+    @pytest.mark.parametrize(
+        "content",
+        [b"a\x00b\r\n", b"\x00\r\n", b"\r\n\x00\r\n", b"ok\r\nend\x00"],
+        ids=["inside", "alone", "the-smuggling-form", "unterminated"],
+    )
+    def test_nul_is_refused(self, content: bytes) -> None:
+        """A hop that strips NULs would turn CRLF NUL . CRLF into an end of data."""
+        conn = in_data()
+        events, lines = talk(conn, content + b"\r\n.\r\nNOOP\r\n")
+        reply = Reply(550, "5.6.0", "Message contains a NUL octet, refused")
+        assert events[-1] == MessageRejected(reply)
+        assert MessageComplete() not in events
+        assert lines == ["550 5.6.0 Message contains a NUL octet, refused", "250 2.0.0 OK"]
+
+    def test_nul_inside_a_skipped_long_line_is_found(self) -> None:
+        conn = in_data()
+        talk(conn, b"x" * 1500)
+        _events, lines = talk(conn, b"x\x00x\r\n.\r\n")
+        assert lines == ["550 5.6.0 Message contains a NUL octet, refused"]
+
+    def test_bare_lf_outranks_nul(self) -> None:
+        _events, lines = talk(in_data(), b"a\x00\r\nb\nc\r\n.\r\n")
+        assert lines[0].startswith("550 5.6.0 Message contains a bare CR or LF")
+
     def test_no_message_data_after_a_violation(self) -> None:
         conn = in_data()
         events, _ = talk(conn, b"good\r\n")
@@ -1175,6 +1199,12 @@ class TestBdat:
     def test_long_line_ending_with_a_lone_cr(self) -> None:
         _, lines = talk(in_transaction(), b"BDAT 1501 LAST\r\n" + b"x" * 1500 + b"\r")
         assert lines[0].startswith("550 5.6.0 Message contains a bare CR or LF")
+
+    @pytest.mark.parametrize("chunks", [b"BDAT 5 LAST\r\na\x00b\r\n", b"BDAT 4\r\nab\r\nBDAT 2 LAST\r\nc\x00"])
+    def test_nul_is_refused(self, chunks: bytes) -> None:
+        events, lines = talk(in_transaction(), chunks)
+        assert kinds(events)[-1] == "MessageRejected"
+        assert lines[-1] == "550 5.6.0 Message contains a NUL octet, refused"
 
     def test_final_fragment_without_crlf_is_delivered(self) -> None:
         events, _ = talk(in_transaction(), b"BDAT 7 LAST\r\nab\r\ncde")

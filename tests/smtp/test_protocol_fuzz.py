@@ -84,6 +84,7 @@ TOKENS = [
     b".",
     b"\n.\n",
     b"\r.\r",
+    b"\r\n\x00.\r\n",
     b"x" * 700,
     b"y" * 1200,
 ]
@@ -228,6 +229,7 @@ class Run:
         assert len(content) <= self.limits.max_message_size
         pairs = content.count(b"\r\n")
         assert content.count(b"\r") == pairs and content.count(b"\n") == pairs
+        assert b"\x00" not in content
         assert all(len(line) <= self.limits.max_text_line - 2 for line in content.split(b"\r\n"))
 
     def transcript(self) -> tuple[list[Event], bytes, int]:

@@ -187,6 +187,8 @@ _DATA_LINE_TOO_LONG = Reply(550, "5.6.0", "Line too long (RFC 5322 limit is 998 
 _DATA_BARE_CR_LF = Reply(
     550, "5.6.0", "Message contains a bare CR or LF, refused (SMTP smuggling defence)"
 )
+# A hop that strips NULs would read CRLF NUL "." CRLF as the end of the data.
+_DATA_NUL = Reply(550, "5.6.0", "Message contains a NUL octet, refused")
 
 
 # --------------------------------------------------------------------------
@@ -489,12 +491,12 @@ def _malformed_reply(step: Malformed) -> Reply:
 
 
 class _BodyInspector:
-    """Enforces size, line length and the bare CR/LF rule on streamed content.
+    """Enforces size, line length, the bare CR/LF rule and no NUL on streamed content.
 
     Works on runs of complete CRLF lines (or the final fragment of a BDAT
     message) with C-level scans only: no per-byte Python loop.  After a
     violation nothing more is delivered, but later content is still checked
-    for a more serious one (bare CR/LF > long line > size), so the reply never
+    for a more serious one (bare CR/LF > NUL > long line > size), so the reply never
     depends on how the peer's bytes happened to be split into reads.
     """
 
@@ -519,16 +521,22 @@ class _BodyInspector:
         """An unterminated line outgrew the limit (a final CR may begin a CRLF)."""
         head = partial[:-1] if partial.endswith(b"\r") else partial
         self._record(_DATA_BARE_CR_LF if _has_cr_or_lf(head) else _DATA_LINE_TOO_LONG)
+        if b"\x00" in head:
+            self._record(_DATA_NUL)
 
     def inspect_skipped(self, data: bytes) -> None:
         """Octets inside a refused over-long line: any CR or LF there is bare."""
         if _has_cr_or_lf(data):
             self._record(_DATA_BARE_CR_LF)
+        elif b"\x00" in data:
+            self._record(_DATA_NUL)
 
     def _find_violation(self, lines: bytes) -> Reply | None:
         bare, longest = _scan_lines(lines)
         if bare:
             return _DATA_BARE_CR_LF
+        if b"\x00" in lines:
+            return _DATA_NUL
         if longest > self._max_content:
             return _DATA_LINE_TOO_LONG
         if self.size > self._max_size:
@@ -551,7 +559,8 @@ class _BodyInspector:
 _VIOLATION_RANK: dict[Reply, int] = {
     _MESSAGE_TOO_BIG: 1,
     _DATA_LINE_TOO_LONG: 2,
-    _DATA_BARE_CR_LF: 3,
+    _DATA_NUL: 3,
+    _DATA_BARE_CR_LF: 4,
 }
 
 
