@@ -233,3 +233,27 @@ def test_many_concurrent_sessions(server: RunningServer) -> None:
         t.join()
     assert errors == []
     assert len([m for m in server.runtime.capture.list() if m.subject.startswith("busy-")]) == 100
+
+
+@pytest.mark.parametrize("implicit", [True, False], ids=["implicit-tls", "starttls"])
+def test_a_tls_client_closing_logs_no_asyncio_warning(server: RunningServer, implicit: bool) -> None:
+    """A TLS peer's EOF ends the session quietly (asyncio warns if eof_received keeps TLS open)."""
+    if implicit:
+        client = RawClient(server.submissions_port)
+        client.starttls(server.client_context())
+    else:
+        client = RawClient(server.submission_port)
+        client.reply()
+        client.cmd("EHLO raw.test")
+        assert client.cmd("STARTTLS")[0] == 220
+        client.starttls(server.client_context())
+        client.cmd("EHLO raw.test")
+    if implicit:
+        assert client.reply()[0] == 220
+    assert client.cmd("NOOP")[0] == 250
+    assert isinstance(client.sock, ssl.SSLSocket)
+    plain = client.sock.unwrap()  # close_notify out, and the server's close_notify back
+    assert plain.recv(1) == b""  # then the server closes the TCP connection
+    plain.close()
+    # the server has closed: anything it logged about this connection is in the log now
+    assert "eof_received" not in server.log()

@@ -232,9 +232,17 @@ class SmtpConnection(asyncio.Protocol):
         self._input.set()
 
     def eof_received(self) -> bool:
+        """Plain TCP: keep the half-open socket until our replies are out, then close.
+
+        Under TLS the peer's close_notify starts the shutdown whatever we return, and a
+        true value only makes asyncio log a warning, so say False there.
+        """
         self.conn.receive_data(b"")
         self._input.set()
-        return True  # we close once the replies are out
+        return not self._over_tls()
+
+    def _over_tls(self) -> bool:
+        return self.transport is not None and self.transport.get_extra_info("sslcontext") is not None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
