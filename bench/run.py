@@ -42,7 +42,7 @@ from loadgen import (  # same /proc accounting as the generator
     process_tree,
 )
 
-PEER_SCRIPT = Path("/work/shared/peers/postfix-dovecot.sh")
+PEER_SCRIPT = ROOT / "scripts" / "peers" / "postfix-dovecot.sh"
 SCENARIO_TITLES = {
     "a": "one connection per message (connect, EHLO, STARTTLS, EHLO, AUTH PLAIN, "
          "MAIL, RCPT, DATA, QUIT)",
@@ -149,26 +149,21 @@ class Postfix:
         self.port = free_port()
         self.user = "bench@example.test"
         self.password = secrets.token_urlsafe(18)
-        self.env = dict(os.environ, BASE=str(self.base), PORT=str(self.port),
+        self.env = dict(os.environ, PEER_BASE=str(self.base), PORT=str(self.port),
                         SMTP_USER=self.user, SMTP_PASS=self.password,
-                        SCHEME="SHA512-CRYPT", IN_FLOW_DELAY="0", KEYTYPE=keytype)
+                        SCHEME="SHA512-CRYPT", IN_FLOW_DELAY="0", KEYTYPE=keytype,
+                        PROCESS_LIMIT=str(opts.postfix_process_limit or 100))
         self.cafile = str(self.base / "tls" / "cert.pem")
         self.started = False
 
     def start(self) -> None:
         self.started = True
         run_cmd(["bash", str(self.opts.postfix_script), "start"], env=self.env, timeout=120)
-        if self.opts.postfix_process_limit:
-            pfx = str(self.base / "etc")
-            run_cmd(["postconf", "-c", pfx, "-e",
-                     f"default_process_limit={self.opts.postfix_process_limit}"])
-            run_cmd(["postfix", "-c", pfx, "reload"])
-            time.sleep(1)
         wait_port(self.port, 30)
 
     def pids(self) -> list[int]:
         out = []
-        for f in (self.base / "spool/pid/master.pid", self.base / "dovecot-run/master.pid"):
+        for f in (self.base / "queue/pid/master.pid", self.base / "dovecot/run/master.pid"):
             with contextlib.suppress(OSError, ValueError):
                 out.append(int(f.read_text().strip()))
         return out

@@ -24,14 +24,14 @@ if command -v npm >/dev/null; then
 else
   problem "node/npm are missing; the nodemailer tests will be skipped"
 fi
-# Postfix + Dovecot as a relay peer for the delivery tests (tests/delivery/test_postfix.py).
-# The peer script lives in the shared folder beside the repository, here and in CI.
-peer=../shared/peers/postfix-dovecot.sh
+# Postfix + Dovecot, the peer of the delivery and doctor tests (tests/peer.py), from the
+# project's own scripts/peers/postfix-dovecot.sh.
+peer=scripts/peers/postfix-dovecot.sh
 if ! command -v postfix >/dev/null || ! command -v dovecot >/dev/null; then
-  if [ "$(id -u)" = 0 ] && [ -f "$peer" ]; then
+  if [ "$(id -u)" = 0 ]; then
     bash "$peer" install >/dev/null || problem "could not install the Postfix+Dovecot peer ($peer install)"
   else
-    problem "Postfix/Dovecot are missing (run as root: bash $peer install); the Postfix relay test will be skipped"
+    problem "Postfix/Dovecot are missing (run as root: bash $peer install); the Postfix peer tests will be skipped"
   fi
 fi
 exit 0
