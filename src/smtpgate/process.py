@@ -11,6 +11,7 @@ and SIGHUP and starts a new worker when one dies.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
@@ -45,8 +46,11 @@ def _install_loop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-async def _serve(config: Config, sockets: dict[str, socket.socket], *, deliver: bool = True) -> int:
-    """One process's life. `deliver`: this process also runs the delivery worker (worker 0)."""
+async def _serve(
+    config: Config, sockets: dict[str, socket.socket], *, deliver: bool = True, parent: int | None = None
+) -> int:
+    """One process's life. `deliver`: this process also runs the delivery worker (worker 0);
+    `parent`: the supervisor's pid, whose end ends this worker."""
     from smtpgate.admin.app import serve_admin
 
     runtime = Runtime(config)
@@ -74,7 +78,10 @@ async def _serve(config: Config, sockets: dict[str, socket.socket], *, deliver: 
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
+        orphaned = loop.create_task(_watch_parent(parent, stop)) if parent is not None else None
         await stop.wait()
+        if orphaned is not None:
+            orphaned.cancel()
         log.info("stopping: finishing transactions in flight")
         await server.shutdown()
         return 0
@@ -106,6 +113,33 @@ async def _watch_guard(runtime: Runtime) -> None:
         except Exception as exc:  # noqa: BLE001 - the next round may succeed
             log.warning("guard maintenance failed: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
         await asyncio.sleep(interval)
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel for SIGTERM when the parent dies, even by SIGKILL.
+
+    Otherwise a `kill -9` of the parent leaves its workers serving and holding the
+    listening sockets, and the restart fails with "Address already in use". SIGTERM, not
+    SIGKILL: the worker still finishes the transactions in flight.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: _watch_parent notices instead
+        pass
+    if os.getppid() != parent:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def _watch_parent(parent: int, stop: asyncio.Event, *, interval: float = 1.0) -> None:
+    """Stop this worker once its parent is gone (where PR_SET_PDEATHSIG is not to be had)."""
+    while os.getppid() == parent:
+        await asyncio.sleep(interval)
+    log.warning("the supervising process %d is gone: stopping", parent)
+    stop.set()
 
 
 def _setup_logging() -> None:
@@ -183,13 +217,15 @@ def _supervise(config: Config, sockets: dict[str, socket.socket], workers: int) 
     stopping = False
 
     def spawn(slot: int) -> None:
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 signal.signal(sig, signal.SIG_DFL)
             code = 1
             try:
-                code = asyncio.run(_serve(config, sockets, deliver=slot == 0))
+                _die_with_parent(parent)
+                code = asyncio.run(_serve(config, sockets, deliver=slot == 0, parent=parent))
             finally:
                 os._exit(code)
         children[pid] = slot

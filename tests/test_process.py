@@ -1,0 +1,83 @@
+"""The server process: workers end with their parent, so a restart can bind the ports again."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+
+from smtpgate.process import _watch_parent
+from tests.smtp.raw_client import RawClient
+from tests.smtp.server_harness import RunningServer, init_data_dir
+
+
+def children_of(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(word) for word in text.split()]
+
+
+def alive(pid: int) -> bool:
+    """Running, not a zombie nobody has reaped yet."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+def wait_until(condition, what: str, limit: float = 30.0) -> None:
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_workers_end_when_the_parent_is_killed(tmp_path: Path) -> None:
+    config = init_data_dir(tmp_path / "data", smtp={"shutdown_grace": '"1s"'})
+    first = RunningServer(config)
+    first.start("--workers", "2")
+    second = RunningServer(config)
+    assert first.proc is not None
+    workers: list[int] = []
+    try:
+        wait_until(lambda: len(children_of(first.proc.pid)) == 2, "two workers")
+        workers = children_of(first.proc.pid)
+        os.kill(first.proc.pid, signal.SIGKILL)
+        first.proc.wait()
+        wait_until(lambda: not any(alive(pid) for pid in workers), f"workers {workers} still running")
+        second.start("--workers", "2")  # binds the same ports
+        client = RawClient(second.submission_port)
+        assert client.reply()[0] == 220
+        client.close()
+    finally:
+        for pid in workers:  # a failed run must not leave them holding the ports
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        second.close()
+        first.runtime.close()
+
+
+def test_the_watchdog_stops_a_worker_whose_parent_is_gone() -> None:
+    """Where PR_SET_PDEATHSIG is missing, getppid() changing is the sign."""
+
+    async def scenario() -> bool:
+        stop = asyncio.Event()
+        watch = asyncio.get_running_loop().create_task(_watch_parent(os.getppid() + 1_000_000, stop, interval=0.01))
+        await asyncio.wait_for(stop.wait(), 10)
+        watch.cancel()
+        return stop.is_set()
+
+    assert asyncio.run(scenario())
+
+
+def test_the_watchdog_leaves_a_worker_whose_parent_lives() -> None:
+    async def scenario() -> bool:
+        stop = asyncio.Event()
+        watch = asyncio.get_running_loop().create_task(_watch_parent(os.getppid(), stop, interval=0.01))
+        await asyncio.sleep(0.2)
+        watch.cancel()
+        return stop.is_set()
+
+    assert not asyncio.run(scenario())
