@@ -206,6 +206,28 @@ class TestProtocolPaths:
         event = pump(conn)
         assert isinstance(event, AuthAttempt) and event.secret == token
 
+    @pytest.mark.parametrize("initial", [True, False], ids=["initial-response", "continuation"])
+    def test_a_30_kb_token_fits_the_32_kib_auth_limit(self, initial: bool) -> None:
+        """32 KiB of SASL response; its base64 line is a third longer."""
+        token = "t" * 30_000
+        blob = b64(f"user=a@b.c\x01auth=Bearer {token}\x01\x01".encode())
+        conn = connect("XOAUTH2")
+        if initial:
+            conn.receive_data(b"AUTH XOAUTH2 " + blob + b"\r\n")
+        else:
+            conn.receive_data(b"AUTH XOAUTH2\r\n")
+            assert pump(conn) is NEED_DATA and conn.data_to_send() == b"334 \r\n"
+            conn.receive_data(blob + b"\r\n")
+        event = pump(conn)
+        assert isinstance(event, AuthAttempt) and event.secret == token
+
+    def test_a_response_over_32_kib_is_a_line_too_long(self) -> None:
+        blob = b64(b"user=a@b.c\x01auth=Bearer " + b"t" * 33_000 + b"\x01\x01")
+        conn = connect("XOAUTH2")
+        conn.receive_data(b"AUTH XOAUTH2 " + blob + b"\r\nNOOP\r\n")
+        assert pump(conn) is NEED_DATA
+        assert conn.data_to_send() == b"500 5.5.2 Line too long\r\n250 2.0.0 OK\r\n"
+
     def test_automatic_error_challenge_then_final_reply(self) -> None:
         conn = connect("OAUTHBEARER")
         conn.receive_data(b"AUTH OAUTHBEARER " + b64(b"n,,\x01auth=Bearer t\x01\x01") + b"\r\n")

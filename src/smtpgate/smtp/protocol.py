@@ -196,14 +196,23 @@ _DATA_NUL = Reply(550, "5.6.0", "Message contains a NUL octet, refused")
 # --------------------------------------------------------------------------
 
 
+MAX_AUTH_RESPONSE: Final = 32 * 1024
+
+
+def _auth_line_for(response: int) -> int:
+    """The longest AUTH line carrying ``response`` octets: "AUTH MECHANISM " + base64 + CRLF."""
+    return len("AUTH SCRAM-SHA-256 ") + 4 * -(-response // 3) + 2
+
+
 @dataclass
 class ProtocolLimits:
     """Octet and count limits; line limits include the CRLF."""
 
     max_command_line: int = 512
-    # A 16 KiB bearer token, base64-encoded with its SASL framing, must reach the
-    # application whole, which refuses tokens over 16 KiB by name (535 + audit).
-    max_auth_line: int = 32768
+    # SASL responses up to 32 KiB (decoded) reach the application whole, which refuses
+    # bearer tokens over 16 KiB by name (535 + audit): the limit is of the response,
+    # so the line may hold its base64 form (4/3 as long), the verb and the CRLF.
+    max_auth_line: int = _auth_line_for(MAX_AUTH_RESPONSE)
     max_text_line: int = 1000
     max_message_size: int = 26214400
     max_recipients: int = 100
