@@ -22,10 +22,18 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 venv: $(VENV)/.installed
 test-venv: $(VENV)/.installed-test
 
-## make run: create .venv, initialise ./data when absent, serve on the embedded default.
+# Ports for `make run`; empty: the data dir's config (2587, 2465, 8025 as `init` writes them).
+PORT       ?=
+TLS_PORT   ?=
+ADMIN_PORT ?=
+INIT_PORTS  = $(if $(PORT),--submission-port $(PORT)) $(if $(TLS_PORT),--submissions-port $(TLS_PORT)) $(if $(ADMIN_PORT),--admin-port $(ADMIN_PORT))
+SERVE_PORTS = $(if $(PORT),--port $(PORT)) $(if $(TLS_PORT),--tls-port $(TLS_PORT)) $(if $(ADMIN_PORT),--admin-port $(ADMIN_PORT))
+
+## make run [PORT=2587] [TLS_PORT=2465] [ADMIN_PORT=8025] [DATA=data]: create .venv, initialise
+## $(DATA) when absent, serve; the log's first lines say where SMTP and the admin listener are.
 run: venv
-	@test -f $(CONFIG) || $(BIN)/smtpgate init --data-dir $(DATA)
-	$(BIN)/smtpgate serve --config $(CONFIG)
+	@test -f $(CONFIG) || $(BIN)/smtpgate init --data-dir $(DATA) $(INIT_PORTS)
+	$(BIN)/smtpgate serve --config $(CONFIG) $(SERVE_PORTS)
 
 ## make test: create .venv with the test extras, install the real SMTP clients, run the whole suite.
 test: test-venv

@@ -420,6 +420,23 @@ class Config(_Section):
     def capture_dir(self) -> Path:
         return self.path(self.delivery.capture_dir)
 
+    def with_ports(self, *, submission: int | None = None, submissions: int | None = None,
+                   admin: int | None = None) -> Config:
+        """The same config listening on other ports (same addresses): `serve --port` and `make run PORT=`."""
+        def moved(listen: str, port: int | None, option: str) -> str:
+            if port is None:
+                return listen
+            if not 0 < port < 65536:
+                raise ConfigError(f"{option} {port} is not a TCP port; use a number from 1 to 65535.")
+            return f"{listen.rpartition(':')[0]}:{port}"
+
+        smtp = self.smtp.model_copy(update={
+            "submission": moved(self.smtp.submission, submission, "--port"),
+            "submissions": moved(self.smtp.submissions, submissions, "--tls-port"),
+        })
+        admin_section = self.admin.model_copy(update={"listen": moved(self.admin.listen, admin, "--admin-port")})
+        return self.model_copy(update={"smtp": smtp, "admin": admin_section})
+
     def read_secret_file(self, value: str, what: str) -> bytes:
         """Read a secret file, refusing one that others can read."""
         path = self.path(value)

@@ -205,6 +205,8 @@ def run_server(config: Config, *, workers: int = 1) -> int:
     sockets = {listener.name: bind(listener) for listener in listeners_from(config)}
     host, port = admin_address(config)
     sockets["admin"] = bind(Listener("admin", host, port, implicit_tls=False))
+    shown = f"[{host}]" if ":" in host else host
+    log.info("admin listener on http://%s:%d (/healthz, /metrics, /oauth/token)", shown, port)
     _install_loop()
     if workers <= 1:
         return asyncio.run(_serve(config, sockets))
