@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs the real SMTP clients the test suite drives: swaks (Debian) and nodemailer (npm).
+# Installs the real SMTP clients the test suite drives: swaks and mutt (Debian), nodemailer (npm).
 # Best effort by default; with SMTPGATE_STRICT=1 a client that cannot be installed fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,15 @@ if ! command -v swaks >/dev/null || ! dpkg -s libnet-ssleay-perl >/dev/null 2>&1
       || problem "apt-get could not install swaks"
   else
     problem "swaks is missing (apt-get install swaks libnet-ssleay-perl); its tests will be skipped"
+  fi
+fi
+if ! command -v mutt >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null && apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends mutt >/dev/null \
+      || problem "apt-get could not install mutt"
+  else
+    problem "mutt is missing (apt-get install mutt); its tests will be skipped"
   fi
 fi
 command -v curl >/dev/null || problem "curl is missing; its tests will be skipped"

@@ -254,3 +254,17 @@ def test_unknown_login_pays_for_an_argon2_verification(service: CredentialServic
         calls.clear()
         service.authenticate(login, "wrong-password-123", IP, True)
         assert len(calls) == 1 and calls[0].startswith("$argon2id"), login
+
+
+def test_an_authorization_identity_other_than_the_login_is_refused(service: CredentialService) -> None:
+    """PLAIN `carol\\0alice\\0secret` must not log in as alice; `alice\\0alice\\0secret` may (mutt sends it)."""
+    service.create_account("alice@example.com", password=PASSWORD)
+    app = service.create_app_password("alice@example.com", "mutt").secret
+    for secret in (PASSWORD, app):
+        same = service.authenticate("alice@example.com", secret, IP, True, authzid="Alice@Example.com")
+        assert isinstance(same, Principal), same
+        other = service.authenticate("alice@example.com", secret, IP, True, authzid="carol@example.com")
+        assert reason(other) is FailureReason.AUTHZID_REFUSED
+    scram = service.authenticate("alice@example.com", "", IP, True, mechanism="SCRAM-SHA-256",
+                                 proven=service.scram_keys("alice@example.com").keys[0][0], authzid="carol@example.com")
+    assert reason(scram) is FailureReason.AUTHZID_REFUSED

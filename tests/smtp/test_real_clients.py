@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need
-from tests.smtp.server_harness import RunningServer
+from tests.smtp.server_harness import PASSWORD, RunningServer
 
 CLIENTS = Path(__file__).parents[1] / "clients"
 
@@ -129,3 +129,38 @@ def test_nodemailer_wrong_secret(server: RunningServer) -> None:
     server.account_with_app_password("node2@example.com")
     outcome = nodemailer(server, "node2@example.com", "sgp_" + "a" * 39, "nodemailer-wrong", implicit=False)
     assert outcome == {"ok": False, "code": 535, "response": "535 5.7.8 Authentication credentials invalid"}
+
+
+# -------------------------------------------------------------------- mutt
+
+
+def mutt(server: RunningServer, login: str, secret: str, subject: str, *, implicit: bool):
+    """mutt with its defaults: GSASL picks SCRAM-SHA-256 and sends the login as authzid too."""
+    need(shutil.which("mutt") is not None, "mutt is not installed (apt-get install mutt)")
+    port = server.submissions_port if implicit else server.submission_port
+    home = server.config_path.parent / f"mutt-{subject}"
+    home.mkdir()
+    muttrc = home / "muttrc"
+    muttrc.write_text(
+        f'set smtp_url = "{"smtps" if implicit else "smtp"}://{login.replace("@", "%40")}@localhost:{port}/"\n'
+        f'set smtp_pass = "{secret}"\n'
+        f'set ssl_force_tls = yes\nset ssl_ca_certificates_file = "{server.ca}"\n'
+        f'set from = "{login}"\nset record = ""\n'
+    )
+    muttrc.chmod(0o600)
+    return run(["mutt", "-n", "-F", str(muttrc), "-s", subject, "rcpt@example.org"], input=b"Sent by mutt\n",
+               env={"HOME": str(home), "TERM": "dumb"})
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["starttls", "implicit-tls"])
+def test_mutt_with_default_settings_logs_in_with_scram(server: RunningServer, implicit: bool) -> None:
+    login = f"mutt-{int(implicit)}@example.com"
+    server.credentials.create_account(login, password=PASSWORD)
+    app = server.credentials.create_app_password(login, "mutt").secret
+    for n, secret in enumerate((PASSWORD, app)):
+        result = mutt(server, login, secret, f"mutt-{implicit}-{n}", implicit=implicit)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert len(captured(server, f"mutt-{implicit}-{n}")) == 1
+    assert f"auth ok login={login}" in server.log() and "mech=SCRAM-SHA-256" in server.log()
+    wrong = mutt(server, login, "not-" + PASSWORD, f"mutt-{implicit}-wrong", implicit=implicit)
+    assert wrong.returncode != 0 and not captured(server, f"mutt-{implicit}-wrong")

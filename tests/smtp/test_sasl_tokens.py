@@ -8,6 +8,8 @@ The SCRAM client side is scramp's, an independent implementation of the RFC.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 
 import pytest
@@ -50,6 +52,32 @@ def keys_for(*pairs: tuple[str, str], iterations: int = 4096) -> ScramKeys:
         _, stored, server, _ = mechanism.make_auth_info(password, iterations, SALT)
         candidates.append(ScramCandidate(ref, stored, server))
     return ScramKeys(SALT, iterations, tuple(candidates))
+
+
+class AuthzidScramClient:
+    """RFC 5802 client side, written out, for what scramp's client cannot send (an authzid)."""
+
+    def __init__(self, login: str, password: str, *, authzid: str = "") -> None:
+        self.login, self.password = login, password
+        self.gs2_header = f"n,a={authzid}," if authzid else "n,,"
+        self.nonce = "rOprNGfwEbeRWgbNEkqO"
+        self.expected_server_final = b""
+
+    def first(self) -> bytes:
+        self.bare = f"n={self.login},r={self.nonce}"
+        return (self.gs2_header + self.bare).encode()
+
+    def final(self, server_first: bytes) -> bytes:
+        attrs = dict(item.split("=", 1) for item in server_first.decode().split(","))
+        salted = hashlib.pbkdf2_hmac("sha256", self.password.encode(), base64.b64decode(attrs["s"]), int(attrs["i"]))
+        client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+        server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+        without_proof = f"c={base64.b64encode(self.gs2_header.encode()).decode()},r={attrs['r']}"
+        auth = f"{self.bare},{server_first.decode()},{without_proof}".encode()
+        signature = hmac.new(hashlib.sha256(client_key).digest(), auth, hashlib.sha256).digest()
+        proof = bytes(a ^ b for a, b in zip(client_key, signature))
+        self.expected_server_final = b"v=" + base64.b64encode(hmac.new(server_key, auth, hashlib.sha256).digest())
+        return f"{without_proof},p={base64.b64encode(proof).decode()}".encode()
 
 
 class TestXOAuth2:
@@ -162,6 +190,26 @@ class TestScram:
         mechanism.supply(keys_for(("pw", "pencil")))
         forged = b"c=biws,r=someone-elses-nonce,p=" + base64.b64encode(bytes(32))
         assert isinstance(mechanism.step(forged), Malformed)
+
+    def test_authzid_is_passed_on_and_the_proof_covers_the_real_gs2_header(self) -> None:
+        """GSASL (mutt) sends ``n,a=<login>,``: RFC 5802 allows it, the application decides."""
+        mechanism = ScramSha256Mechanism()
+        client = AuthzidScramClient("alice@example.com", "pencil", authzid="alice@example.com")
+        assert mechanism.start(client.first()) == NeedKeys(authzid="alice@example.com", login="alice@example.com")
+        first = mechanism.supply(keys_for(("pw_1", "pencil")))
+        assert isinstance(first, Challenge)
+        result = mechanism.step(client.final(first.data))
+        assert result == SaslCredentials(authzid="alice@example.com", login="alice@example.com", secret="", proven="pw_1")
+        assert mechanism.success_data() == client.expected_server_final
+
+    def test_a_channel_binding_that_is_not_the_gs2_header_is_refused(self) -> None:
+        mechanism = ScramSha256Mechanism()
+        client = AuthzidScramClient("alice@example.com", "pencil", authzid="alice@example.com")
+        mechanism.start(client.first())
+        first = mechanism.supply(keys_for(("pw_1", "pencil")))
+        assert isinstance(first, Challenge)
+        client.gs2_header = "n,,"  # the client-first said a=alice@example.com
+        assert mechanism.step(client.final(first.data)) == Malformed("Invalid SCRAM channel binding")
 
     def test_supply_only_when_asked(self) -> None:
         assert isinstance(ScramSha256Mechanism().supply(keys_for()), Malformed)

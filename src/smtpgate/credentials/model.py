@@ -36,6 +36,8 @@ class FailureReason(StrEnum):
     DISABLED = "disabled"
     IP_NOT_ALLOWED = "ip-not-allowed"
     APP_PASSWORD_REQUIRED = "app-password-required"
+    # SASL authorization identity other than the login: nobody may act as someone else
+    AUTHZID_REFUSED = "authzid-refused"
     # SCRAM-SHA-256: the login has no stored SCRAM keys yet (set the password again)
     NO_SCRAM_VERIFIER = "no-scram-verifier"
     # bearer tokens (XOAUTH2, OAUTHBEARER); see docs/tokens.md

@@ -345,7 +345,7 @@ class CredentialService:
 
     def authenticate(
         self, login: str, secret: str, remote_ip: str, tls: bool, *, mechanism: str = "PLAIN",
-        proven: str | None = None,
+        proven: str | None = None, authzid: str = "",
     ) -> Principal | AuthFailure:
         """Check a login and secret from the wire. Never raises for bad input; never logs secrets.
 
@@ -355,10 +355,14 @@ class CredentialService:
         passwords, XOAUTH2 and OAUTHBEARER bearer tokens (checked by `self.tokens`), and
         SCRAM-SHA-256 no secret at all: the SASL layer checked the client's proof against
         the keys from `scram_keys()`, and `proven` names the credential it matched (None:
-        no match).
+        no match). `authzid` is the SASL authorization identity: empty or the login itself
+        (RFC 4616, RFC 5802 allow a client to name it; GSASL always does); any other is
+        refused before the secret is looked at, since no credential may act for another.
         """
         del tls  # the wire refuses AUTH without TLS before it gets here
         login = normalize_address(login)
+        if authzid and normalize_address(authzid) != login:
+            return AuthFailure(FailureReason.AUTHZID_REFUSED, login)
         if mechanism in TOKEN_MECHANISMS:
             if self.tokens is None:
                 return AuthFailure(FailureReason.TOKENS_DISABLED, login)

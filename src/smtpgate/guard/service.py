@@ -254,7 +254,9 @@ class Guard:
         return answer
 
     async def auth_failed(self, ip: str, login: str) -> FailureOutcome:
-        """Count a failed AUTH; ban the source or protect the login when a threshold is crossed."""
+        """Count a failed AUTH; ban the source or protect the login when a threshold is crossed.
+
+        An empty `login` (an exchange aborted before naming one) counts against the source only."""
         source = parse_source(ip)
         if source is None or self.allowed(source):
             return FailureOutcome()
@@ -263,19 +265,18 @@ class Guard:
         address = source.network(source.bits)
         network = self.network_of(source)
         account = login_key(login)
+        keys = [f"ip:{source.ip}", f"net:{network}"] + ([f"login:{account}"] if account else [])
+        limits = [s.ip_failures + 1, s.network_failures + 1, s.login_failures + 1][: len(keys)]
         try:
-            ip_count, net_count, login_count = await self.backend.record_failures(
-                [f"ip:{source.ip}", f"net:{network}", f"login:{account}"],
-                [s.ip_failures + 1, s.network_failures + 1, s.login_failures + 1],
-                window=s.failure_window, now=now,
-            )
+            ip_count, net_count, *rest = await self.backend.record_failures(keys, limits, window=s.failure_window, now=now)
+            login_count = rest[0] if rest else 0
             bans = []
             window = _human(s.failure_window)
             if ip_count == s.ip_failures:
                 bans.append(await self._ban(address, f"{ip_count} failed logins in {window}", now))
             if net_count == s.network_failures and network != address:
                 bans.append(await self._ban(network, f"{net_count} failed logins from the network in {window}", now))
-            if login_count >= s.login_failures:
+            if account and login_count >= s.login_failures:
                 await self.backend.protect(account, until=now + s.ban_for, now=now)
         except GuardUnavailable as exc:
             self._outage(exc)
@@ -284,7 +285,7 @@ class Guard:
             any(not b.single_address for b in bans) and not await self._is_known_good(None, source)
         )
         return FailureOutcome(
-            ip_count, net_count, login_count, tuple(bans), source_banned, login_count == s.login_failures
+            ip_count, net_count, login_count, tuple(bans), source_banned, bool(account) and login_count == s.login_failures
         )
 
     async def _ban(self, network: str, reason: str, now: float) -> Ban:

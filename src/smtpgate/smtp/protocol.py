@@ -42,6 +42,7 @@ __all__ = [
     "AUTH_TEMPORARY_FAILURE",
     "NEED_DATA",
     "PAUSED",
+    "AuthAborted",
     "AuthAttempt",
     "AuthKeysNeeded",
     "ConnectionLost",
@@ -284,6 +285,20 @@ class AuthKeysNeeded(DecisionEvent):
     mechanism: str
     authzid: str
     login: str
+
+
+@dataclass(frozen=True)
+class AuthAborted(Event):
+    """A SASL exchange ended without credentials: cancelled with ``*`` or malformed.
+
+    Already answered (501); the application counts and audits it like a failure.
+    ``login`` is known only when the exchange got that far (SCRAM after its first
+    message).  ``reason`` is ``cancelled`` or ``malformed``.
+    """
+
+    mechanism: str
+    reason: Literal["cancelled", "malformed"]
+    login: str = ""
 
 
 @dataclass(frozen=True)
@@ -628,6 +643,7 @@ class _SaslExchange:
     mechanism: SaslMechanism
     failure_reply: Reply | None = None
     success_text: str | None = None
+    login: str = ""
 
 
 # --------------------------------------------------------------------------
@@ -1057,6 +1073,7 @@ class ServerConnection:
             return
         initial = _initial_response(words[1]) if len(words) == 2 else None
         if len(words) == 2 and initial is None:
+            self._events.append(AuthAborted(name, "malformed"))
             self._fail(_CANNOT_DECODE)
             return
         exchange = _SaslExchange(name, self._mechanisms[name]())
@@ -1085,7 +1102,7 @@ class ServerConnection:
             self._state = State.COMMAND
             self._request_keys(step)
         else:
-            self._end_sasl()
+            self._abort_sasl("malformed")
             self._fail(_malformed_reply(step))
 
     def _request_auth_decision(self, credentials: SaslCredentials) -> None:
@@ -1101,6 +1118,7 @@ class ServerConnection:
 
     def _request_keys(self, need: NeedKeys) -> None:
         assert self._sasl is not None
+        self._sasl.login = need.login
         event = AuthKeysNeeded(mechanism=self._sasl.name, authzid=need.authzid, login=need.login)
         self._decide(event, self._auth_accepted, self._auth_rejected)  # accept() is refused
 
@@ -1129,6 +1147,12 @@ class ServerConnection:
         self._send(Reply(334, "", encode_challenge(challenge)))
         self._state = State.AUTH_FAILURE
 
+    def _abort_sasl(self, reason: Literal["cancelled", "malformed"]) -> None:
+        """End the exchange and tell the application, which audits and counts it."""
+        if self._sasl is not None:
+            self._events.append(AuthAborted(self._sasl.name, reason, self._sasl.login))
+        self._end_sasl()
+
     def _end_sasl(self) -> None:
         self._sasl = None
         if self._state in (State.AUTH, State.AUTH_FAILURE, State.AUTH_SUCCESS):
@@ -1140,10 +1164,10 @@ class ServerConnection:
             return False
         assert self._sasl is not None
         if isinstance(line, Reply):
-            self._end_sasl()
+            self._abort_sasl("malformed")
             self._fail(line)
         elif line == b"*":
-            self._end_sasl()
+            self._abort_sasl("cancelled")
             self._fail(_AUTH_CANCELLED)
         else:
             self._continue_sasl(self._sasl, line)
@@ -1152,7 +1176,7 @@ class ServerConnection:
     def _continue_sasl(self, exchange: _SaslExchange, line: bytes) -> None:
         response = decode_response(line)
         if response is None:
-            self._end_sasl()
+            self._abort_sasl("malformed")
             self._fail(_CANNOT_DECODE)
             return
         self._apply_sasl_step(exchange.mechanism.step(response))
@@ -1173,14 +1197,17 @@ class ServerConnection:
         if line is None:
             return False
         text = self._sasl.success_text if self._sasl is not None else None
-        self._end_sasl()
         if isinstance(line, Reply):
+            self._abort_sasl("malformed")
             self._fail(line)
         elif line == b"*":
+            self._abort_sasl("cancelled")
             self._fail(_AUTH_CANCELLED)
         elif line:
+            self._abort_sasl("malformed")
             self._fail(_EMPTY_RESPONSE_EXPECTED)
         else:
+            self._end_sasl()
             self._authenticated = True
             self._send(_AUTH_OK.with_text(text))
         return True

@@ -10,10 +10,9 @@ store, no clock.
 
 Mechanisms here: PLAIN (RFC 4616), LOGIN, XOAUTH2 (the Google and Microsoft
 format), OAUTHBEARER (RFC 7628) and SCRAM-SHA-256 (RFC 5802, RFC 7677).  The
-SCRAM arithmetic is scramp's; only the framing around it is ours, because the
-stored keys must be looked up by the application between the client's first
-message and the server's first challenge (``NeedKeys``), which scramp's
-synchronous callback cannot do on an event loop.
+stored SCRAM keys are looked up by the application between the client's first
+message and the server's first challenge (``NeedKeys``), so the exchange is a
+state machine here rather than a synchronous library callback.
 """
 
 from __future__ import annotations
@@ -21,16 +20,16 @@ from __future__ import annotations
 import abc
 import base64
 import binascii
+import hashlib
+import hmac
 import json
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import ClassVar, TypeAlias
 
-from scramp import ScramException, ScramMechanism
-from scramp.core import ScramServer
-from scramp.utils import ServerError
 
 __all__ = [
     "DEFAULT_MECHANISMS",
@@ -397,6 +396,23 @@ class OAuthBearerMechanism(_BearerMechanism):
 # --------------------------------------------------------------------------
 
 
+_SCRAM_NONCE = re.compile(r"[\x21-\x2b\x2d-\x7e]+")  # printable ASCII except ","
+
+
+def _scram_attributes(text: str) -> list[tuple[str, str]] | None:
+    """``a=value,b=value`` as ordered pairs; ``None`` when an attribute is malformed."""
+    pairs = []
+    for item in text.split(","):
+        if len(item) < 2 or item[1] != "=" or not item[0].isalpha():
+            return None
+        pairs.append((item[0], item[2:]))
+    return pairs
+
+
+def _hmac(key: bytes, message: str) -> bytes:
+    return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
+
+
 class ScramSha256Mechanism(SaslMechanism):
     """SCRAM-SHA-256 without channel binding; the keys come from the application.
 
@@ -404,18 +420,26 @@ class ScramSha256Mechanism(SaslMechanism):
     challenge -> client-final -> ``SaslCredentials(proven=ref or None)``; on
     success the server-final (``v=...``) is sent before 235 (``success_data``).
     ``server_nonce`` is for tests that need a fixed transcript.
+
+    The RFC 5802 arithmetic is done here (two HMACs and a hash per candidate)
+    rather than in scramp because scramp refuses any authorization identity,
+    while RFC 5802 allows one and GSASL clients (mutt) always send it; whether
+    it may differ from the login is the application's decision, not ours.
+    The server-first message costs the same whatever the keys are: it is one
+    string built from the salt and count, never one per stored key.
     """
 
     name: ClassVar[str] = "SCRAM-SHA-256"
-    _SCRAM = ScramMechanism("SCRAM-SHA-256")
 
     def __init__(self, *, server_nonce: str | None = None) -> None:
         self._nonce = server_nonce
         self._stage = "client-first"
-        self._client_first = ""
+        self._gs2_header = ""
+        self._client_first_bare = ""
+        self._server_first = ""
         self._authzid = ""
         self._login = ""
-        self._servers: list[tuple[str, ScramServer]] = []
+        self._candidates: tuple[ScramCandidate, ...] = ()
         self._server_final: bytes | None = None
 
     def start(self, initial_response: bytes | None) -> SaslStep:
@@ -441,54 +465,62 @@ class ScramSha256Mechanism(SaslMechanism):
         if isinstance(parsed, Malformed):
             return parsed
         bare = text[header_end + 1 :]
-        if not bare.startswith("n=") or ",r=" not in bare:
-            return Malformed("Invalid SCRAM client-first message")
-        login = _saslname(bare[2:].partition(",")[0])
+        attributes = _scram_attributes(bare)
+        if attributes is None or len(attributes) < 2 or [k for k, _ in attributes[:2]] != ["n", "r"]:
+            return Malformed("Invalid SCRAM client-first message")  # also a leading m= (RFC 5802 5.1)
+        login = _saslname(attributes[0][1])
         if not login or _has_nul(login) or _has_nul(parsed[1]):
             return Malformed("Invalid SCRAM username")
-        self._client_first, self._authzid, self._login = text, parsed[1], login
+        if not _SCRAM_NONCE.fullmatch(attributes[1][1]):
+            return Malformed("Invalid SCRAM client-first message")
+        self._gs2_header, self._client_first_bare = text[: header_end + 1], bare
+        self._authzid, self._login = parsed[1], login
         self._stage = "keys"
         return NeedKeys(authzid=parsed[1], login=login)
 
     def supply(self, keys: ScramKeys) -> SaslStep:
         if self._stage != "keys":
             return Malformed("Unexpected keys")
-        self._stage = "done"
-        nonce = self._nonce or secrets.token_urlsafe(24)
-        # No stored key (unknown login): a random one the proof can never match,
-        # so the exchange looks the same either way.
-        candidates = keys.candidates or (
+        if keys.iterations < 1 or not keys.salt:
+            self._stage = "done"
+            return Malformed("Invalid SCRAM keys")
+        client_nonce = dict(_scram_attributes(self._client_first_bare) or ())["r"]
+        nonce = client_nonce + (self._nonce or secrets.token_urlsafe(24))
+        salt = base64.b64encode(keys.salt).decode("ascii")
+        self._server_first = f"r={nonce},s={salt},i={keys.iterations}"
+        # No stored key (an unknown login): a random one the proof can never
+        # match, so the last step does the same work either way.
+        self._candidates = keys.candidates or (
             ScramCandidate("", secrets.token_bytes(32), secrets.token_bytes(32)),
         )
-        server_first = ""
-        try:
-            for candidate in candidates:
-                stored = (keys.salt, candidate.stored_key, candidate.server_key, keys.iterations)
-                server = self._SCRAM.make_server(lambda _user, s=stored: s, s_nonce=nonce)
-                server.set_client_first(self._client_first)
-                server_first = server.get_server_first()
-                self._servers.append((candidate.ref, server))
-        except ScramException:
-            return Malformed("Invalid SCRAM client-first message")
         self._stage = "client-final"
-        return Challenge(server_first.encode("utf-8"))
+        return Challenge(self._server_first.encode("utf-8"))
 
     def _take_client_final(self, message: bytes) -> SaslStep:
         text = decode_text(message)
-        if text is None:
+        without_proof, separator, proof_text = (text or "").rpartition(",p=")
+        attributes = _scram_attributes(without_proof) if separator else None
+        if attributes is None or len(attributes) < 2 or [k for k, _ in attributes[:2]] != ["c", "r"]:
             return Malformed("Invalid SCRAM client-final message")
+        expected_binding = base64.b64encode(self._gs2_header.encode("utf-8")).decode("ascii")
+        if not hmac.compare_digest(attributes[0][1].encode(), expected_binding.encode()):
+            return Malformed("Invalid SCRAM channel binding")
+        nonce = self._server_first[2 : self._server_first.index(",")]
+        if not hmac.compare_digest(attributes[1][1].encode(), nonce.encode()):
+            return Malformed("Invalid SCRAM client-final message")
+        proof = decode_response(proof_text.encode("ascii", "replace"))
+        if proof is None or len(proof) != hashlib.sha256().digest_size:
+            return Malformed("Invalid SCRAM client-final message")
+        auth_message = f"{self._client_first_bare},{self._server_first},{without_proof}"
         proven: str | None = None
-        for ref, server in self._servers:
-            try:
-                server.set_client_final(text)
-            except ScramException as exc:
-                if exc.server_error is ServerError.INVALID_PROOF:
-                    continue
-                return Malformed("Invalid SCRAM client-final message")
-            if ref:
-                proven = ref
-                self._server_final = server.get_server_final().encode("utf-8")
-            break
+        for candidate in self._candidates:  # every one is checked: the count of matches is at most one
+            signature = _hmac(candidate.stored_key, auth_message)
+            client_key = bytes(a ^ b for a, b in zip(proof, signature, strict=True))
+            if hmac.compare_digest(hashlib.sha256(client_key).digest(), candidate.stored_key) and candidate.ref:
+                proven = proven or candidate.ref
+                if self._server_final is None:
+                    verifier = base64.b64encode(_hmac(candidate.server_key, auth_message)).decode("ascii")
+                    self._server_final = f"v={verifier}".encode("ascii")
         return SaslCredentials(authzid=self._authzid, login=self._login, secret="", proven=proven)
 
     def success_data(self) -> bytes | None:

@@ -37,6 +37,7 @@ from smtpgate.metrics import metrics
 from smtpgate.smtp.protocol import (
     AUTH_CREDENTIALS_INVALID,
     AUTH_TEMPORARY_FAILURE,
+    AuthAborted,
     AuthAttempt,
     AuthKeysNeeded,
     ConnectionLost,
@@ -119,6 +120,8 @@ class Session:
             await self._authenticate(conn, event)
         elif isinstance(event, AuthKeysNeeded):
             await self._supply_scram_keys(conn, event)
+        elif isinstance(event, AuthAborted):
+            await self._auth_aborted(conn, event)
         elif isinstance(event, MailFrom):
             await self._mail_from_decision(conn, event)
         elif isinstance(event, RcptTo):
@@ -173,6 +176,7 @@ class Session:
             result = await asyncio.to_thread(
                 self._services.credentials.authenticate,
                 event.login, event.secret, self.client_ip, True, mechanism=event.mechanism, proven=event.proven,
+                authzid=event.authzid,
             )
         except StoreUnavailable as exc:
             log.error("auth %s from %s: credential store unavailable: %s", event.login, self.client_ip, exc)
@@ -221,6 +225,19 @@ class Session:
         candidates = tuple(ScramCandidate(ref, stored_key, server_key) for ref, stored_key, server_key in stored.keys)
         conn.supply_keys(ScramKeys(stored.salt, stored.iterations, candidates))
 
+    async def _auth_aborted(self, conn: ServerConnection, event: AuthAborted) -> None:
+        """A cancelled (``*``) or malformed exchange: answered 501 already, but it is a failed
+        AUTH all the same (a SCRAM probe that reads the salt and leaves must not go unseen)."""
+        reason = ev.SASL_CANCELLED if event.reason == "cancelled" else ev.SASL_MALFORMED
+        log.info("auth aborted login=%s ip=%s mech=%s reason=%s", event.login or "-", self.client_ip, event.mechanism, reason)
+        self._auth_metrics(event.mechanism, ev.FAIL, reason, time.monotonic())
+        outcome = FailureOutcome()
+        if self._services.guard is not None:
+            outcome = await self._services.guard.auth_failed(self.client_ip, event.login)
+        self._after_failure(event, reason, None, outcome)
+        if outcome.source_banned:
+            conn.refuse(BANNED)
+
     async def _auth_refused(self, conn: ServerConnection, event: AuthAttempt, reason: str, started: float) -> None:
         """The guard said no before the secret was looked at: a banned source, a protected login."""
         if reason == ev.BANNED:
@@ -239,7 +256,7 @@ class Session:
         if outcome.source_banned:
             conn.refuse(BANNED)
 
-    def _after_failure(self, event: AuthAttempt, reason: str, credential_id: str | None, outcome: FailureOutcome) -> None:
+    def _after_failure(self, event: AuthAttempt | AuthAborted, reason: str, credential_id: str | None, outcome: FailureOutcome) -> None:
         details: dict[str, object] = {}
         if outcome.login_failures:
             details["login_failures"] = outcome.login_failures
