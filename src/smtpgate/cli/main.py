@@ -17,7 +17,7 @@ app = typer.Typer(
     help="An SMTP submission gateway built around the SMTP password done right.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion, --show-completion (bash, zsh, fish, PowerShell)
 )
 
 
