@@ -29,7 +29,7 @@ from scramp import ScramException, ScramMechanism
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from smtpgate.store.models import CredentialRow
+from smtpgate.store.models import AccountRow, CredentialRow
 from smtpgate.store.models_tokens import ScramVerifierRow
 
 log = logging.getLogger("smtpgate.credentials")
@@ -87,16 +87,20 @@ def is_current(db: Session, row: CredentialRow, login: str, *, server_key: bytes
     return existing is not None and existing.iterations == iterations and existing.salt == derive_salt(server_key, login)
 
 
-def lookup(db: Session, account_id: int | None, login: str, *, server_key: bytes, iterations: int) -> StoredScramKeys:
-    """The keys of a login's unrevoked credentials (none for an unknown login: same salt rule)."""
+def lookup(db: Session, login: str, *, server_key: bytes, iterations: int) -> StoredScramKeys:
+    """The keys of a login's unrevoked credentials; an unknown login gets none, the same way.
+
+    One query whatever the login: the account is found by the join, not by a query of its
+    own, so an unknown login costs what a known one does and the time of the first SCRAM
+    step says nothing about which logins exist.
+    """
     salt = derive_salt(server_key, login)
-    if account_id is None:
-        return StoredScramKeys(salt, iterations)
     rows = db.execute(
         select(ScramVerifierRow.credential_id, ScramVerifierRow.stored_key, ScramVerifierRow.server_key)
         .join(CredentialRow, CredentialRow.id == ScramVerifierRow.credential_id)
+        .join(AccountRow, AccountRow.id == ScramVerifierRow.account_id)
         .where(
-            ScramVerifierRow.account_id == account_id,
+            AccountRow.login == login,
             ScramVerifierRow.salt == salt,
             ScramVerifierRow.iterations == iterations,
             CredentialRow.revoked_at.is_(None),

@@ -377,12 +377,10 @@ class CredentialService:
         """The salt, iteration count and keys a SCRAM exchange for `login` needs (an unknown
         login gets a salt too, so the exchange looks the same)."""
         login = normalize_address(login)
-        iterations = self._scram_iterations or 4096
+        if self._scram_iterations is None:  # SCRAM is off (and not offered): no keys for anyone
+            return scram.StoredScramKeys(scram.derive_salt(self._app_key, login), 4096)
         with self._store.session() as db:
-            account_id = db.scalar(select(AccountRow.id).where(AccountRow.login == login))
-            if self._scram_iterations is None:
-                account_id = None
-            return scram.lookup(db, account_id, login, server_key=self._app_key, iterations=iterations)
+            return scram.lookup(db, login, server_key=self._app_key, iterations=self._scram_iterations)
 
     def _authenticate_scram(self, login: str, proven: str | None, remote_ip: str) -> Principal | AuthFailure:
         with self._store.session() as db:
@@ -391,7 +389,7 @@ class CredentialService:
                 return AuthFailure(FailureReason.UNKNOWN_LOGIN, login)
             row = db.get(CredentialRow, proven) if proven else None
             if row is None or row.account_id != account.id:
-                keys = scram.lookup(db, account.id, login, server_key=self._app_key,
+                keys = scram.lookup(db, login, server_key=self._app_key,
                                     iterations=self._scram_iterations).keys if self._scram_iterations else ()
                 reason = FailureReason.BAD_SECRET if keys else FailureReason.NO_SCRAM_VERIFIER
                 return AuthFailure(reason, login)
