@@ -25,7 +25,7 @@ def imports_of(path: Path) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("package", ["credentials", "guard", "audit", "delivery", "store"])
+@pytest.mark.parametrize("package", ["credentials", "guard", "audit", "delivery", "deliverability", "mailauth", "store"])
 def test_core_packages_never_import_the_faces(package: str) -> None:
     for path in (SRC / package).rglob("*.py"):
         bad = [name for name in imports_of(path) if name.startswith(FACES)]
@@ -49,7 +49,16 @@ def test_only_the_credential_service_touches_credential_rows() -> None:
 
 def test_doctor_is_a_client_of_any_server() -> None:
     for path in (SRC / "doctor").rglob("*.py"):
-        bad = [n for n in imports_of(path) if n.startswith(("smtpgate.smtp", "smtpgate.credentials", "smtpgate.store"))]
+        bad = [n for n in imports_of(path) if n.startswith(("smtpgate.smtp", "smtpgate.credentials", "smtpgate.store",
+                                                             "smtpgate.delivery", "smtpgate.config", "smtpgate.runtime",
+                                                             "smtpgate.audit", "smtpgate.guard"))]
+        assert not bad, f"{path.relative_to(SRC)} imports {bad}"
+
+
+def test_mail_authentication_records_are_neutral() -> None:
+    """SPF, DKIM and DMARC are judged by one code, for the doctor and the server alike: it knows neither."""
+    for path in (SRC / "mailauth").rglob("*.py"):
+        bad = [n for n in imports_of(path) if n.startswith("smtpgate") and not n.startswith("smtpgate.mailauth")]
         assert not bad, f"{path.relative_to(SRC)} imports {bad}"
 
 

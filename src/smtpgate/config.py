@@ -232,6 +232,72 @@ class DeliveryConfig(_Section):
         return any(route != "capture" for route in (self.mode, *self.routes.values()))
 
 
+class MtaStsPublishConfig(_Section):
+    """The MTA-STS policy smtpgate publishes for its domains (served on the admin listener)."""
+
+    mode: Literal["none", "testing", "enforce"] = "testing"
+    mx: list[str] = []               # the inbound MX names the policy allows; empty: no policy
+    max_age: timedelta = timedelta(days=7)
+
+    _check_durations = field_validator("max_age", mode="before")(classmethod(lambda cls, v: _duration(v)))
+
+
+class DeliverabilityConfig(_Section):
+    """What receivers will make of our mail: records to publish, DKIM keys, DMARC foreseen."""
+
+    misaligned: Literal["accept", "warn", "refuse"] = "warn"
+    outbound_addresses: list[str] = []   # the addresses direct (mx) delivery leaves from
+    relay_spf: str = ""                  # the SPF term the smarthost documents, e.g. "include:_spf.provider.net"
+    dmarc_rua: str = ""                  # empty: mailto:postmaster@<domain>
+    tlsrpt_rua: str = ""                 # empty: mailto:postmaster@<domain>
+    cache_ttl: timedelta = timedelta(hours=1)
+    dkim_dir: str = "dkim"
+    dkim_retire_after: timedelta = timedelta(days=7)
+    mta_sts: MtaStsPublishConfig = MtaStsPublishConfig()
+
+    _check_durations = field_validator("cache_ttl", "dkim_retire_after", mode="before")(
+        classmethod(lambda cls, v: _duration(v))
+    )
+
+    @field_validator("outbound_addresses")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for text in value:
+            try:
+                ipaddress.ip_address(str(text).strip())
+            except ValueError:
+                raise ValueError(f"{text!r} is not an IP address; list the addresses mail leaves from, e.g. 192.0.2.25") from None
+        return value
+
+    @field_validator("relay_spf")
+    @classmethod
+    def _spf_term(cls, value: str) -> str:
+        if value and not value.startswith(("include:", "ip4:", "ip6:", "a:", "mx:", "a", "mx")):
+            raise ValueError("expected one SPF term such as include:_spf.provider.net or ip4:192.0.2.0/24")
+        return value
+
+
+class ReputationConfig(_Section):
+    """DNS blocklists watched for the outbound addresses, and delivery outcomes watched for rises."""
+
+    dnsbl: list[str] = []                # blocklist zones, e.g. ["bl.example.net"]; none by default
+    check_interval: timedelta = timedelta(hours=1)
+    outcome_window: timedelta = timedelta(minutes=15)
+    rise_factor: float = Field(default=3.0, gt=1)
+    rise_min: int = Field(default=10, ge=1)
+
+    _check_durations = field_validator("check_interval", "outcome_window", mode="before")(
+        classmethod(lambda cls, v: _duration(v))
+    )
+
+    @field_validator("dnsbl")
+    @classmethod
+    def _zones(cls, value: list[str]) -> list[str]:
+        return [_domain(v) for v in value]
+
+
 class GuardConfig(_Section):
     """Bans, failure counting and account-wide quotas; see docs/guard.md."""
 
@@ -402,6 +468,8 @@ class Config(_Section):
     audit: AuditConfig = AuditConfig()
     alerts: AlertsConfig = AlertsConfig()
     tokens: TokensConfig = TokensConfig()
+    deliverability: DeliverabilityConfig = DeliverabilityConfig()
+    reputation: ReputationConfig = ReputationConfig()
     base_dir: Path = Field(default=Path("."), exclude=True)
     source: Path | None = Field(default=None, exclude=True)
 

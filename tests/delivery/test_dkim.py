@@ -76,7 +76,7 @@ def test_cli_keygen_writes_a_private_key_and_prints_the_record(cli: Cli) -> None
     key_path = cli.config.parent / "dkim" / "example.com.mail2026.key"
     assert key_path.exists() and (key_path.stat().st_mode & 0o777) == 0o600
     assert "mail2026._domainkey.example.com. IN TXT" in result.stdout and "k=rsa; p=" in result.stdout
-    assert '"example.com" = { selector = "mail2026", key_file = "dkim/example.com.mail2026.key" }' in result.stdout
+    assert "No config edit, no restart" in result.stdout
     assert key_path.read_text() not in result.stdout + result.stderr
     again = cli("dkim", "keygen", "example.com", "--selector", "mail2026")
     assert again.code == 1 and "exists already" in again.stderr
@@ -87,5 +87,7 @@ def test_cli_keygen_writes_a_private_key_and_prints_the_record(cli: Cli) -> None
 def test_cli_show_prints_configured_records(cli: Cli) -> None:
     made = cli.ok("dkim", "keygen", "example.com", "--selector", "s1", "--algorithm", "ed25519", "--json").json()
     cli.config.write_text(cli.config.read_text().replace("[delivery.dkim]\n", f"[delivery.dkim]\n{made['config']}\n"))
+    assert made["state"] == "pending"
     shown = cli.ok("dkim", "show", "--json").json()
-    assert shown == [{"domain": "example.com", "selector": "s1", "algorithm": "ed25519", "dns_name": made["dns_name"], "dns_txt": made["dns_txt"]}]
+    assert shown == [{"domain": "example.com", "selector": "s1", "algorithm": "ed25519", "state": "pending",
+                      "dns_name": made["dns_name"], "dns_txt": made["dns_txt"]}]

@@ -1,89 +1,95 @@
-"""`smtpgate dkim ...`: DKIM signing keys and the DNS records that publish them."""
+"""`smtpgate dkim ...`: DKIM signing keys, their rotation and the DNS records that publish them."""
 
 from __future__ import annotations
 
-import os
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from smtpgate.cli.common import (
-    ConfigOption,
-    JsonOption,
-    err,
-    fail,
-    out,
-    print_json,
-    runtime,
-)
-from smtpgate.delivery.dkim import (
-    ALGORITHMS,
-    DkimError,
-    check_selector,
-    generate_key,
-    load_key,
-    txt_record,
-)
+from smtpgate.cli.common import ConfigOption, JsonOption, err, fail, out, print_json, runtime
+from smtpgate.delivery.dkim import ALGORITHMS, DkimError
 
-app = typer.Typer(help="DKIM keys: make one, show the DNS records to publish.", no_args_is_help=True)
+app = typer.Typer(help="DKIM keys: make, rotate, show the DNS records to publish.", no_args_is_help=True)
+
+AlgorithmOption = Annotated[str, typer.Option(help="rsa (verified everywhere) or ed25519 (RFC 8463).")]
+BitsOption = Annotated[int, typer.Option(help="RSA key size.")]
 
 
-def _default_selector() -> str:
-    return f"sg{datetime.now(timezone.utc):%Y%m}"
-
-
-@app.command("keygen")
-def keygen(
-    domain: Annotated[str, typer.Argument(help="The signing domain (the From: domain), e.g. example.com.")],
-    selector: Annotated[str | None, typer.Option(help="Selector; default sgYYYYMM.")] = None,
-    algorithm: Annotated[str, typer.Option(help="rsa (verified everywhere) or ed25519 (RFC 8463).")] = "rsa",
-    bits: Annotated[int, typer.Option(help="RSA key size.")] = 2048,
-    out_file: Annotated[Path | None, typer.Option("--out", help="Key file; default dkim/DOMAIN.SELECTOR.key in the data dir.")] = None,
-    config: ConfigOption = None,
-    json: JsonOption = False,
-) -> None:
-    """Write a new private key (0600) and print the DNS TXT record and the config lines."""
+def _check(domain: str, algorithm: str, bits: int) -> str:
     domain = domain.strip().lower().rstrip(".")
     if not domain or "." not in domain or any(c in domain for c in "@/ \t"):
         fail(f"{domain!r} is not a domain name", "Give the domain of the From: address, e.g. example.com.", code=2)
-    selector = selector or _default_selector()
     if algorithm not in ALGORITHMS:
         fail(f"unknown algorithm {algorithm!r}", f"Use one of: {', '.join(ALGORITHMS)}.", code=2)
     if algorithm == "rsa" and not 1024 <= bits <= 8192:
         fail(f"--bits {bits} is out of range", "Use 2048 (or 1024 to 8192).", code=2)
-    try:
-        check_selector(selector)
-    except DkimError as exc:
-        fail(str(exc), code=2)
-    with runtime(config) as rt:
-        relative = out_file or Path("dkim") / f"{domain}.{selector}.key"
-        path = rt.config.path(str(relative))
-        if path.exists():
-            fail(f"{path} exists already", "Pick another --selector (keys are never overwritten).")
-        key = generate_key(domain, selector, algorithm, rsa_bits=bits)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(key.private)
-            fh.flush()
-            os.fsync(fh.fileno())
-        name, value = txt_record(key)
-    snippet = f'"{domain}" = {{ selector = "{selector}", key_file = "{relative}" }}'
-    if json:
-        print_json({"domain": domain, "selector": selector, "algorithm": algorithm, "key_file": str(path),
-                    "dns_name": name, "dns_txt": value, "config": snippet})
-        return
-    out.print(f"Key written to {path} (mode 0600).", markup=False)
-    out.print(f"\nPublish this DNS TXT record:\n\n{name}. IN TXT {_quoted(value)}\n", markup=False)
-    out.print(f"Then add to [delivery.dkim] in the config and restart:\n\n{snippet}", markup=False)
-    err.print("Publish the record before you turn signing on, or receivers see failing signatures.", markup=False)
+    return domain
 
 
 def _quoted(value: str) -> str:
     """A TXT value in zone-file form: strings of at most 255 characters."""
     return " ".join(f'"{value[i:i + 255]}"' for i in range(0, len(value), 255))
+
+
+@app.command("keygen")
+def keygen(
+    domain: Annotated[str, typer.Argument(help="The signing domain (the From: domain), e.g. example.com.")],
+    selector: Annotated[str | None, typer.Option(help="Selector; default sgYYYYMMDD.")] = None,
+    algorithm: AlgorithmOption = "rsa",
+    bits: BitsOption = 2048,
+    config: ConfigOption = None,
+    json: JsonOption = False,
+) -> None:
+    """Make a new key (0600, in the data dir) and print its DNS TXT record; it signs once published."""
+    from smtpgate.delivery.keyring import keyring_from
+
+    domain = _check(domain, algorithm, bits)
+    with runtime(config) as rt:
+        keyring = keyring_from(rt.config)
+        try:
+            entry = keyring.add(domain, selector=selector or "", algorithm=algorithm, bits=bits)
+            name, value = next((n, v) for e, n, v in keyring.published(domain) if e.selector == entry.selector)
+        except DkimError as exc:
+            fail(str(exc).replace("already", "exists already"), "Keys are never overwritten.")
+        path = keyring.folder / entry.file
+        relative = path.relative_to(rt.config.base_dir) if path.is_relative_to(rt.config.base_dir) else path
+    snippet = f'"{domain}" = {{ selector = "{entry.selector}", key_file = "{relative}" }}'
+    if json:
+        print_json({"domain": domain, "selector": entry.selector, "algorithm": entry.algorithm, "key_file": str(path),
+                    "state": entry.state, "dns_name": name, "dns_txt": value, "config": snippet})
+        return
+    out.print(f"Key written to {path} (mode 0600).", markup=False)
+    out.print(f"\nPublish this DNS TXT record:\n\n{name}. IN TXT {_quoted(value)}\n", markup=False)
+    out.print(f"It starts signing as soon as the record is visible in DNS (the server checks, or run "
+              f"`smtpgate dkim rotate {domain}`). No config edit, no restart.", markup=False)
+
+
+@app.command("rotate")
+def rotate(
+    domain: Annotated[str, typer.Argument(help="The signing domain.")],
+    selector: Annotated[str | None, typer.Option(help="Selector of the new key; default sgYYYYMMDD.")] = None,
+    algorithm: AlgorithmOption = "rsa",
+    bits: BitsOption = 2048,
+    config: ConfigOption = None,
+    json: JsonOption = False,
+) -> None:
+    """New key, publish, switch when visible, retire the old one later. Run it again to move on."""
+    from smtpgate.deliverability.rotation import rotate as do_rotate
+
+    domain = _check(domain, algorithm, bits)
+    with runtime(config) as rt:
+        try:
+            result = do_rotate(rt.config, domain, algorithm=algorithm, bits=bits, selector=selector or "")
+        except DkimError as exc:
+            fail(str(exc))
+    if json:
+        print_json(result.to_json())
+        return
+    if result.made is not None:
+        out.print(f"New key {result.made.selector} for {domain} ({result.made.algorithm}).", markup=False)
+    for change in result.changes:
+        out.print(f"- {change}", markup=False)
+    _print_keys(result)
 
 
 @app.command("show")
@@ -92,25 +98,47 @@ def show(
     config: ConfigOption = None,
     json: JsonOption = False,
 ) -> None:
-    """The DNS TXT records for the keys in the config."""
+    """The keys (with their state) and the DNS TXT records that must be published now."""
+    from smtpgate.delivery.dkim import load_key, txt_record
+    from smtpgate.delivery.keyring import PUBLISHED, keyring_from
+
     with runtime(config) as rt:
         rows = []
-        for d, k in sorted(rt.config.delivery.dkim.items()):
-            if domain and d != domain.lower().rstrip("."):
-                continue
-            try:
+        try:
+            for entry in keyring_from(rt.config).entries(domain):
+                if entry.state not in PUBLISHED:
+                    continue
+                name, value = txt_record(keyring_from(rt.config).load(entry))
+                rows.append({"domain": entry.domain, "selector": entry.selector, "algorithm": entry.algorithm,
+                             "state": entry.state, "dns_name": name, "dns_txt": value})
+            for d, k in sorted(rt.config.delivery.dkim.items()):
+                if (domain and d != domain.lower().rstrip(".")) or any(r["domain"] == d and r["selector"] == k.selector for r in rows):
+                    continue
                 key = load_key(d, k.selector, rt.config.path(k.key_file))
-            except DkimError as exc:
-                fail(str(exc))
-            name, value = txt_record(key)
-            rows.append({"domain": d, "selector": k.selector, "algorithm": key.algorithm, "dns_name": name, "dns_txt": value})
+                name, value = txt_record(key)
+                rows.append({"domain": d, "selector": k.selector, "algorithm": key.algorithm, "state": "config",
+                             "dns_name": name, "dns_txt": value})
+        except DkimError as exc:
+            fail(str(exc))
     if json:
         print_json(rows)
         return
     if not rows:
-        err.print("No DKIM keys configured; make one with `smtpgate dkim keygen DOMAIN`.", markup=False)
+        err.print("No DKIM keys yet; make one with `smtpgate dkim rotate DOMAIN`.", markup=False)
     for row in rows:
-        out.print(f"{row['dns_name']}. IN TXT {_quoted(row['dns_txt'])}", markup=False)
+        out.print(f"; {row['state']}\n{row['dns_name']}. IN TXT {_quoted(row['dns_txt'])}", markup=False)
+
+
+def _print_keys(result) -> None:  # type: ignore[no-untyped-def]
+    out.print("", markup=False)
+    for key in result.keys:
+        when = {"pending": f"made {key.created[:16]}", "active": f"signing since {key.activated[:16]}",
+                "retiring": f"published until {key.retire_after[:16]}", "retired": f"retired {key.retired[:16]}"}[key.state]
+        out.print(f"  {key.selector:<14} {key.algorithm:<8} {key.state:<9} {when}", markup=False)
+    if result.publish:
+        out.print("\nTXT records to have in DNS now:\n", markup=False)
+        for name, value in result.publish:
+            out.print(f"{name}. IN TXT {_quoted(value)}", markup=False)
 
 
 def register(root: typer.Typer) -> None:

@@ -148,6 +148,26 @@ volume_factor = 10              # an hour's messages this many times the credent
 volume_min_messages = 50        # ...and at least this many
 volume_baseline = "7d"
 
+[deliverability]
+# What receivers will make of the mail; docs/deliverability.md. `smtpgate dns records DOMAIN`
+# prints what to publish, `smtpgate doctor --domain DOMAIN` checks what is published.
+misaligned = "warn"             # From: domain with DMARC reject/quarantine we cannot align:
+                                # "accept", "warn" (alert once a day) or "refuse" (550 5.7.26)
+outbound_addresses = []         # addresses direct (mx) delivery leaves from, e.g. ["192.0.2.25"]
+relay_spf = ""                  # the SPF term your smarthost documents, e.g. "include:_spf.provider.net"
+cache_ttl = "1h"                # DNS answers kept for the check at submission
+dkim_dir = "dkim"               # DKIM keys and their selectors (`smtpgate dkim rotate DOMAIN`)
+dkim_retire_after = "7d"        # an old key keeps being published this long after a switch
+
+[deliverability.mta_sts]
+mode = "testing"                # the policy served at /.well-known/mta-sts.txt on the admin listener
+mx = []                         # your inbound MX names; empty: no policy is published
+max_age = "7d"
+
+[reputation]
+dnsbl = []                      # DNS blocklist zones to watch the outbound addresses on
+check_interval = "1h"
+
 [tokens]
 # OAuth 2.0 bearer tokens (SASL XOAUTH2 and OAUTHBEARER) and SCRAM-SHA-256; docs/tokens.md.
 enabled = true                  # offer XOAUTH2 and OAUTHBEARER after TLS

@@ -18,7 +18,7 @@ from smtpgate.delivery.capture import CapturedMessage, CaptureStore, Envelope
 from smtpgate.delivery.outcome import Outcome, Outgoing
 from smtpgate.delivery.upstream import UpstreamSecretStore
 
-__all__ = ["CaptureRoute", "Route", "RouteTable", "build_routes"]
+__all__ = ["CaptureRoute", "Route", "RouteTable", "build_routes", "route_for_domain"]
 
 
 class Route(Protocol):
@@ -70,6 +70,11 @@ def _lookup(table: dict[str, str], domain: str) -> str | None:
         if found is not None:
             return found
     return None
+
+
+def route_for_domain(config: Config, domain: str) -> str:
+    """The route mail from this sender domain takes: capture, relay or mx."""
+    return _lookup(dict(config.delivery.routes), domain) or config.delivery.mode
 
 
 @dataclass

@@ -356,16 +356,15 @@ def _mtime(path) -> int | None:
 
 def build_worker(config, queue: QueueStore, capture) -> DeliveryWorker:
     """The worker as the config describes it: routes, DKIM keys, retry schedule."""
-    from smtpgate.delivery.dkim import load_key
+    from smtpgate.delivery.keyring import signer_from
     from smtpgate.delivery.routes import build_routes
 
     d = config.delivery
-    keys = {domain: load_key(domain, k.selector, config.path(k.key_file)) for domain, k in d.dkim.items()}
     return DeliveryWorker(
         queue,
         build_routes(config, capture),
         hostname=config.hostname,
-        signer=DkimSigner(keys),
+        signer=signer_from(config),
         retry=RetryPolicy(initial=d.retry_initial, maximum=d.retry_max, jitter=d.retry_jitter, lifetime=d.max_queue_lifetime),
         concurrency=d.concurrency,
         poll_interval=d.poll_interval.total_seconds(),
