@@ -20,6 +20,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from zxcvbn import zxcvbn
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
+from smtpgate.credentials import imported_hashes
 from smtpgate.credentials.errors import WeakPassword
 
 MAX_PASSWORD_LENGTH = 1024  # argon2 copes, but nobody types more; bounds the work per attempt
@@ -52,6 +53,8 @@ class PasswordHashing:
         return self._hasher.hash(password)
 
     def verify(self, stored: str, password: str) -> bool:
+        if imported_hashes.is_imported(stored):
+            return imported_hashes.verify(stored, password)
         try:
             return self._hasher.verify(stored, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
@@ -62,6 +65,8 @@ class PasswordHashing:
         self.verify(self._dummy, password)
 
     def needs_rehash(self, stored: str) -> bool:
+        if imported_hashes.is_imported(stored):
+            return True
         try:
             return self._hasher.check_needs_rehash(stored)
         except InvalidHashError:

@@ -176,10 +176,42 @@ class CredentialService:
             except IntegrityError:
                 raise AccountExists(f"account {login} already exists") from None
             if password is not None:
-                credential = self._password_row(row, password, actor, now)
+                credential = self._password_row(row, self._hashing.hash(password), actor, now)
                 db.add(credential)
                 self._store_scram(db, credential, login, password)
             return self._account_info(db, row)
+
+    def import_account(
+        self, login: str, *, stored_hash: str = "", password: str | None = None,
+        actor: str = "", dry_run: bool = False,
+    ) -> str:
+        """Bring an account from another server with the hash it had there.
+
+        ``stored_hash`` is an imported ``{SCHEME}value`` (see `imported_hashes`), verified at
+        login and rehashed to argon2id on the first success; a plaintext ``password`` is
+        hashed at once. Returns "created", or "exists" for a login that is here already and
+        is left as it is, so that importing the same file twice changes nothing.
+        """
+        login = _validate_login(login)
+        if not stored_hash and not password:
+            raise InvalidOperation(f"nothing to import for {login}: neither a hash nor a password")
+        with self._store.session() as db:
+            if db.scalar(select(AccountRow.id).where(AccountRow.login == login)) is not None:
+                return "exists"
+            if dry_run:
+                return "created"
+            now = self._clock()
+            account = AccountRow(
+                login=login, display_name="", owner="", notes="imported", enabled=True,
+                require_app_passwords=False, created_at=now, updated_at=now,
+            )
+            db.add(account)
+            db.flush()
+            credential = self._password_row(account, stored_hash or self._hashing.hash(password or ""), actor, now)
+            db.add(credential)
+            if password:
+                self._store_scram(db, credential, login, password)
+        return "created"
 
     def list_accounts(self) -> list[AccountInfo]:
         with self._store.session() as db:
@@ -228,7 +260,7 @@ class CredentialService:
             now = self._clock()
             current = self._password_credential(db, account.id)
             if current is None:
-                current = self._password_row(account, password, actor, now)
+                current = self._password_row(account, self._hashing.hash(password), actor, now)
                 db.add(current)
             else:
                 current.secret_hash = self._hashing.hash(password)
@@ -476,7 +508,7 @@ class CredentialService:
         local, _, domain = login.partition("@")
         return tuple(part for part in (login, local, domain, *display_name.split()) if part)
 
-    def _password_row(self, account: AccountRow, password: str, actor: str, now: datetime) -> CredentialRow:
+    def _password_row(self, account: AccountRow, secret_hash: str, actor: str, now: datetime) -> CredentialRow:
         return CredentialRow(
             id=_new_id(CredentialKind.PASSWORD),
             account=account,
@@ -486,7 +518,7 @@ class CredentialService:
             created_by=actor,
             created_at=now,
             revoked_by="",
-            secret_hash=self._hashing.hash(password),
+            secret_hash=secret_hash,
             allowed_senders=[account.login],
             allowed_networks=[],
             use_count=0,
