@@ -54,8 +54,8 @@ async def _serve(
     from smtpgate.admin.app import serve_admin
 
     runtime = Runtime(config)
-    # Blocking work (argon2, database, fsync) runs in threads; fsync latency, not CPU, bounds
-    # how many messages can be in their commit at once, so allow many.
+    # Database calls run in the default pool; argon2 and fsync have pools of their own
+    # (runtime.hashing_pool, runtime.disk_pool: smtpgate.pools), so none starves another.
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=BLOCKING_THREADS, thread_name_prefix="smtpgate-io")
     )
@@ -66,6 +66,7 @@ async def _serve(
         runtime.audit.dispatcher.on_alert = lambda alert: metrics().alerts.labels(alert.rule).inc()
     runtime.audit.start()
     watch = asyncio.get_running_loop().create_task(_watch_guard(runtime))
+    usage = asyncio.get_running_loop().create_task(_flush_usage(runtime))
     try:
         if delivery is not None:
             delivering = asyncio.get_running_loop().create_task(delivery.run())
@@ -92,6 +93,7 @@ async def _serve(
         if admin is not None:
             admin.cancel()
         watch.cancel()
+        usage.cancel()
         await runtime.guard.close()
         runtime.audit.close(wait_for_alerts=False)  # events are written; webhook retries are not waited for
         runtime.close()
@@ -140,6 +142,19 @@ async def _watch_parent(parent: int, stop: asyncio.Event, *, interval: float = 1
         await asyncio.sleep(interval)
     log.warning("the supervising process %d is gone: stopping", parent)
     stop.set()
+
+
+async def _flush_usage(runtime: Runtime, interval: float = 1.0) -> None:
+    """Logins note their credential's last use in memory; it reaches the database here
+    (and once more when the process stops, in Runtime.close)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(runtime.credentials.flush_usage)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - kept for the next round
+            log.warning("cannot record credential use: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
 
 
 def _setup_logging() -> None:

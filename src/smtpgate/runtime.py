@@ -6,6 +6,7 @@ credential service, a store or a capture store comes into being.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -33,7 +34,21 @@ class Runtime:
 
     @cached_property
     def credentials(self) -> CredentialService:
-        return CredentialService.from_config(self.config, self.store)
+        return CredentialService.from_config(self.config, self.store, hashing_pool=self.hashing_pool)
+
+    @cached_property
+    def hashing_pool(self) -> ThreadPoolExecutor:
+        """argon2 checks, bounded and at a lower priority (smtpgate.pools)."""
+        from smtpgate.pools import hashing_pool
+
+        return hashing_pool()
+
+    @cached_property
+    def disk_pool(self) -> ThreadPoolExecutor:
+        """Spool commits (fsync), apart from hashing and the database."""
+        from smtpgate.pools import disk_pool
+
+        return disk_pool()
 
     @cached_property
     def tokens(self) -> TokenService:
@@ -170,7 +185,15 @@ class Runtime:
         return owner if "@" in owner else account.login
 
     def close(self) -> None:
+        if "credentials" in self.__dict__:
+            try:
+                self.credentials.flush_usage()  # the last second's logins
+            except Exception:  # noqa: BLE001 - the database may be gone; counts are not decisions
+                pass
         if "audit" in self.__dict__:
             self.audit.close()
+        for pool in ("hashing_pool", "disk_pool"):
+            if pool in self.__dict__:
+                self.__dict__[pool].shutdown(wait=False)
         if "store" in self.__dict__:
             self.store.dispose()

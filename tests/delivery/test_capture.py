@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from smtpgate.delivery.capture import (
     CaptureError,
     CapturedMessage,
+    FOOTER_SIZE,
     CaptureStore,
     Envelope,
     MessageNotFound,
@@ -153,9 +154,14 @@ def test_subject_variants(store: CaptureStore, header: bytes, subject: str) -> N
 
 def test_metadata_file_and_round_trip(store: CaptureStore) -> None:
     message = capture(store)
-    data_path, meta_path = store.paths(message.id)
-    assert data_path.name == f"{message.id}.eml" and meta_path.name == f"{message.id}.json"
-    stored = json.loads(meta_path.read_text())
+    path = store.path(message.id)
+    assert path.name == f"{message.id}.msg" and store_files(store) == [f"messages/{message.id}.msg"]
+    raw = path.read_bytes()
+    footer = raw[-FOOTER_SIZE:]
+    assert footer.startswith(b"\nSMTPGATE-META ") and footer.endswith(b"\n")
+    meta_length = int(footer[len(b"\nSMTPGATE-META "):-1])
+    assert raw[: len(MESSAGE)] == MESSAGE and len(raw) == len(MESSAGE) + meta_length + FOOTER_SIZE
+    stored = json.loads(raw[len(MESSAGE) : len(MESSAGE) + meta_length])
     assert stored["format"] == 1
     assert {k: v for k, v in stored.items() if k != "format"} == message.to_json()
     assert message.to_json() == {
@@ -192,8 +198,7 @@ def test_permissions(store: CaptureStore) -> None:
     message = capture(store)
     for directory in (store.directory, store.tmp_dir, store.messages_dir):
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700
-    for path in store.paths(message.id):
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(store.path(message.id).stat().st_mode) == 0o600
 
 
 # --------------------------------------------------------------------------- visibility
@@ -279,7 +284,7 @@ def test_crash_mid_message_leaves_nothing_visible(tmp_path: Path) -> None:
     writer._file.flush()  # the bytes reached the tmp file, then the process died
     reopened = CaptureStore(tmp_path)
     assert reopened.list() == []
-    assert store_files(reopened) == [f"tmp/{writer.message_id}.eml.tmp"]  # young: maybe in flight
+    assert store_files(reopened) == [f"tmp/{writer.message_id}.msg.tmp"]  # young: maybe in flight
 
 
 def test_stale_leftovers_are_removed(tmp_path: Path) -> None:
@@ -288,28 +293,45 @@ def test_stale_leftovers_are_removed(tmp_path: Path) -> None:
     writer = store.begin(envelope())
     writer.write(MESSAGE)
     writer._file.flush()
-    orphan_eml = store.messages_dir / "20261128T033001Z-AAAAAAAAAA.eml"
-    orphan_eml.write_bytes(MESSAGE)  # renamed, crashed before its metadata
-    orphan_json = store.messages_dir / "20261128T033001Z-BBBBBBBBBB.json"
-    orphan_json.write_text(json.dumps(kept.to_json()))  # metadata without data: never valid
     old = time.time() - 7200
-    for path in (store.tmp_dir / f"{writer.message_id}.eml.tmp", orphan_eml):
-        os.utime(path, (old, old))
+    os.utime(store.tmp_dir / f"{writer.message_id}.msg.tmp", (old, old))
     CaptureStore(tmp_path)
-    assert store_files(store) == [f"messages/{kept.id}.eml", f"messages/{kept.id}.json"]
+    assert store_files(store) == [f"messages/{kept.id}.msg"]
 
 
-def test_young_orphan_data_file_is_kept(tmp_path: Path) -> None:
+def test_a_file_without_its_metadata_is_not_a_message(tmp_path: Path) -> None:
     store = CaptureStore(tmp_path)
-    orphan = store.messages_dir / "20261128T033001Z-AAAAAAAAAA.eml"
-    orphan.write_bytes(MESSAGE)  # another process is between its two renames
-    assert CaptureStore(tmp_path).list() == []
-    assert orphan.exists()
-    assert store.remove_stale(timedelta(0)) == 1
-    assert not orphan.exists()
+    kept = capture(store)
+    (store.messages_dir / "20261128T033001Z-AAAAAAAAAA.msg").write_bytes(MESSAGE)  # placed by hand, no footer
+    assert [m.id for m in store.list()] == [kept.id]
+    with pytest.raises(MessageNotFound):
+        store.open_raw("20261128T033001Z-AAAAAAAAAA")
 
 
-def test_commit_fsyncs_data_meta_and_directory_in_order(
+def test_a_store_of_the_two_file_layout_is_converted_when_opened(tmp_path: Path) -> None:
+    store = CaptureStore(tmp_path)
+    message = capture(store)
+    meta = {"format": 1, **message.to_json()}
+    legacy_id = "20261128T033001Z-CCCCCCCCCC"
+    meta["id"] = legacy_id
+    store.path(message.id).unlink()
+    (store.messages_dir / f"{legacy_id}.eml").write_bytes(MESSAGE)
+    (store.messages_dir / f"{legacy_id}.json").write_text(json.dumps(meta))
+    orphan_json = store.messages_dir / "20261128T033001Z-BBBBBBBBBB.json"
+    orphan_json.write_text(json.dumps(meta))  # metadata without data: never valid
+    orphan_eml = store.messages_dir / "20261128T033001Z-DDDDDDDDDD.eml"
+    orphan_eml.write_bytes(MESSAGE)  # data whose metadata never came, old
+    old = time.time() - 7200
+    os.utime(orphan_eml, (old, old))
+    reopened = CaptureStore(tmp_path)
+    assert store_files(reopened) == [f"messages/{legacy_id}.msg"]
+    converted = reopened.get(legacy_id)
+    assert converted.size == len(MESSAGE) and converted.subject == message.subject
+    with reopened.open_raw(legacy_id) as raw:
+        assert raw.read() == MESSAGE
+
+
+def test_commit_is_one_fsync_one_rename_then_the_directory(
     store: CaptureStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     events: list[str] = []
@@ -330,21 +352,14 @@ def test_commit_fsyncs_data_meta_and_directory_in_order(
     writer.write(MESSAGE)
     assert events == []
     message = writer.commit()
-    meta_size = store.paths(message.id)[1].stat().st_size
-    assert events == [
-        f"fsync file {len(MESSAGE)}",
-        f"fsync file {meta_size}",
-        "rename .eml",
-        "rename .json",
-        "fsync dir",
-    ]
+    assert events == [f"fsync file {store.path(message.id).stat().st_size}", "rename .msg", "fsync dir"]
 
 
 def test_failed_commit_leaves_nothing(store: CaptureStore, monkeypatch: pytest.MonkeyPatch) -> None:
     real_rename = os.rename
 
     def rename(src: os.PathLike[str], dst: os.PathLike[str]) -> None:
-        if str(dst).endswith(".json"):
+        if str(dst).endswith(".msg"):
             raise OSError(28, "No space left on device")
         real_rename(src, dst)
 

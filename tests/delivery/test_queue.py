@@ -25,7 +25,8 @@ def test_commit_makes_the_message_visible_with_a_fresh_state(tmp_path: Path) -> 
     assert entry.state == MessageState()
     assert entry.pending == ("bob@example.org", "carol@example.net")
     assert queue.read_raw(stored.id) == message("s")
-    assert (os.stat(queue.paths(stored.id)[0]).st_mode & 0o777) == 0o600
+    assert (os.stat(queue.path(stored.id)).st_mode & 0o777) == 0o600
+    assert not queue.state_dir.joinpath(f"{stored.id}.json").exists()  # nothing but the message file until an attempt
 
 
 def test_state_round_trips_and_pending_shrinks(tmp_path: Path) -> None:

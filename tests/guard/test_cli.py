@@ -94,7 +94,8 @@ def test_audit_shows_who_did_what_from_where(running: RunningServer) -> None:
     text = cli.ok("audit").stdout + running.log()
     assert secret not in text and secret[:-4] not in text
     # the inventory agrees with the audit
-    info = running.credentials.get_credential(credential)
+    info = eventually(lambda: running.credentials.get_credential(credential),  # use is written in batches
+                      lambda found: found.use_count == 1)
     assert (info.last_used_ip, info.use_count) == ("127.0.0.1", 1)
     assert running.runtime.audit_store.usage(credential)[1:] == ("127.0.0.1", 1)
 

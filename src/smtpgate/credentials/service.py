@@ -9,10 +9,12 @@ not, and never logs or echoes the secret.
 from __future__ import annotations
 
 import secrets as _random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -20,12 +22,19 @@ from sqlalchemy.orm import Session, joinedload
 
 from smtpgate.config import Config
 from smtpgate.credentials import app_passwords, scram
+from smtpgate.credentials.cache import CacheSettings, CredentialCache, Snapshot
 from smtpgate.credentials.errors import (
     AccountExists,
     AccountNotFound,
     CredentialNotFound,
     InvalidOperation,
     InvalidScope,
+)
+from smtpgate.credentials.invalidation import (
+    Change,
+    DatabaseChannel,
+    InvalidationChannel,
+    LocalChannel,
 )
 from smtpgate.credentials.model import (
     AccountInfo,
@@ -49,11 +58,14 @@ from smtpgate.credentials.scopes import (
     normalize_address,
     parse_sender_pattern,
 )
+from smtpgate.credentials.usage import UsageBook
 from smtpgate.store import Store
 from smtpgate.store.models import AccountRow, CredentialRow
 
 if TYPE_CHECKING:
     from smtpgate.credentials.tokens import TokenService
+
+_T = TypeVar("_T")
 
 TOKEN_MECHANISMS = frozenset({"XOAUTH2", "OAUTHBEARER"})
 
@@ -102,6 +114,9 @@ class CredentialService:
         clock: Clock = utcnow,
         tokens: TokenService | None = None,
         scram_iterations: int | None = 4096,
+        channel: InvalidationChannel | None = None,
+        cache: CacheSettings = CacheSettings(),
+        hashing_pool: Executor | None = None,
     ) -> None:
         self._store = store
         self._app_key = app_key
@@ -112,9 +127,15 @@ class CredentialService:
         self._scram_current: set[str] = set()  # credentials whose SCRAM keys are known current (this process)
         self.tokens = tokens  # bearer tokens and service accounts (docs/tokens.md)
         self._scram_iterations = scram_iterations  # None: no SCRAM keys are kept
+        # Every change below is announced here, so every process's caches forget it.
+        self.channel: InvalidationChannel = channel or LocalChannel()
+        self.cache = CredentialCache(self.channel, cache)
+        self.usage = UsageBook(store)  # last use and counts, written in batches
+        self._hashing_pool = hashing_pool  # argon2 runs there, bounded, apart from disk and database
 
     @classmethod
-    def from_config(cls, config: Config, store: Store, *, clock: Clock = utcnow) -> CredentialService:
+    def from_config(cls, config: Config, store: Store, *, clock: Clock = utcnow,
+                    hashing_pool: Executor | None = None) -> CredentialService:
         pw = config.passwords
         hibp = config.path(pw.hibp_file) if pw.hibp_file else None
         cr = config.credentials
@@ -134,6 +155,8 @@ class CredentialService:
             clock=clock,
             tokens=TokenService.from_config(config, store, app_key=app_key, clock=clock),
             scram_iterations=config.tokens.scram_iterations if config.tokens.scram else None,
+            channel=DatabaseChannel(store),
+            hashing_pool=hashing_pool,
         )
 
     # ------------------------------------------------------------------ accounts
@@ -244,18 +267,20 @@ class CredentialService:
         )
 
     def _update_account(self, login: str, **changes: object) -> AccountInfo:
-        with self._store.session() as db:
+        with self._changing() as (db, changed):
             row = self._account_row(db, login)
             for name, value in changes.items():
                 if value is not None:
                     setattr(row, name, value)
             row.updated_at = self._clock()
+            changed(Change(account_id=row.id))
             return self._account_info(db, row)
 
     def set_password(self, login: str, password: str, *, actor: str = "") -> AccountInfo:
         """Replace the account password (checked against the policy first)."""
-        with self._store.session() as db:
+        with self._changing() as (db, changed):
             account = self._account_row(db, login)
+            changed(Change(account_id=account.id))
             self._policy.check(password, user_inputs=self._user_inputs(account.login, account.display_name))
             now = self._clock()
             current = self._password_credential(db, account.id)
@@ -306,8 +331,9 @@ class CredentialService:
         overlap = self._settings.rotation_overlap if overlap is None else overlap
         if overlap < timedelta(0):
             raise InvalidOperation("the overlap cannot be negative")
-        with self._store.session() as db:
+        with self._changing() as (db, changed):
             old = self._credential_row(db, credential_id)
+            changed(Change(credential_id=old.id))
             if old.kind != CredentialKind.APP_PASSWORD:
                 raise InvalidOperation(
                     f"{credential_id} is an account password; only app passwords are rotated",
@@ -335,9 +361,10 @@ class CredentialService:
             return IssuedSecret(self._credential_info(new, account), secret)
 
     def revoke(self, credential_id: str, *, actor: str = "") -> CredentialInfo:
-        """Revocation is immediate: the next authentication with it fails."""
-        with self._store.session() as db:
+        """Revocation is immediate: the next authentication with it fails, in every process."""
+        with self._changing() as (db, changed):
             row = self._credential_row(db, credential_id)
+            changed(Change(account_id=row.account_id, credential_id=row.id))
             if row.revoked_at is None:
                 row.revoked_at = self._clock()
                 row.revoked_by = actor
@@ -346,6 +373,7 @@ class CredentialService:
     def list_credentials(
         self, *, account: str | None = None, state: CredentialState | None = None
     ) -> list[CredentialInfo]:
+        self.usage.flush()
         with self._store.session() as db:
             query = select(CredentialRow).join(AccountRow).order_by(AccountRow.login, CredentialRow.created_at)
             if account:
@@ -354,6 +382,7 @@ class CredentialService:
         return [info for info in infos if state is None or info.state == state]
 
     def get_credential(self, credential_id: str) -> CredentialInfo:
+        self.usage.flush()
         with self._store.session() as db:
             row = self._credential_row(db, credential_id)
             return self._credential_info(row, row.account)
@@ -427,7 +456,8 @@ class CredentialService:
                 return AuthFailure(reason, login)
             if row.kind == CredentialKind.PASSWORD.value and account.require_app_passwords:
                 return AuthFailure(FailureReason.APP_PASSWORD_REQUIRED, login, row.id)
-            return self._admit(db, row, account, remote_ip)
+            snapshot = _snapshot(row, account)
+        return self._admit(snapshot, remote_ip)
 
     def _store_scram(self, db: Session, row: CredentialRow, login: str, secret: str) -> None:
         """Keep the SCRAM keys of a secret beside its hash (when SCRAM is on)."""
@@ -437,70 +467,123 @@ class CredentialService:
         scram.store_keys(db, row, login, secret, server_key=self._app_key,
                          iterations=self._scram_iterations, now=self._clock())
 
-    def _ensure_scram(self, db: Session, row: CredentialRow, login: str, secret: str) -> None:
-        """A secret from before SCRAM (or from before an iteration change) gets its keys now."""
-        if self._scram_iterations is None or row.id in self._scram_current:
+    def _ensure_scram(self, credential_id: str, login: str, secret: str) -> None:
+        """A secret from before SCRAM (or from before an iteration change) gets its keys now
+        (once per credential per process: the check itself reads the database)."""
+        if self._scram_iterations is None or credential_id in self._scram_current:
             return
-        if not scram.is_current(db, row, login, server_key=self._app_key, iterations=self._scram_iterations):
-            self._store_scram(db, row, login, secret)
+        with self._store.session() as db:
+            row = db.get(CredentialRow, credential_id)
+            if row is None:
+                return
+            if not scram.is_current(db, row, login, server_key=self._app_key, iterations=self._scram_iterations):
+                self._store_scram(db, row, login, secret)
         if len(self._scram_current) > 100_000:  # bounded: a cache, not a registry
             self._scram_current.clear()
-        self._scram_current.add(row.id)
+        self._scram_current.add(credential_id)
 
     def _authenticate_app_password(self, login: str, secret: str, remote_ip: str) -> Principal | AuthFailure:
         if not app_passwords.is_well_formed(secret):
             return AuthFailure(FailureReason.BAD_SECRET, login)
         key = app_passwords.keyed_hash(self._app_key, secret)
+        generation = self.cache.fresh()
+        snapshot = self.cache.app_password(key)
+        if snapshot is None:
+            with self._store.session() as db:
+                row = db.scalar(
+                    select(CredentialRow).options(joinedload(CredentialRow.account)).where(CredentialRow.lookup_key == key)
+                )
+                if row is not None:
+                    snapshot = _snapshot(row, row.account)
+            if snapshot is not None:
+                self.cache.put_app_password(key, snapshot, generation)
+        if snapshot is None or snapshot.login != login:
+            return AuthFailure(self._unknown_or_bad(login), login)
+        result = self._admit(snapshot, remote_ip)
+        if isinstance(result, Principal):
+            self._ensure_scram(snapshot.credential_id, login, secret)
+        return result
+
+    def _unknown_or_bad(self, login: str) -> FailureReason:
         with self._store.session() as db:
-            row = db.scalar(
-                select(CredentialRow).options(joinedload(CredentialRow.account)).where(CredentialRow.lookup_key == key)
-            )
-            if row is None or row.account.login != login:
-                known = db.scalar(select(AccountRow.id).where(AccountRow.login == login))
-                reason = FailureReason.BAD_SECRET if known is not None else FailureReason.UNKNOWN_LOGIN
-                return AuthFailure(reason, login)
-            result = self._admit(db, row, row.account, remote_ip)
-            if isinstance(result, Principal):
-                self._ensure_scram(db, row, login, secret)
-            return result
+            known = db.scalar(select(AccountRow.id).where(AccountRow.login == login))
+        return FailureReason.BAD_SECRET if known is not None else FailureReason.UNKNOWN_LOGIN
 
     def _authenticate_password(self, login: str, secret: str, remote_ip: str) -> Principal | AuthFailure:
-        with self._store.session() as db:
-            account = db.scalar(select(AccountRow).where(AccountRow.login == login))
-            row = self._password_credential(db, account.id) if account else None
-            if row is None or len(secret) > 1024:
-                self._hashing.burn(secret[:1024])
-                reason = FailureReason.UNKNOWN_LOGIN if account is None else FailureReason.BAD_SECRET
-                return AuthFailure(reason, login)
-            if not self._hashing.verify(row.secret_hash, secret):
-                return AuthFailure(FailureReason.BAD_SECRET, login, row.id)
-            if account.require_app_passwords:
-                return AuthFailure(FailureReason.APP_PASSWORD_REQUIRED, login, row.id)
-            if self._hashing.needs_rehash(row.secret_hash):
-                row.secret_hash = self._hashing.hash(secret)
-            result = self._admit(db, row, account, remote_ip)
-            if isinstance(result, Principal):
-                self._ensure_scram(db, row, login, secret)
-            return result
+        generation = self.cache.fresh()
+        snapshot = self.cache.password(login)
+        if snapshot is None:
+            with self._store.session() as db:
+                account = db.scalar(select(AccountRow).where(AccountRow.login == login))
+                row = self._password_credential(db, account.id) if account else None
+                snapshot = _snapshot(row, account) if row is not None and account is not None else None
+                known = account is not None
+            if snapshot is not None:
+                self.cache.put_password(login, snapshot, generation)
+        else:
+            known = True
+        if snapshot is None or len(secret) > 1024:
+            self._run_hashing(self._hashing.burn, secret[:1024])
+            return AuthFailure(FailureReason.BAD_SECRET if known else FailureReason.UNKNOWN_LOGIN, login)
+        if not self.cache.verified(login, secret, snapshot):
+            if not self._run_hashing(self._hashing.verify, snapshot.secret_hash, secret):
+                return AuthFailure(FailureReason.BAD_SECRET, login, snapshot.credential_id)
+            if self._hashing.needs_rehash(snapshot.secret_hash):
+                self._rehash(snapshot, secret)
+            else:
+                self.cache.remember_verified(login, secret, snapshot, generation)
+        if snapshot.require_app_passwords:
+            return AuthFailure(FailureReason.APP_PASSWORD_REQUIRED, login, snapshot.credential_id)
+        result = self._admit(snapshot, remote_ip)
+        if isinstance(result, Principal):
+            self._ensure_scram(snapshot.credential_id, login, secret)
+        return result
 
-    def _admit(self, db: Session, row: CredentialRow, account: AccountRow, remote_ip: str) -> Principal | AuthFailure:
+    def _run_hashing(self, function: Callable[..., _T], *args: str) -> _T:
+        """argon2 in its own bounded pool, so a burst of password logins waits there and
+        never holds up disk commits or database work (the caller's thread just waits)."""
+        if self._hashing_pool is None:
+            return function(*args)
+        return self._hashing_pool.submit(function, *args).result()
+
+    def _rehash(self, snapshot: Snapshot, secret: str) -> None:
+        new_hash = self._run_hashing(self._hashing.hash, secret)
+        with self._changing() as (db, changed):
+            row = db.get(CredentialRow, snapshot.credential_id)
+            if row is not None and row.secret_hash == snapshot.secret_hash:
+                row.secret_hash = new_hash
+                changed(Change(account_id=snapshot.account_id))
+
+    def _admit(self, snapshot: Snapshot, remote_ip: str) -> Principal | AuthFailure:
         """The secret was right: now the credential's state and scopes decide."""
         now = self._clock()
-        state = self._state(row, account, now)
-        refusal = {
-            CredentialState.REVOKED: FailureReason.REVOKED,
-            CredentialState.EXPIRED: FailureReason.EXPIRED,
-            CredentialState.DISABLED: FailureReason.DISABLED,
-        }.get(state)
+        refusal = _refusal(snapshot, now)
         if refusal:
-            return AuthFailure(refusal, account.login, row.id)
-        scopes = self._scopes(row)
+            return AuthFailure(refusal, snapshot.login, snapshot.credential_id)
+        scopes = snapshot.scopes
         if not scopes.allows_ip(remote_ip):
-            return AuthFailure(FailureReason.IP_NOT_ALLOWED, account.login, row.id)
-        row.last_used_at = now
-        row.last_used_ip = remote_ip
-        row.use_count = row.use_count + 1
-        return Principal(account.id, account.login, row.id, CredentialKind(row.kind), scopes)
+            return AuthFailure(FailureReason.IP_NOT_ALLOWED, snapshot.login, snapshot.credential_id)
+        self.usage.note(snapshot.credential_id, now, remote_ip)
+        return Principal(snapshot.account_id, snapshot.login, snapshot.credential_id, snapshot.kind, scopes)
+
+    def flush_usage(self) -> int:
+        """Write the batched last-use times and counts (the server calls it every second)."""
+        return self.usage.flush()
+
+    @contextmanager
+    def _changing(self) -> Iterator[tuple[Session, Callable[[Change], None]]]:
+        """A transaction that changes credentials: each change is announced inside it and,
+        once it is committed, every cache forgets what it held about it."""
+        heard: list[Change] = []
+        with self._store.session() as db:
+
+            def changed(change: Change) -> None:
+                self.channel.announce(db, change)
+                heard.append(change)
+
+            yield db, changed
+        for change in heard:
+            self.channel.committed(change)
 
     # ------------------------------------------------------------------- helpers
 
@@ -628,3 +711,23 @@ class CredentialService:
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
+
+
+def _snapshot(row: CredentialRow, account: AccountRow) -> Snapshot:
+    return Snapshot(
+        credential_id=row.id, kind=CredentialKind(row.kind), account_id=account.id, login=account.login,
+        enabled=account.enabled, require_app_passwords=account.require_app_passwords,
+        created_at=row.created_at, expires_at=row.expires_at, revoked_at=row.revoked_at,
+        last_used_at=row.last_used_at, secret_hash=row.secret_hash, scopes=Scopes.of(row),
+    )
+
+
+def _refusal(snapshot: Snapshot, now: datetime) -> FailureReason | None:
+    """Why a credential with the right secret may not log in now (as `_state` orders it)."""
+    if snapshot.revoked_at is not None:
+        return FailureReason.REVOKED
+    if snapshot.expires_at is not None and snapshot.expires_at <= now:
+        return FailureReason.EXPIRED
+    if not snapshot.enabled:
+        return FailureReason.DISABLED
+    return None

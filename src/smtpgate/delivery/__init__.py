@@ -1,20 +1,14 @@
 """Where accepted mail goes: a spool that makes it durable before the server says 250.
 
-`Spool` is what the SMTP session writes to. The capture store (the embedded default)
-implements it; so does the delivery queue.
+`Spool` is what the SMTP session writes to; `MessageQueue` is what the delivery worker
+and the CLI need on top of it. The capture store (the embedded default) is a Spool; the
+file queue (`delivery.queue.QueueStore`) is a MessageQueue, and a database-backed queue
+implements the same protocol (docs/delivery.md says what each method must guarantee).
 """
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from smtpgate.delivery.capture import CapturedMessage, Envelope, SpoolWriter
+from smtpgate.delivery.spool import Claim, MessageQueue, MessageWriter, Spool
 
-
-class Spool(Protocol):
-    def begin(self, envelope: Envelope) -> SpoolWriter:
-        """Start a message; the writer's commit() makes it durable (fsync) and visible."""
-        ...
-
-
-__all__ = ["CapturedMessage", "Envelope", "Spool", "SpoolWriter"]
+__all__ = ["CapturedMessage", "Claim", "Envelope", "MessageQueue", "MessageWriter", "Spool", "SpoolWriter"]

@@ -1,25 +1,34 @@
 """Durable on-disk capture of accepted messages (the embedded default delivery).
 
-A 250 reply promises the message is safe, so every message is streamed to a
-temp file, fsync'd, and renamed into place (data, then metadata, then a
-directory fsync) before the server answers. A crash at any point leaves
-either the whole message or nothing visible.
+A 250 reply promises the message is safe, so every message is streamed to one
+temp file, its metadata appended, the file fsync'd and renamed into place, and
+the directory fsync'd (shared by the commits in flight at the same moment)
+before the server answers. A crash at any point leaves either the whole
+message or nothing visible.
 
 Layout under the store directory (all 0700 / 0600):
 
-    tmp/                      in-flight messages (<id>.eml.tmp, <id>.json.tmp)
-    messages/<id>.eml         raw message as received (Received header included)
-    messages/<id>.json        metadata; its presence makes the message visible
+    tmp/<id>.msg.tmp          in-flight messages
+    messages/<id>.msg         one file per message: the raw bytes as received
+                              (Received header included), then the metadata
+                              as JSON, then a fixed-size footer giving the
+                              metadata's length (see `_footer`)
 
-Leftovers of a crash (tmp files, an .eml without its .json) are removed by
-`CaptureStore.remove_stale()`, which the constructor runs with a one-hour
-threshold so that a second process opening the store (the CLI) never removes
-a message the server is still receiving.
+One file instead of a data file and a metadata file halves the fsyncs, creates
+and renames per message. Stores written before (`<id>.eml` + `<id>.json`) are
+converted when opened (`_convert_legacy`).
+
+Leftovers of a crash (tmp files) are removed by `CaptureStore.remove_stale()`,
+which the constructor runs with a one-hour threshold so that a second process
+opening the store (the CLI) never removes a message the server is still
+receiving.
 """
 
 from __future__ import annotations
 
 import base64
+import fcntl
+import io
 import json
 import logging
 import os
@@ -51,6 +60,9 @@ SUBJECT_LIMIT = 998
 STALE_AFTER = timedelta(hours=1)
 WRITE_BUFFER = 64 * 1024
 META_FORMAT = 1
+SUFFIX = ".msg"
+FOOTER_MAGIC = b"\nSMTPGATE-META "
+FOOTER_SIZE = len(FOOTER_MAGIC) + 11  # magic, 10 digits of metadata length, newline
 ID_PATTERN = re.compile(r"^\d{8}T\d{6}Z-[A-Z2-7]{10}$")
 
 
@@ -254,6 +266,52 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
+def _footer(meta_length: int) -> bytes:
+    """What ends every message file: how many bytes of JSON metadata precede it."""
+    return FOOTER_MAGIC + b"%010d\n" % meta_length
+
+
+def _read_trailer(fd: int) -> dict[str, Any]:
+    """The metadata of a message file (ValueError if the file is not one)."""
+    total = os.fstat(fd).st_size
+    if total < FOOTER_SIZE:
+        raise ValueError("too short for a message file")
+    footer = os.pread(fd, FOOTER_SIZE, total - FOOTER_SIZE)
+    if not footer.startswith(FOOTER_MAGIC) or not footer.endswith(b"\n"):
+        raise ValueError("no metadata footer")
+    length = int(footer[len(FOOTER_MAGIC) : -1])
+    if length > total - FOOTER_SIZE:
+        raise ValueError("metadata length out of range")
+    data: dict[str, Any] = json.loads(os.pread(fd, length, total - FOOTER_SIZE - length))
+    if int(data.get("size", -1)) != total - FOOTER_SIZE - length:
+        raise ValueError("metadata size does not match the file")
+    return data
+
+
+class _Slice(io.RawIOBase):
+    """The first `size` bytes of an open file: a message's raw bytes without its metadata."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self._fd, self._left = fd, size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._left <= 0:
+            return 0
+        view = memoryview(buffer).cast("B")
+        data = os.read(self._fd, min(len(view), self._left))
+        view[: len(data)] = data
+        self._left -= len(data)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            os.close(self._fd)
+        super().close()
+
+
 # --------------------------------------------------------------------------- writer
 
 
@@ -266,9 +324,8 @@ class SpoolWriter:
         self.size = 0
         self._store = store
         self._headers = _HeaderCollector()
-        self._tmp_data = store.tmp_dir / f"{message_id}.eml.tmp"
-        self._tmp_meta = store.tmp_dir / f"{message_id}.json.tmp"
-        self._file: BinaryIO | None = os.fdopen(_open_new(self._tmp_data), "wb", WRITE_BUFFER)
+        self._tmp = store.tmp_dir / f"{message_id}{SUFFIX}.tmp"
+        self._file: BinaryIO | None = os.fdopen(_open_new(self._tmp), "wb", WRITE_BUFFER)
         self._done = False
 
     def write(self, chunk: bytes) -> None:
@@ -300,30 +357,25 @@ class SpoolWriter:
         return message
 
     def _commit(self) -> CapturedMessage:
-        self._close_data(sync=True)
-        message = self._metadata()
-        fd = _open_new(self._tmp_meta)
+        """Metadata appended, one fsync, one rename, then the (shared) directory fsync."""
+        file, self._file = self._file, None
+        assert file is not None
         try:
-            _write_all(fd, json.dumps({"format": META_FORMAT, **message.to_json()}).encode())
-            os.fsync(fd)
+            message = self._metadata()
+            meta = json.dumps({"format": META_FORMAT, **message.to_json()}).encode()
+            file.write(meta + _footer(len(meta)))
+            file.flush()
+            os.fsync(file.fileno())
         finally:
-            os.close(fd)
-        data_path, meta_path = self._store.paths(self.message_id)
-        os.rename(self._tmp_data, data_path)
-        os.rename(self._tmp_meta, meta_path)
+            file.close()
+        os.rename(self._tmp, self._store.path(self.message_id))
         self._store.dir_syncer.synced()
         self._store.committed(message)
         return message
 
-    def _close_data(self, *, sync: bool) -> None:
+    def _close_data(self) -> None:
         file, self._file = self._file, None
-        if file is None:
-            return
-        try:
-            if sync:
-                file.flush()
-                os.fsync(file.fileno())
-        finally:
+        if file is not None:
             file.close()
 
     def _metadata(self) -> CapturedMessage:
@@ -347,11 +399,11 @@ class SpoolWriter:
             return
         self._done = True
         try:
-            self._close_data(sync=False)
+            self._close_data()
         except OSError:
             pass
-        for path in (self._tmp_data, self._tmp_meta, *self._store.paths(self.message_id)):
-            path.unlink(missing_ok=True)
+        self._tmp.unlink(missing_ok=True)
+        self._store.path(self.message_id).unlink(missing_ok=True)
 
     def __enter__(self) -> SpoolWriter:
         return self
@@ -373,17 +425,15 @@ class CaptureStore:
         for path in (self.directory, self.tmp_dir, self.messages_dir):
             _make_dir(path)
         self.dir_syncer = DirSyncer(self.messages_dir)
+        self._convert_legacy()
         self.remove_stale(stale_after)
 
     def committed(self, message: CapturedMessage) -> None:
         """Called (in the committing thread) once a message is durable; for subclasses."""
 
-    def paths(self, message_id: str) -> tuple[Path, Path]:
-        """(<id>.eml, <id>.json) in messages/."""
-        return (
-            self.messages_dir / f"{message_id}.eml",
-            self.messages_dir / f"{message_id}.json",
-        )
+    def path(self, message_id: str) -> Path:
+        """messages/<id>.msg: the message's one file."""
+        return self.messages_dir / f"{message_id}{SUFFIX}"
 
     def begin(self, envelope: Envelope) -> SpoolWriter:
         received = envelope.received_at
@@ -391,7 +441,7 @@ class CaptureStore:
             raise ValueError("Envelope.received_at must be timezone-aware (UTC)")
         for _ in range(5):
             message_id = new_message_id(received)
-            if self.paths(message_id)[1].exists():
+            if self.path(message_id).exists():
                 continue
             try:
                 return SpoolWriter(self, envelope, message_id)
@@ -399,11 +449,15 @@ class CaptureStore:
                 continue
         raise CaptureError("could not allocate a unique message id")
 
+    def ids(self) -> list[str]:
+        """Ids of visible messages, oldest first."""
+        return sorted(p.name[: -len(SUFFIX)] for p in self.messages_dir.glob(f"*{SUFFIX}"))
+
     def list(self, *, limit: int | None = None) -> list[CapturedMessage]:
         """Committed messages, newest first (by received_at, then id)."""
         if limit is not None and limit <= 0:
             return []
-        names = sorted((p.stem for p in self.messages_dir.glob("*.json")), reverse=True)
+        names = self.ids()[::-1]
         found: list[CapturedMessage] = []
         for index, message_id in enumerate(names):
             if limit is not None and len(found) >= limit and _second(message_id) != _second(
@@ -424,25 +478,26 @@ class CaptureStore:
         return message
 
     def open_raw(self, message_id: str) -> BinaryIO:
-        """The stored bytes; the caller closes the file."""
+        """The stored bytes (without the metadata); the caller closes the file."""
         self._check_id(message_id)
-        data_path, meta_path = self.paths(message_id)
-        if not meta_path.exists():
-            raise MessageNotFound(message_id)
         try:
-            return open(data_path, "rb")
+            fd = os.open(self.path(message_id), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise MessageNotFound(message_id) from None
+        try:
+            size = int(_read_trailer(fd)["size"])
+        except (ValueError, KeyError, TypeError):
+            os.close(fd)
+            raise MessageNotFound(message_id) from None
+        return io.BufferedReader(_Slice(fd, size))  # type: ignore[return-value]
 
     def delete(self, message_id: str) -> None:
-        """Remove a message: metadata first, so it is never half visible."""
+        """Remove a message (one unlink: it is never half visible)."""
         self._check_id(message_id)
-        data_path, meta_path = self.paths(message_id)
         try:
-            meta_path.unlink()
+            self.path(message_id).unlink()
         except FileNotFoundError:
             raise MessageNotFound(message_id) from None
-        data_path.unlink(missing_ok=True)
 
     def remove_stale(self, older_than: timedelta = STALE_AFTER) -> int:
         """Delete crash leftovers older than `older_than`; returns how many files went."""
@@ -450,13 +505,58 @@ class CaptureStore:
         removed = 0
         for path in self.tmp_dir.iterdir():
             removed += _unlink_if_older(path, cutoff)
-        for path in self.messages_dir.glob("*.eml"):
+        for path in self.messages_dir.glob("*.eml"):  # a legacy data file whose metadata never came
             if not path.with_suffix(".json").exists():
-                removed += _unlink_if_older(path, cutoff)  # renamed, crash before its .json
-        for path in self.messages_dir.glob("*.json"):
-            if not path.with_suffix(".eml").exists():
-                removed += _unlink_if_older(path, float("inf"))  # never valid
+                removed += _unlink_if_older(path, cutoff)
         return removed
+
+    def _convert_legacy(self) -> None:
+        """Turn each `<id>.eml` + `<id>.json` of an older store into one `<id>.msg`.
+
+        Under the flock a running delivery attempt holds on the `.json` (skipped when busy,
+        done on the next open); the new file is durable before the old pair goes, so a crash
+        in between leaves both, and the next open removes the pair (the `.msg` wins).
+        """
+        for meta_path in self.messages_dir.glob("*.json"):
+            message_id = meta_path.stem
+            data_path, target = meta_path.with_suffix(".eml"), self.path(message_id)
+            try:
+                fd = os.open(meta_path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                if os.fstat(fd).st_nlink == 0:
+                    continue
+                if not target.exists():
+                    if not data_path.exists():
+                        meta_path.unlink(missing_ok=True)  # metadata without data: never valid
+                        continue
+                    self._write_converted(message_id, meta_path, data_path)
+                meta_path.unlink(missing_ok=True)
+                data_path.unlink(missing_ok=True)
+            except (OSError, ValueError) as exc:
+                log.warning("cannot convert stored message %s to the one-file layout: %s", message_id, exc)
+            finally:
+                os.close(fd)
+
+    def _write_converted(self, message_id: str, meta_path: Path, data_path: Path) -> None:
+        meta = json.loads(meta_path.read_bytes())
+        tmp = self.tmp_dir / f"{message_id}{SUFFIX}.convert"
+        tmp.unlink(missing_ok=True)
+        with open(data_path, "rb") as src, os.fdopen(_open_new(tmp), "wb", WRITE_BUFFER) as dst:
+            while chunk := src.read(WRITE_BUFFER):
+                dst.write(chunk)
+            meta["size"] = dst.tell()
+            encoded = json.dumps(meta).encode()
+            dst.write(encoded + _footer(len(encoded)))
+            dst.flush()
+            os.fsync(dst.fileno())
+        os.rename(tmp, self.path(message_id))
+        self.dir_syncer.synced()
 
     def _check_id(self, message_id: str) -> None:
         if not ID_PATTERN.match(message_id):
@@ -464,13 +564,16 @@ class CaptureStore:
 
     def _read_meta(self, message_id: str) -> CapturedMessage | None:
         try:
-            data = json.loads(self.paths(message_id)[1].read_bytes())
-            return CapturedMessage.from_json(data)
+            fd = os.open(self.path(message_id), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return None  # deleted meanwhile
+        try:
+            return CapturedMessage.from_json(_read_trailer(fd))
         except (ValueError, KeyError, TypeError) as exc:
-            log.warning("ignoring unreadable capture metadata for %s: %s", message_id, exc)
+            log.warning("ignoring unreadable stored message %s: %s", message_id, exc)
             return None
+        finally:
+            os.close(fd)
 
 
 def _second(message_id: str) -> str:

@@ -3,17 +3,20 @@
 It is the capture store's layout (so a message is on disk, fsync'd, before its 250)
 plus a small mutable state file per message and a few queue-wide files:
 
-    tmp/, messages/<id>.eml, messages/<id>.json    as in capture (immutable once committed)
-    state/<id>.json     attempts, next attempt, held, per-recipient outcome (atomic rewrite)
+    tmp/, messages/<id>.msg    as in capture (one immutable file per message)
+    state/<id>.json     attempts, next attempt, held, per-recipient outcome (atomic rewrite;
+                        written only once a delivery attempt has something to record)
     holds.json          hold rules (credential ids, accounts): matching mail is never sent
     wakeup              touched by the CLI (`queue retry`, `release`) to wake the worker
 
 A message with no state file is new: due now, nothing delivered. Every change to a
-message's state happens under an exclusive flock on its `<id>.json` (an immutable file,
+message's state happens under an exclusive flock on its `<id>.msg` (an immutable file,
 so the lock is stable), held by the delivery worker for a whole attempt and by the CLI
 for an edit: so one process at a time delivers a message, and `queue hold` returns only
-once no attempt is in flight. Removal deletes the metadata first (the message becomes
-invisible), then the data and the state.
+once no attempt is in flight. Removal deletes the message file first (it becomes
+invisible), then the state.
+
+This is the file implementation of `delivery.MessageQueue` (docs/delivery.md).
 """
 
 from __future__ import annotations
@@ -139,11 +142,14 @@ class QueueEntry:
 
 
 class Lock:
-    """A held message lock (an flock on its metadata file); release() closes it."""
+    """A held message claim (an flock on its message file); release() closes it."""
 
     def __init__(self, fd: int, entry: QueueEntry) -> None:
         self._fd: int | None = fd
         self.entry = entry
+
+    def renew(self) -> None:
+        """An flock lasts as long as its holder's process: nothing to renew."""
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
@@ -185,6 +191,12 @@ class QueueStore(CaptureStore):
             os.close(fd)
         os.utime(self.wakeup_path)
 
+    def holds_stamp(self) -> int | None:
+        try:
+            return self.holds_path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+
     def wakeup_stamp(self) -> int:
         try:
             return self.wakeup_path.stat().st_mtime_ns
@@ -192,10 +204,6 @@ class QueueStore(CaptureStore):
             return 0
 
     # ---------------------------------------------------------------- listing
-
-    def ids(self) -> list[str]:
-        """Ids of visible messages, oldest first."""
-        return sorted(p.stem for p in self.messages_dir.glob("*.json"))
 
     def entries(self) -> list[QueueEntry]:
         """Every message with its state, oldest first (read without locks: a snapshot)."""
@@ -248,9 +256,8 @@ class QueueStore(CaptureStore):
     def acquire(self, message_id: str, *, wait: bool = True, timeout: float = 120.0) -> Lock:
         """Like `locked`, for holders that keep the lock across awaits; call release()."""
         self._check_id(message_id)
-        meta = self.paths(message_id)[1]
         try:
-            fd = os.open(meta, os.O_RDONLY | os.O_CLOEXEC)
+            fd = os.open(self.path(message_id), os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise MessageNotFound(message_id) from None
         try:
@@ -294,9 +301,7 @@ class QueueStore(CaptureStore):
 
     def remove(self, message_id: str) -> None:
         """Forget a message for good; call it under its lock (or when it is certainly idle)."""
-        data_path, meta_path = self.paths(message_id)
-        meta_path.unlink(missing_ok=True)  # invisible first; a crash after this never half-shows it
-        data_path.unlink(missing_ok=True)
+        self.path(message_id).unlink(missing_ok=True)  # invisible first; a crash after this never half-shows it
         (self.state_dir / f"{message_id}.json").unlink(missing_ok=True)
 
     def delete(self, message_id: str) -> None:
@@ -348,7 +353,7 @@ class QueueStore(CaptureStore):
         if state_dir is not None and state_dir.is_dir():
             cutoff = time.time() - older_than.total_seconds()
             for path in state_dir.iterdir():
-                orphan = path.name.startswith(".") or not (self.messages_dir / path.name).exists()
+                orphan = path.name.startswith(".") or not self.path(path.stem).exists()
                 try:
                     if orphan and path.stat().st_mtime < cutoff:
                         path.unlink()

@@ -34,9 +34,9 @@ from smtpgate.delivery.queue import (
     Busy,
     HoldRules,
     QueueEntry,
-    QueueStore,
     RecipientResult,
 )
+from smtpgate.delivery.spool import MessageQueue
 from smtpgate.delivery.retry import RetryPolicy
 from smtpgate.delivery.routes import RouteTable
 
@@ -54,7 +54,7 @@ def _utcnow() -> datetime:
 class DeliveryWorker:
     def __init__(
         self,
-        queue: QueueStore,
+        queue: MessageQueue,
         routes: RouteTable,
         *,
         hostname: str,
@@ -149,7 +149,7 @@ class DeliveryWorker:
     # ------------------------------------------------------------------ scanning
 
     async def _scan(self) -> None:
-        rules_stamp = _mtime(self.queue.holds_path)
+        rules_stamp = self.queue.holds_stamp()
         wakeup_stamp = self.queue.wakeup_stamp()
         reread_all = rules_stamp != self._rules_stamp or wakeup_stamp != self._wakeup_stamp
         known = set(self._due)
@@ -223,7 +223,7 @@ class DeliveryWorker:
         """Lock the message, and pick up hold rules written since the last scan: a
         `queue hold --credential` must stop new mail at once, not a poll later."""
         lock = self.queue.acquire(message_id, wait=False)
-        stamp = _mtime(self.queue.holds_path)
+        stamp = self.queue.holds_stamp()
         if stamp != self._rules_stamp:
             self._rules = self.queue.hold_rules()
             self._rules_stamp = stamp
@@ -347,14 +347,7 @@ def _log_held(message: CapturedMessage) -> None:
              message.id, message.credential_id or "-", message.account or "-")
 
 
-def _mtime(path) -> int | None:
-    try:
-        return path.stat().st_mtime_ns
-    except FileNotFoundError:
-        return None
-
-
-def build_worker(config, queue: QueueStore, capture) -> DeliveryWorker:
+def build_worker(config, queue: MessageQueue, capture) -> DeliveryWorker:
     """The worker as the config describes it: routes, DKIM keys, retry schedule."""
     from smtpgate.delivery.keyring import signer_from
     from smtpgate.delivery.routes import build_routes

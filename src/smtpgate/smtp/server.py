@@ -95,6 +95,7 @@ class SmtpServer:
             auth_failure_delay=config.smtp.auth_failure_delay.total_seconds(),
             guard=runtime.guard,
             audit=runtime.audit,
+            disk=runtime.disk_pool,
         )
         self.guard = runtime.guard
         self.audit = runtime.audit

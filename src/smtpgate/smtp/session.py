@@ -5,7 +5,8 @@ module is the policy between them: who may authenticate, send as whom, and when 
 counts as accepted (on disk, fsync'd, before its 250). It never sees a socket.
 
 Every AUTH attempt and every message decision becomes an audit event (never with the
-secret); the guard is asked before each AUTH (banned source, protected login), told of
+secret), which is also its log line (the audit's JSON log): the session's own lines for
+successful logins and accepted messages, the hot path, are at DEBUG; the guard is asked before each AUTH (banned source, protected login), told of
 each failure, and keeps the quotas: checked at MAIL and RCPT, and taken atomically only
 for a message that is about to be stored, so a refused message never counts. Metrics go
 to `smtpgate.metrics`.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+from concurrent.futures import Executor
 import logging
 import random
 import time
@@ -88,6 +90,7 @@ class SessionServices:
     auth_failure_delay: float  # seconds every failed AUTH takes, whatever its reason
     guard: Guard | None = None
     audit: AuditSink | None = None
+    disk: Executor | None = None  # spool commits (fsync); None: the loop's default executor
 
 
 class TlsInfo(Protocol):
@@ -194,7 +197,7 @@ class Session:
                     max_per_hour=scopes.max_per_hour, max_per_day=scopes.max_per_day,
                     max_rcpt_per_hour=scopes.max_rcpt_per_hour, max_rcpt_per_day=scopes.max_rcpt_per_day,
                 )
-            log.info("auth ok login=%s credential=%s ip=%s mech=%s", result.login, result.credential_id, self.client_ip, event.mechanism)
+            log.debug("auth ok login=%s credential=%s ip=%s mech=%s", result.login, result.credential_id, self.client_ip, event.mechanism)
             self._auth_metrics(event.mechanism, ev.OK, "", started)
             self._record(ev.AUTH, ev.OK, "", login=event.login or result.login, credential_id=result.credential_id)
             conn.accept()
@@ -393,7 +396,7 @@ class Session:
                 conn.reject(self._quota_hit(hit, {"at": "data"}))
                 return
         try:
-            stored = await asyncio.to_thread(spool.commit)
+            stored = await asyncio.get_running_loop().run_in_executor(self._services.disk, spool.commit)
         except OSError as exc:
             log.error("cannot store message: %s", exc)
             spool.abort()
@@ -402,7 +405,7 @@ class Session:
             conn.reject(STORAGE_FAILED)
             return
         assert self.principal is not None
-        log.info(
+        log.debug(
             "accepted id=%s credential=%s from=%s rcpts=%d size=%d ip=%s",
             stored.id, self.principal.credential_id, self._mail_from or "<>", len(self._rcpt_to), stored.size, self.client_ip,
         )

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -87,3 +88,16 @@ class CredentialRow(Base):
     use_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
 
     account: Mapped[AccountRow] = relationship(back_populates="credentials")
+
+
+class CredentialEpochRow(Base):
+    """One row whose version goes up with every change to a credential or an account.
+
+    Bumped in the transaction that makes the change, so any process that reads a higher
+    version knows its cached credentials may be stale (credentials/invalidation.py).
+    """
+
+    __tablename__ = "credential_epoch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0, nullable=False)
