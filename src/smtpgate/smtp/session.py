@@ -32,7 +32,7 @@ from smtpgate.credentials import (
     FailureReason,
     Principal,
 )
-from smtpgate.delivery import Envelope, Spool, SpoolWriter
+from smtpgate.delivery import Envelope, MessageWriter, Spool
 from smtpgate.delivery.headers import addresses, header_values
 from smtpgate.guard import FailureOutcome, Guard, GuardUnavailable, QuotaHit, QuotaPlan
 from smtpgate.metrics import metrics
@@ -107,7 +107,7 @@ class Session:
         self.principal: Principal | None = None
         self._mail_from = ""
         self._rcpt_to: list[str] = []
-        self._spool: SpoolWriter | None = None
+        self._spool: MessageWriter | None = None
         self.mechanism = ""
         self._tls_version = ""
         self._plan = QuotaPlan()
@@ -426,7 +426,7 @@ class Session:
             except GuardUnavailable as exc:
                 log.error("quota refund failed: %s", exc)
 
-    def _check_headers(self, spool: SpoolWriter) -> Reply | None:
+    def _check_headers(self, spool: MessageWriter) -> Reply | None:
         """From: (and Sender: when present) must be addresses this credential may use."""
         assert self.principal is not None
         block = spool.headers_section()
