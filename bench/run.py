@@ -290,7 +290,8 @@ def loadgen(server, opts: argparse.Namespace, scenario: str, *, warmup: bool = F
            "--user", server.user, "--password-env", "BENCH_SMTP_PASSWORD",
            "--cafile", server.cafile, "--tls-name", "localhost", "--scenario", scenario,
            "--clients", str(opts.clients), "--size", str(opts.size),
-           "--op-timeout", str(opts.op_timeout), "--procs", str(opts.procs)]
+           "--op-timeout", str(opts.op_timeout), "--procs", str(opts.procs),
+           "--pipelining", opts.pipelining]
     if warmup:
         cmd += ["--duration", "10", "--max-messages", str(opts.warmup)]
     else:
@@ -399,7 +400,9 @@ def table(results: dict, opts: argparse.Namespace, pending: str | None) -> str:
         rows = results.get(sc, {})
         out.append(f"\n### Scenario {sc}: {SCENARIO_TITLES[sc]}\n")
         if sc in "ab":
-            out.append(f"{opts.clients} clients, {opts.size} B messages, "
+            mode = ("" if sc == "a" else
+                    "pipelining when offered, " if opts.pipelining == "auto" else "one round trip per command, ")
+            out.append(f"{opts.clients} clients, {opts.size} B messages, {mode}"
                        f"{opts.duration:g} s or {opts.max_messages} messages per run; "
                        f"median of {opts.repeat} run(s), msg/s range in brackets, "
                        f"errors summed over all runs\n")
@@ -489,6 +492,9 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=200,
                     help="unmeasured messages before each a/b run (0: none)")
     ap.add_argument("--size", type=int, default=4096)
+    ap.add_argument("--pipelining", choices=("auto", "off"), default="auto",
+                    help="b: auto = MAIL+RCPT+DATA in one write when the server offers "
+                         "PIPELINING; off = one round trip per command, as most clients do")
     ap.add_argument("--connections", type=int, default=5000)
     ap.add_argument("--hold", type=float, default=10.0)
     ap.add_argument("--ramp-timeout", type=float, default=150.0)

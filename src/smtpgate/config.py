@@ -111,9 +111,11 @@ class CredentialConfig(_Section):
     rotation_overlap: timedelta = timedelta(hours=24)
     dormant_after: timedelta = timedelta(days=90)
     expiring_within: timedelta = timedelta(days=14)
+    login_cache_ttl: timedelta = timedelta(minutes=5)
+    login_cache_size: int = Field(default=50_000, ge=0)
 
     _check_durations = field_validator(
-        "rotation_age", "rotation_overlap", "dormant_after", "expiring_within", mode="before"
+        "rotation_age", "rotation_overlap", "dormant_after", "expiring_within", "login_cache_ttl", mode="before"
     )(classmethod(lambda cls, v: _duration(v)))
 
 

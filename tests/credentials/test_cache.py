@@ -228,3 +228,20 @@ def _snapshot_for(store: Store, clock):
     with store.session() as db:
         row = db.get(CredentialRow, issued.credential.id)
         return _snapshot(row, row.account)
+
+
+def test_the_verified_login_cache_can_be_switched_off(store, clock) -> None:
+    service = CredentialService(store, app_key=b"k" * 32, hashing=PasswordHashing(FAST_HASH),
+                                policy=PasswordPolicy(), clock=clock, cache=CacheSettings(verified_ttl=0))
+    service.create_account("a@example.com", password=PASSWORD)
+    calls = counted_verify(service)
+    for _ in range(2):
+        assert isinstance(auth(service, "a@example.com", PASSWORD), Principal)
+    assert len(calls) == 2
+
+
+def test_the_config_sets_the_login_cache(tmp_path) -> None:
+    from smtpgate.config import Config
+
+    config = Config.model_validate({"credentials": {"login_cache_ttl": "0s", "login_cache_size": 10}})
+    assert config.credentials.login_cache_ttl == timedelta(0) and config.credentials.login_cache_size == 10

@@ -61,6 +61,8 @@ rotation_age = "90d"
 rotation_overlap = "24h"
 dormant_after = "90d"
 expiring_within = "14d"
+login_cache_ttl = "5m"         # a repeat login with the same password skips argon2 this long ("0s": never)
+login_cache_size = 50000       # logins kept per process (verified passwords, credential lookups)
 
 [delivery]
 # The route for sender domains not listed in [delivery.routes]:

@@ -81,6 +81,8 @@ class _Bounded(Generic[K, V]):
         return found[0]
 
     def put(self, key: K, value: V) -> None:
+        if self._ttl <= 0 or self._size <= 0:
+            return  # switched off
         self._items.pop(key, None)
         self._items[key] = (value, self._clock() + self._ttl)
         while len(self._items) > self._size:

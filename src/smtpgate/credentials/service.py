@@ -156,6 +156,8 @@ class CredentialService:
             tokens=TokenService.from_config(config, store, app_key=app_key, clock=clock),
             scram_iterations=config.tokens.scram_iterations if config.tokens.scram else None,
             channel=DatabaseChannel(store),
+            cache=CacheSettings(size=cr.login_cache_size, ttl=300.0,
+                                verified_ttl=cr.login_cache_ttl.total_seconds()),
             hashing_pool=hashing_pool,
         )
 
