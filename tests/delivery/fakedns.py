@@ -35,6 +35,15 @@ class FakeDns:
         self.records[(name.lower().rstrip("."), rdtype.upper())].extend(values)
         return self
 
+    def set(self, name: str, rdtype: str, *values: str) -> FakeDns:
+        """Replace the records of that name and type (none: remove them)."""
+        key = (name.lower().rstrip("."), rdtype.upper())
+        if values:
+            self.records[key] = list(values)
+        else:
+            self.records.pop(key, None)
+        return self
+
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"

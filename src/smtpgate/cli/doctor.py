@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from smtpgate.cli.common import fail, print_json
+from smtpgate.cli.common import ConfigOption, fail, print_json
 from smtpgate.cli.send import (
     PasswordEnv,
     PasswordFile,
@@ -45,11 +45,18 @@ def doctor(
     json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the SMTP transcript (secrets redacted).")] = False,
     password: PasswordOnArgv = None,
+    domain: Annotated[str | None, typer.Option(
+        "--domain", metavar="DOMAIN", help="Check the domain's SPF, DKIM, DMARC, MTA-STS, TLS-RPT, SRV, PTR and blocklists instead.")] = None,
+    config: ConfigOption = None,
 ) -> None:
     """Check DNS, ports, greeting, TLS, certificate, AUTH, login and (optionally) a test message.
 
-    Exit status 0 when no check failed (warnings allowed), 1 otherwise.
+    With --domain: what the domain publishes against what mail sent through this server needs
+    (read from the config when there is one). Exit status 0 when no check failed (warnings
+    allowed), 1 otherwise.
     """
+    if domain is not None:
+        _domain(domain, config, dns_server, cafile, timeout, json)
     from smtpgate.doctor import (  # here: other commands need not load it
         DoctorOptions,
         PortSpec,
@@ -102,6 +109,51 @@ def doctor(
         print_json(report.to_json(transcript=verbose))
     else:
         sys.stdout.write(report.render(transcript=verbose))
+    raise typer.Exit(0 if report.ok else 1)
+
+
+def _domain(domain: str, config: Path | None, dns_server: str | None, cafile: Path | None, timeout: float, json: bool) -> None:
+    """doctor --domain: the doctor checks, the config (when there is one) says what to expect."""
+    from smtpgate.config import default_config_path
+    from smtpgate.doctor.domain import DomainOptions, Expectation, check_domain
+    from smtpgate.doctor.lookup import parse_server
+
+    name = domain.strip().lower().rstrip(".")
+    if not name or "." not in name or any(c in name for c in "@/ \t:"):
+        fail(f"{domain!r} is not a domain name", "Example: smtpgate doctor --domain example.com", code=2)
+    options = DomainOptions(name, timeout=min(timeout, 10.0), cafile=str(cafile) if cafile else "")
+    path = config or default_config_path()
+    if config is not None or path.exists():
+        from smtpgate.cli.common import runtime
+        from smtpgate.config import dns_server_address
+        from smtpgate.deliverability.records import plan_for
+
+        with runtime(path) as rt:
+            plan = plan_for(rt.config, name)
+            cfg = rt.config.delivery
+            options.expect = Expectation(
+                route=plan.route, spf_term=plan.spf_term, dkim=list(plan.dkim),
+                records={r.purpose: f"{r.name}. {r.type} \"{r.value}\"" if r.type == "TXT" else f"{r.name}. {r.type} {r.value}"
+                         for r in reversed(plan.records)},
+                mta_sts_policy=plan.mta_sts_policy,
+                submission={r.name: r.value for r in plan.records if r.type == "SRV"},
+                outbound_addresses=list(plan.outbound_addresses), dnsbl=list(plan.dnsbl),
+            )
+            if cfg.dns_servers:
+                options.dns_server = dns_server_address(cfg.dns_servers[0])
+            options.policy_host = cfg.mx.mta_sts_policy_host
+            if cfg.mx.mta_sts_ca_file and not options.cafile:
+                options.cafile = str(rt.config.path(cfg.mx.mta_sts_ca_file))
+    if dns_server:
+        try:
+            options.dns_server = parse_server(dns_server)
+        except ValueError as exc:
+            fail(str(exc), "Give --dns-server as IP or IP:PORT.", code=2)
+    report = check_domain(options)
+    if json:
+        print_json(report.to_json())
+    else:
+        sys.stdout.write(report.render())
     raise typer.Exit(0 if report.ok else 1)
 
 

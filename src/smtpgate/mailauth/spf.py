@@ -299,6 +299,7 @@ class Tree:
     includes: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     networks: list[str] = field(default_factory=list)   # ip4/ip6 values anywhere in the tree
+    texts: list[str] = field(default_factory=list)      # every record read, the domain's own first
 
 
 def lookup_tree(dns: Dns, domain: str) -> Tree:
@@ -318,6 +319,7 @@ def _walk(dns: Dns, domain: str, tree: Tree, seen: set[str], depth: int) -> None
             count = f"{len(records)} SPF records" if records else "no SPF record"
             tree.problems.append(f"{domain} publishes {count}")
         return
+    tree.texts.append(records[0])
     try:
         record = parse(records[0])
     except SpfSyntaxError as exc:
