@@ -3,8 +3,9 @@ import hashlib
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from smtpgate.credentials.errors import WeakPassword
+from smtpgate.credentials.errors import PasswordTooLong, WeakPassword
 from smtpgate.credentials.passwords import (
+    MAX_PASSWORD_LENGTH,
     HashParams,
     PasswordHashing,
     PasswordPolicy,
@@ -92,3 +93,75 @@ def test_argon2id_hash_verify_and_rehash() -> None:
 def test_default_parameters_meet_owasp() -> None:
     params = HashParams()
     assert params.memory_kib >= 19 * 1024 and params.time_cost >= 2 and params.parallelism >= 1
+
+
+# ------------------------------------------------ every length up to the bound, any alphabet
+
+ALPHABETS = {
+    "ascii": st.characters(min_codepoint=0x21, max_codepoint=0x7E),
+    "letters and spaces": st.sampled_from("abcdefghijklmnopqrstuvwxyz "),
+    "any text": st.characters(blacklist_categories=("Cs", "Cc")),
+    "digits and more": st.sampled_from("0123456789٣ -/.\u00a0é"),
+    "non-latin": st.characters(min_codepoint=0x400, max_codepoint=0x4FF) | st.characters(min_codepoint=0x4E00, max_codepoint=0x4FFF),
+}
+
+
+def long_passwords(min_size: int = 0, max_size: int = MAX_PASSWORD_LENGTH - len(STRONG)):
+    """A strong start (the strength rule reads a prefix) and a tail of any length and alphabet."""
+    return st.sampled_from(list(ALPHABETS.values())).flatmap(
+        lambda alphabet: st.text(alphabet, min_size=min_size, max_size=max_size)
+    ).map(lambda tail: STRONG + tail)
+
+
+@settings(max_examples=60, deadline=None)
+@given(long_passwords())
+def test_long_passphrases_up_to_the_bound_are_accepted(password: str) -> None:
+    PasswordPolicy().check(password)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(st.characters(blacklist_categories=("Cs",)), max_size=MAX_PASSWORD_LENGTH)
+       | st.sampled_from(list(ALPHABETS.values())).flatmap(lambda a: st.text(a, min_size=0, max_size=MAX_PASSWORD_LENGTH)))
+def test_the_policy_only_ever_refuses_with_reasons(password: str) -> None:
+    try:
+        PasswordPolicy().check(password)
+    except WeakPassword as err:
+        assert err.reasons and err.hint and str(err).startswith("password refused: ")
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(MAX_PASSWORD_LENGTH + 1, 100_000), st.sampled_from("a7é漢 "))
+def test_longer_than_the_bound_is_refused_naming_it(length: int, char: str) -> None:
+    with pytest.raises(PasswordTooLong) as err:
+        PasswordPolicy().check(char * length)
+    assert "at most 1,024" in str(err.value) and f"{length:,} characters" in str(err.value)
+
+
+def test_the_bound_is_1024_and_the_strength_rule_reads_a_prefix_zxcvbn_accepts() -> None:
+    assert MAX_PASSWORD_LENGTH == 1024
+    PasswordPolicy().check(STRONG + "x" * (MAX_PASSWORD_LENGTH - len(STRONG)))
+    with pytest.raises(WeakPassword, match="too easy to guess"):  # judged on the prefix
+        PasswordPolicy().check("a" * 80 + STRONG)
+
+
+def test_a_lone_surrogate_is_refused_not_crashed_on() -> None:
+    with pytest.raises(WeakPassword, match="not valid text"):
+        PasswordPolicy().check(STRONG + "\udc80")
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.text(st.sampled_from("0123456789ab"), max_size=40), st.characters(whitelist_categories=("Cc",)), st.text(st.sampled_from("0123456789"), max_size=20))
+def test_a_control_character_is_refused_by_name(head: str, control: str, tail: str) -> None:
+    # zxcvbn's date matcher raises ValueError on "00...\n00"; a control character never gets there
+    with pytest.raises(WeakPassword, match=f"U\\+{ord(control):04X}"):
+        PasswordPolicy().check(STRONG + head + control + tail)
+
+
+@settings(max_examples=25, deadline=None)
+@given(long_passwords() | st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=MAX_PASSWORD_LENGTH))
+def test_hash_and_verify_any_password_up_to_the_bound(password: str) -> None:
+    hashing = PasswordHashing(HashParams(memory_kib=8192, time_cost=1))
+    stored = hashing.hash(password)
+    assert hashing.verify(stored, password)
+    assert not hashing.verify(stored, password + "x")
+    assert not hashing.verify(stored, password[:-1])

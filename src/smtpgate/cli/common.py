@@ -77,9 +77,12 @@ def when(value: Any) -> str:
 
 
 def read_secret_from_stdin(what: str) -> str:
-    """One line from standard input, without its line ending."""
-    line = sys.stdin.readline()
-    secret = line.rstrip("\r\n")
+    """One line from standard input, without its line ending; it must be UTF-8."""
+    try:
+        secret = sys.stdin.buffer.readline().decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as exc:
+        fail(f"the {what} on standard input is not UTF-8 (byte {exc.start + 1})",
+             "Secrets are text: save it as UTF-8, or let smtpgate make one with --generate.", code=2)
     if not secret:
         fail(f"no {what} on standard input", f"Pipe it in: printf '%s\\n' \"$PW\" | smtpgate ... --{what}-stdin")
     return secret

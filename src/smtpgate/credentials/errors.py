@@ -42,3 +42,13 @@ class WeakPassword(CredentialError):
         )
         super().__init__(message, hint)
         self.reasons = reasons
+
+
+class PasswordTooLong(WeakPassword):
+    """Longer than the accepted maximum: refused before any other rule runs."""
+
+    def __init__(self, length: int, maximum: int) -> None:
+        super().__init__(
+            [f"it has {length:,} characters, at most {maximum:,} are accepted"],
+            [f"Use a passphrase of up to {maximum:,} characters; five or six random words are plenty."],
+        )

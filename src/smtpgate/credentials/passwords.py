@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -21,9 +22,13 @@ from zxcvbn import zxcvbn
 from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from smtpgate.credentials import imported_hashes
-from smtpgate.credentials.errors import WeakPassword
+from smtpgate.credentials.errors import PasswordTooLong, WeakPassword
 
 MAX_PASSWORD_LENGTH = 1024  # argon2 copes, but nobody types more; bounds the work per attempt
+# zxcvbn refuses longer input (its matching grows faster than linearly), so the strength of a
+# longer passphrase is judged on its first 72 characters: a lower bound, since more never
+# makes a password weaker.
+STRENGTH_PREFIX = 72
 
 
 @dataclass(frozen=True)
@@ -114,18 +119,21 @@ class PasswordPolicy:
 
     def check(self, password: str, *, user_inputs: tuple[str, ...] = ()) -> None:
         """Raise WeakPassword listing every rule the password breaks, and how to do better."""
+        if len(password) > MAX_PASSWORD_LENGTH:
+            raise PasswordTooLong(len(password), MAX_PASSWORD_LENGTH)
+        unusable = _unusable(password)
+        if unusable:
+            raise WeakPassword([unusable], ["Type or paste the password again, as one line of text."])
         reasons: list[str] = []
         suggestions: list[str] = []
         if len(password) < self.min_length:
             reasons.append(f"it has {len(password)} characters, at least {self.min_length} are required")
-        if len(password) > MAX_PASSWORD_LENGTH:
-            reasons.append(f"it is longer than {MAX_PASSWORD_LENGTH} characters")
         if password.lower() in _common_passwords():
             reasons.append("it is on the list of the most common passwords")
         if self.hibp_file and in_hibp_file(self.hibp_file, password):
             reasons.append("it appears in known data breaches (Have I Been Pwned)")
-        if password and len(password) <= MAX_PASSWORD_LENGTH:
-            result = zxcvbn(password[:100], user_inputs=list(user_inputs))
+        if password:
+            result = zxcvbn(password[:STRENGTH_PREFIX], user_inputs=list(user_inputs))
             if result["score"] < self.min_strength:
                 reasons.append(
                     f"it is too easy to guess (strength {result['score']} of 4, "
@@ -141,6 +149,22 @@ class PasswordPolicy:
                 "with --generate."
             )
             raise WeakPassword(reasons, suggestions)
+
+
+def _unusable(password: str) -> str:
+    """Why no client could send this password, or "" when one can.
+
+    A lone surrogate has no UTF-8 form; a control character (newline, tab, escape...) cannot
+    be typed into a password field, and SASLprep, which SCRAM applies, forbids it.
+    """
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        return "it is not valid text (it holds a lone surrogate, so it has no UTF-8 form)"
+    for char in password:
+        if unicodedata.category(char) == "Cc":
+            return f"it contains the control character U+{ord(char):04X}, which mail clients cannot send"
+    return ""
 
 
 def generate_password() -> str:
