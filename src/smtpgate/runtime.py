@@ -17,6 +17,7 @@ from smtpgate.store import Store, open_store
 if TYPE_CHECKING:
     from smtpgate.audit import AuditRecorder, AuditStore
     from smtpgate.credentials.tokens import TokenService
+    from smtpgate.deliverability.foresight import Foresight
     from smtpgate.delivery import Spool
     from smtpgate.delivery.capture import CaptureStore
     from smtpgate.delivery.queue import QueueStore
@@ -82,6 +83,16 @@ class Runtime:
         from smtpgate.delivery.worker import build_worker
 
         return build_worker(self.config, self.queue, self.capture)
+
+    @cached_property
+    def foresight(self) -> Foresight | None:
+        """The DMARC check at the end of DATA, or None when nothing leaves or policy says not to look."""
+        if not self.config.delivery.uses_queue or self.config.deliverability.misaligned == "accept":
+            return None
+        from smtpgate.deliverability.foresight import Foresight
+
+        dispatcher = self.audit.dispatcher
+        return Foresight(self.config, alert=dispatcher.raise_alert if dispatcher is not None else None)
 
     # ---------------------------------------------------------------- the watchtower
 

@@ -41,6 +41,7 @@ HEADER_TOO_LARGE = "header-too-large"
 STORAGE_FAILED = "storage-failed"
 PROTOCOL = "protocol"                  # refused by the protocol: too big, bare CR/LF, ...
 GUARD_UNAVAILABLE = "guard-unavailable"
+DMARC_MISALIGNED = "dmarc-misaligned"      # the From: domain's DMARC policy would refuse what the route can send
 
 
 def utcnow() -> datetime:

@@ -96,6 +96,7 @@ class SmtpServer:
             guard=runtime.guard,
             audit=runtime.audit,
             disk=runtime.disk_pool,
+            foresight=runtime.foresight,
         )
         self.guard = runtime.guard
         self.audit = runtime.audit

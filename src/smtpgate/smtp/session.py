@@ -32,6 +32,7 @@ from smtpgate.credentials import (
     FailureReason,
     Principal,
 )
+from smtpgate.deliverability.foresight import Foresight
 from smtpgate.delivery import Envelope, MessageWriter, Spool
 from smtpgate.delivery.headers import addresses, header_values
 from smtpgate.guard import FailureOutcome, Guard, GuardUnavailable, QuotaHit, QuotaPlan
@@ -90,6 +91,7 @@ class SessionServices:
     auth_failure_delay: float  # seconds every failed AUTH takes, whatever its reason
     guard: Guard | None = None
     audit: AuditSink | None = None
+    foresight: Foresight | None = None  # DMARC refusals downstream, seen at the end of DATA
     disk: Executor | None = None  # spool commits (fsync); None: the loop's default executor
 
 
@@ -376,7 +378,7 @@ class Session:
             self._message_refused(ev.STORAGE_FAILED)
             conn.reject(STORAGE_FAILED)
             return
-        refusal = self._check_headers(spool)
+        refusal = self._check_headers(spool) or await self._foresee(spool)
         if refusal is not None:
             spool.abort()
             conn.reject(refusal)
@@ -446,6 +448,25 @@ class Session:
                     self._message_refused(ev.SENDER_NOT_ALLOWED, {"where": name, "address": address})
                     return Reply(550, "5.7.1", f"{name}: header address not allowed for this credential")
         return None
+
+    async def _foresee(self, spool: MessageWriter) -> Reply | None:
+        """550 5.7.26 when the From: domain's DMARC would refuse it downstream and policy says so."""
+        foresight = self._services.foresight
+        block = spool.headers_section()
+        if foresight is None or block is None:
+            return None
+        found = [a for a in addresses(block, "From") if a]
+        if not found:
+            return None
+        try:
+            verdict = await foresight.check(found[0].rpartition("@")[2], self._mail_from)
+        except Exception:  # noqa: BLE001 - a foresight failure never costs a message
+            log.exception("DMARC foresight failed")
+            return None
+        if verdict is None or not verdict.refuse:
+            return None
+        self._message_refused(ev.DMARC_MISALIGNED, {"domain": verdict.domain, "policy": verdict.policy})
+        return Reply(550, "5.7.26", verdict.reply)
 
     def reset_transaction(self) -> None:
         if self._spool is not None:
