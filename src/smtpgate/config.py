@@ -255,9 +255,10 @@ class DeliverabilityConfig(_Section):
     cache_ttl: timedelta = timedelta(hours=1)
     dkim_dir: str = "dkim"
     dkim_retire_after: timedelta = timedelta(days=7)
+    dkim_check_interval: timedelta = timedelta(minutes=5)
     mta_sts: MtaStsPublishConfig = MtaStsPublishConfig()
 
-    _check_durations = field_validator("cache_ttl", "dkim_retire_after", mode="before")(
+    _check_durations = field_validator("cache_ttl", "dkim_retire_after", "dkim_check_interval", mode="before")(
         classmethod(lambda cls, v: _duration(v))
     )
 

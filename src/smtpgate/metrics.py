@@ -79,6 +79,15 @@ class Metrics:
             "smtpgate_quota_hits", "Mail refused by a quota.", ["kind", "scope", "period"], registry=r,
         )
         self.alerts = Counter("smtpgate_alerts", "Alerts raised, by rule.", ["rule"], registry=r)
+        self.delivery_outcomes = Counter(
+            "smtpgate_delivery_outcomes",
+            "Delivery outcomes per destination domain: delivered, throttled (421/451), deferred (other 4xx), failed (5xx).",
+            ["domain", "result"], registry=r,
+        )
+        self.dnsbl_listed = Gauge(
+            "smtpgate_dnsbl_listed", "1 when the outbound address is listed on the DNS blocklist, else 0.",
+            ["address", "zone"], registry=r, multiprocess_mode="livemax",
+        )
 
 
 _metrics: Metrics | None = None

@@ -67,6 +67,8 @@ async def _serve(
     runtime.audit.start()
     watch = asyncio.get_running_loop().create_task(_watch_guard(runtime))
     usage = asyncio.get_running_loop().create_task(_flush_usage(runtime))
+    reputation = runtime.reputation_watch() if deliver else None
+    watching = asyncio.get_running_loop().create_task(reputation.run()) if reputation is not None else None
     try:
         if delivery is not None:
             delivering = asyncio.get_running_loop().create_task(delivery.run())
@@ -92,6 +94,9 @@ async def _serve(
             await asyncio.wait([delivering], timeout=20)
         if admin is not None:
             admin.cancel()
+        if reputation is not None and watching is not None:
+            reputation.stop()
+            await asyncio.wait([watching], timeout=10)
         watch.cancel()
         usage.cancel()
         await runtime.guard.close()

@@ -16,8 +16,10 @@ from smtpgate.store import Store, open_store
 
 if TYPE_CHECKING:
     from smtpgate.audit import AuditRecorder, AuditStore
+    from smtpgate.audit.store import Alert
     from smtpgate.credentials.tokens import TokenService
     from smtpgate.deliverability.foresight import Foresight
+    from smtpgate.deliverability.reputation import OutcomeWatch, Watch
     from smtpgate.delivery import Spool
     from smtpgate.delivery.capture import CaptureStore
     from smtpgate.delivery.queue import QueueStore
@@ -82,7 +84,28 @@ class Runtime:
             return None
         from smtpgate.delivery.worker import build_worker
 
-        return build_worker(self.config, self.queue, self.capture)
+        worker = build_worker(self.config, self.queue, self.capture)
+        worker.observer = self.outcome_watch.record
+        return worker
+
+    @cached_property
+    def outcome_watch(self) -> OutcomeWatch:
+        """Delivery outcomes per destination domain, and the alert on a sudden rise of failures."""
+        from smtpgate.deliverability.reputation import OutcomeWatch
+
+        r = self.config.reputation
+        return OutcomeWatch(window=r.outcome_window.total_seconds(), factor=r.rise_factor, minimum=r.rise_min,
+                            alert=self._raise_alert)
+
+    def reputation_watch(self) -> Watch:
+        """Blocklist checks and the DKIM key switch, on the process that delivers."""
+        from smtpgate.deliverability.reputation import Watch
+
+        return Watch(self.config, alert=self._raise_alert)
+
+    def _raise_alert(self, alert: Alert) -> object:
+        dispatcher = self.audit.dispatcher
+        return dispatcher.raise_alert(alert) if dispatcher is not None else None
 
     @cached_property
     def foresight(self) -> Foresight | None:
@@ -91,8 +114,7 @@ class Runtime:
             return None
         from smtpgate.deliverability.foresight import Foresight
 
-        dispatcher = self.audit.dispatcher
-        return Foresight(self.config, alert=dispatcher.raise_alert if dispatcher is not None else None)
+        return Foresight(self.config, alert=self._raise_alert)
 
     # ---------------------------------------------------------------- the watchtower
 

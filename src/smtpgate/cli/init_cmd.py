@@ -160,6 +160,7 @@ relay_spf = ""                  # the SPF term your smarthost documents, e.g. "i
 cache_ttl = "1h"                # DNS answers kept for the check at submission
 dkim_dir = "dkim"               # DKIM keys and their selectors (`smtpgate dkim rotate DOMAIN`)
 dkim_retire_after = "7d"        # an old key keeps being published this long after a switch
+dkim_check_interval = "5m"      # how often the server looks for newly published keys to switch to
 
 [deliverability.mta_sts]
 mode = "testing"                # the policy served at /.well-known/mta-sts.txt on the admin listener
@@ -169,6 +170,9 @@ max_age = "7d"
 [reputation]
 dnsbl = []                      # DNS blocklist zones to watch the outbound addresses on
 check_interval = "1h"
+outcome_window = "15m"          # delivery failures (5xx, 421/451) per destination domain are counted
+rise_factor = 3                 # ...and a window with this many times the usual failure rate...
+rise_min = 10                   # ...and at least this many failures raises an alert
 
 [tokens]
 # OAuth 2.0 bearer tokens (SASL XOAUTH2 and OAUTHBEARER) and SCRAM-SHA-256; docs/tokens.md.

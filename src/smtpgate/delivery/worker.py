@@ -63,8 +63,10 @@ class DeliveryWorker:
         concurrency: int = 20,
         poll_interval: float = 1.0,
         clock: Callable[[], datetime] = _utcnow,
+        observer: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self.queue = queue
+        self.observer = observer  # (recipient, outcome kind, reply) for each attempt: the reputation watch
         self.routes = routes
         self.hostname = hostname
         self.signer = signer or DkimSigner({})
@@ -260,6 +262,12 @@ class DeliveryWorker:
         for rcpt in pending:  # a route that forgot someone: try them again later
             outcomes.setdefault(rcpt, Outcome("temporary", "451 4.3.0 no outcome from the route"))
         log.debug("attempt on %s via %s took %.3fs", message.id, route.name, time.monotonic() - started)
+        if self.observer is not None and route.name != "capture":
+            for rcpt, outcome in outcomes.items():
+                try:
+                    self.observer(rcpt, outcome.kind, outcome.reply)
+                except Exception:  # noqa: BLE001 - counting never stops delivery
+                    log.exception("the delivery outcome observer failed")
         next_due = await asyncio.to_thread(self._record, entry, route.name, outcomes)
         if next_due is None:
             self._due.pop(message.id, None)
