@@ -163,11 +163,11 @@ async def _flush_usage(runtime: Runtime, interval: float = 1.0) -> None:
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=os.environ.get("SMTPGATE_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
-    )
+    from smtpgate.logformat import SafeFormatter
+
+    console = logging.StreamHandler(sys.stderr)  # every value escaped, every secret redacted
+    console.setFormatter(SafeFormatter("%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"))
+    logging.basicConfig(handlers=[console], level=os.environ.get("SMTPGATE_LOG_LEVEL", "INFO").upper())
     logging.getLogger("alembic").setLevel(logging.WARNING)
     audit = logging.getLogger("smtpgate.audit")  # one JSON object per line, nothing around it
     handler = logging.StreamHandler(sys.stderr)

@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from smtpgate.credentials.redaction import redact_login
 from smtpgate.credentials.tokens import TokenError
 from smtpgate.store.db import StoreUnavailable
 
@@ -91,7 +92,7 @@ async def token(request: Request) -> JSONResponse:
         issued = await run_in_threadpool(tokens.client_credentials, client_id, client_secret, params.get("scope"))
     except TokenError as exc:
         if exc.error == "invalid_client":
-            log.info("token request refused client_id=%s ip=%s: invalid client", client_id[:40], _ip(request))
+            log.info("token request refused client_id=%s ip=%s: invalid client", redact_login(client_id), _ip(request))
             return _error(401, "invalid_client", "client authentication failed", basic=basic is not None)
         return _error(400, exc.error, str(exc))
     except StoreUnavailable:

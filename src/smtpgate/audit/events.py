@@ -1,6 +1,8 @@
 """What the audit records: one event per AUTH attempt and per message decision.
 
-An event holds the login *as given* and never the secret. Reason codes are stable
+An event holds the login as given, never the secret: a secret pasted into the login field
+is replaced by its prefix and a keyed hash, and a login that is not an address is cut
+short (`credentials.redaction`), here, so no recorder can forget it. Reason codes are stable
 strings (they are filtered on, alerted on and documented), one per way to fail.
 """
 
@@ -9,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from smtpgate.credentials.redaction import redact_login
 
 AUTH = "auth"
 MESSAGE = "message"
@@ -61,6 +65,11 @@ class AuditEvent:
     credential_id: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
     time: datetime = field(default_factory=utcnow)
+
+    def __post_init__(self) -> None:
+        safe = redact_login(self.login)
+        if safe != self.login:
+            object.__setattr__(self, "login", safe)
 
     def to_json(self) -> dict[str, Any]:
         return {

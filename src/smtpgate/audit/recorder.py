@@ -14,7 +14,6 @@ new ones go to the JSON log only, and `dropped` counts the rows lost.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -26,6 +25,7 @@ from smtpgate.audit.alerts import AlertDispatcher
 from smtpgate.audit.anomaly import AnomalyDetector
 from smtpgate.audit.events import AuditEvent
 from smtpgate.audit.store import AuditStore
+from smtpgate.logformat import json_line
 
 log = logging.getLogger("smtpgate.audit")
 errors = logging.getLogger("smtpgate.audit_writer")
@@ -190,4 +190,4 @@ def _first_line(exc: Exception) -> str:
 
 
 def _line(event: AuditEvent) -> str:
-    return json.dumps(event.to_json(), separators=(",", ":"), ensure_ascii=False)
+    return json_line(event.to_json())

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from smtpgate.config import Config
-from smtpgate.credentials import app_passwords, scram
+from smtpgate.credentials import app_passwords, redaction, scram
 from smtpgate.credentials.cache import CacheSettings, CredentialCache, Snapshot
 from smtpgate.credentials.errors import (
     AccountExists,
@@ -142,6 +142,7 @@ class CredentialService:
         from smtpgate.credentials.tokens import TokenService
 
         app_key = config.read_secret_file(config.secrets.app_password_key_file, "app-password key")
+        redaction.set_key(app_key)  # redacted secrets hash the same in every process of this server
         return cls(
             store,
             app_key=app_key,

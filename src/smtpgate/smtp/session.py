@@ -32,6 +32,7 @@ from smtpgate.credentials import (
     FailureReason,
     Principal,
 )
+from smtpgate.credentials.redaction import redact_login
 from smtpgate.deliverability.foresight import Foresight
 from smtpgate.delivery import Envelope, MessageWriter, Spool
 from smtpgate.delivery.headers import addresses, header_values
@@ -173,7 +174,7 @@ class Session:
         started = time.monotonic()
         guard = self._services.guard
         if guard is not None:
-            refusal = await guard.before_auth(self.client_ip, event.login)
+            refusal = await guard.before_auth(self.client_ip, redact_login(event.login))
             if refusal is not None:
                 await self._auth_refused(conn, event, refusal.reason, started)
                 return
@@ -184,7 +185,7 @@ class Session:
                 authzid=event.authzid,
             )
         except StoreUnavailable as exc:
-            log.error("auth %s from %s: credential store unavailable: %s", event.login, self.client_ip, exc)
+            log.error("auth %s from %s: credential store unavailable: %s", redact_login(event.login), self.client_ip, exc)
             self._auth_metrics(event.mechanism, ev.FAIL, ev.STORE_UNAVAILABLE, started)
             self._record(ev.AUTH, ev.FAIL, ev.STORE_UNAVAILABLE, login=event.login, mechanism=event.mechanism)
             conn.reject(AUTH_TEMPORARY_FAILURE)
@@ -199,18 +200,18 @@ class Session:
                     max_per_hour=scopes.max_per_hour, max_per_day=scopes.max_per_day,
                     max_rcpt_per_hour=scopes.max_rcpt_per_hour, max_rcpt_per_day=scopes.max_rcpt_per_day,
                 )
-            log.debug("auth ok login=%s credential=%s ip=%s mech=%s", result.login, result.credential_id, self.client_ip, event.mechanism)
+            log.debug("auth ok login=%s credential=%s ip=%s mech=%s", redact_login(result.login), result.credential_id, self.client_ip, event.mechanism)
             self._auth_metrics(event.mechanism, ev.OK, "", started)
             self._record(ev.AUTH, ev.OK, "", login=event.login or result.login, credential_id=result.credential_id)
             conn.accept()
             return
         log.info(
             "auth failed login=%s credential=%s ip=%s mech=%s reason=%s",
-            result.login, result.credential_id or "-", self.client_ip, event.mechanism, result.reason,
+            redact_login(result.login), result.credential_id or "-", self.client_ip, event.mechanism, result.reason,
         )
         outcome = FailureOutcome()
         if guard is not None and result.reason not in (FailureReason.APP_PASSWORD_REQUIRED, FailureReason.IDP_UNAVAILABLE):
-            outcome = await guard.auth_failed(self.client_ip, event.login)
+            outcome = await guard.auth_failed(self.client_ip, redact_login(event.login))
         self._after_failure(event, str(result.reason), result.credential_id, outcome)
         await self._pad(started)
         self._auth_metrics(event.mechanism, ev.FAIL, str(result.reason), started)
@@ -223,7 +224,7 @@ class Session:
         try:
             stored = await asyncio.to_thread(self._services.credentials.scram_keys, event.login)
         except StoreUnavailable as exc:
-            log.error("auth %s from %s: credential store unavailable: %s", event.login, self.client_ip, exc)
+            log.error("auth %s from %s: credential store unavailable: %s", redact_login(event.login), self.client_ip, exc)
             self._record(ev.AUTH, ev.FAIL, ev.STORE_UNAVAILABLE, login=event.login, mechanism=event.mechanism)
             conn.reject(AUTH_TEMPORARY_FAILURE)
             return
@@ -234,11 +235,11 @@ class Session:
         """A cancelled (``*``) or malformed exchange: answered 501 already, but it is a failed
         AUTH all the same (a SCRAM probe that reads the salt and leaves must not go unseen)."""
         reason = ev.SASL_CANCELLED if event.reason == "cancelled" else ev.SASL_MALFORMED
-        log.info("auth aborted login=%s ip=%s mech=%s reason=%s", event.login or "-", self.client_ip, event.mechanism, reason)
+        log.info("auth aborted login=%s ip=%s mech=%s reason=%s", redact_login(event.login) or "-", self.client_ip, event.mechanism, reason)
         self._auth_metrics(event.mechanism, ev.FAIL, reason, time.monotonic())
         outcome = FailureOutcome()
         if self._services.guard is not None:
-            outcome = await self._services.guard.auth_failed(self.client_ip, event.login)
+            outcome = await self._services.guard.auth_failed(self.client_ip, redact_login(event.login))
         self._after_failure(event, reason, None, outcome)
         if outcome.source_banned:
             conn.refuse(BANNED)
@@ -246,14 +247,14 @@ class Session:
     async def _auth_refused(self, conn: ServerConnection, event: AuthAttempt, reason: str, started: float) -> None:
         """The guard said no before the secret was looked at: a banned source, a protected login."""
         if reason == ev.BANNED:
-            log.info("auth refused login=%s ip=%s reason=banned", event.login, self.client_ip)
+            log.info("auth refused login=%s ip=%s reason=banned", redact_login(event.login), self.client_ip)
             self._auth_metrics(event.mechanism, ev.FAIL, reason, started)
             self._record(ev.AUTH, ev.FAIL, reason, login=event.login, mechanism=event.mechanism)
             conn.refuse(BANNED)
             return
-        log.info("auth refused login=%s ip=%s reason=%s", event.login, self.client_ip, reason)
+        log.info("auth refused login=%s ip=%s reason=%s", redact_login(event.login), self.client_ip, reason)
         assert self._services.guard is not None
-        outcome = await self._services.guard.auth_failed(self.client_ip, event.login)
+        outcome = await self._services.guard.auth_failed(self.client_ip, redact_login(event.login))
         self._after_failure(event, reason, None, outcome)
         await self._pad(started)
         self._auth_metrics(event.mechanism, ev.FAIL, reason, started)
@@ -272,7 +273,7 @@ class Session:
                 metrics().bans.labels("address" if ban.single_address else "network").inc()
         if outcome.login_protected:
             details["login_protected"] = True
-            log.warning("login %s is under attack: only its known-good sources may try it for now", event.login)
+            log.warning("login %s is under attack: only its known-good sources may try it for now", redact_login(event.login))
         self._record(ev.AUTH, ev.FAIL, reason, login=event.login, credential_id=credential_id,
                      mechanism=event.mechanism, details=details)
 
