@@ -161,6 +161,6 @@ def test_mutt_with_default_settings_logs_in_with_scram(server: RunningServer, im
         result = mutt(server, login, secret, f"mutt-{implicit}-{n}", implicit=implicit)
         assert result.returncode == 0, result.stdout + result.stderr
         assert len(captured(server, f"mutt-{implicit}-{n}")) == 1
-    assert f"auth ok login={login}" in server.log() and "mech=SCRAM-SHA-256" in server.log()
+    assert f'"mechanism":"SCRAM-SHA-256","login":"{login}"' in server.log()  # the audit's JSON line
     wrong = mutt(server, login, "not-" + PASSWORD, f"mutt-{implicit}-wrong", implicit=implicit)
     assert wrong.returncode != 0 and not captured(server, f"mutt-{implicit}-wrong")
