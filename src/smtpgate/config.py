@@ -83,6 +83,10 @@ class SmtpConfig(_Section):
     auth_failure_delay: timedelta = timedelta(milliseconds=250)
     tls_handshake_timeout: timedelta = timedelta(seconds=30)
     shutdown_grace: timedelta = timedelta(seconds=30)
+    # Message policy of authenticated submission (docs/configuration.md, "Message policy").
+    allow_null_sender: bool = False
+    display_name_address: Literal["refuse", "flag", "allow"] = "refuse"
+    received_auth: Literal["token", "none"] = "token"
 
     _check_listen = field_validator("submission", "submissions")(classmethod(lambda cls, v: _listen(v)))
     _check_durations = field_validator(

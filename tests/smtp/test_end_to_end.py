@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import smtplib
 
 import pytest
 
+from tests.guard.servers import eventually
 from tests.smtp.server_harness import PASSWORD, RunningServer
 
 MESSAGE = b"From: {sender}\r\nTo: bob@example.org\r\nSubject: {subject}\r\n\r\nHello\r\n"
@@ -32,8 +34,29 @@ def test_starttls_app_password_message_is_captured(server: RunningServer) -> Non
     assert captured[0].mail_from == "e2e1@example.com" and captured[0].rcpt_to == ("bob@example.org",)
     raw = server.runtime.capture.open_raw(captured[0].id).read()
     assert raw.startswith(b"Received: from client.test ([127.0.0.1])")
-    assert b"TLSv1.3" in raw and captured[0].credential_id.encode() in raw
-    assert secret.encode() not in raw
+    assert b"TLSv1.3" in raw and secret.encode() not in raw
+    # every recipient sees this header: the credential id is not theirs to know; an opaque
+    # per-message token that the audit ties to the credential is there instead
+    received = raw.split(b"\r\n\t", 3)
+    assert captured[0].credential_id.encode() not in raw
+    token = re.search(rb"\(auth ([0-9a-f]{16})\)", b"".join(received[:3]))
+    assert token is not None
+    events = eventually(lambda: server.runtime.audit_store.query(credential_id=captured[0].credential_id, kind="message"), bool)
+    assert [e.event.details.get("received_token") for e in events] == [token.group(1).decode()]
+
+
+def test_source_route_is_dropped_from_the_envelope(server: RunningServer) -> None:
+    """RFC 5321 4.1.1.3: a source route is ignored; the mailbox is what is checked and stored."""
+    secret = server.account_with_app_password("route@example.com")
+    with starttls_client(server) as client:
+        client.login("route@example.com", secret)
+        assert client.docmd("MAIL", "FROM:<@evil.example:route@example.com>")[0] == 250
+        assert client.docmd("RCPT", "TO:<@relay.example:bob@example.org>")[0] == 250
+        assert client.docmd("DATA")[0] == 354
+        client.send(message("route@example.com", "routed") + b".\r\n")
+        assert client.getreply()[0] == 250
+    captured = [m for m in server.runtime.capture.list() if m.subject == "routed"]
+    assert [(m.mail_from, m.rcpt_to) for m in captured] == [("route@example.com", ("bob@example.org",))]
 
 
 def test_implicit_tls_advertises_and_accepts_auth(server: RunningServer) -> None:
@@ -170,3 +193,30 @@ def test_oversized_message_is_refused_while_streaming(server: RunningServer) -> 
         assert (code, reply[:5]) == (552, b"5.3.4")
         assert client.noop()[0] == 250  # the session goes on
     assert not [m for m in server.runtime.capture.list() if m.mail_from == "big@example.com"]
+
+
+def test_message_policy_keys(tmp_path) -> None:
+    """allow_null_sender = true, display_name_address = "flag", received_auth = "none"."""
+    from tests.smtp.server_harness import init_data_dir
+
+    config = init_data_dir(tmp_path / "data", smtp={
+        "allow_null_sender": "true", "display_name_address": '"flag"', "received_auth": '"none"',
+    })
+    server = RunningServer(config)
+    server.start()
+    try:
+        secret = server.account_with_app_password("receipts@example.com")
+        with starttls_client(server) as client:
+            client.login("receipts@example.com", secret)
+            client.sendmail("", ["bob@example.org"], message('"boss@example.com" <receipts@example.com>', "flagged"))
+        [captured] = [m for m in server.runtime.capture.list() if m.subject == "flagged"]
+        assert captured.mail_from == ""
+        raw = server.runtime.capture.open_raw(captured.id).read()
+        assert b"(auth " not in raw and captured.credential_id.encode() not in raw
+        events = eventually(lambda: server.runtime.audit_store.query(credential_id=captured.credential_id, kind="message"), bool)
+        [event] = events
+        assert event.event.details["flags"] == [{"reason": "display-name-address", "where": "From",
+                                           "address": "receipts@example.com", "shown": "boss@example.com"}]
+        assert "received_token" not in event.event.details
+    finally:
+        server.close()

@@ -39,6 +39,8 @@ STORE_UNAVAILABLE = "store-unavailable"
 # message decisions
 ACCEPTED = "accepted"
 SENDER_NOT_ALLOWED = "sender-not-allowed"
+NULL_SENDER = "null-sender"            # MAIL FROM:<> from submission, unless [smtp] allow_null_sender
+DISPLAY_NAME_ADDRESS = "display-name-address"  # a display name that is another address than the real one
 QUOTA = "quota"
 NO_FROM_HEADER = "no-from-header"
 HEADER_TOO_LARGE = "header-too-large"

@@ -1,7 +1,7 @@
 """Fast reads of single header fields from a raw header block.
 
 The stdlib `email` parser builds a whole message object with defect tracking; on the
-accept path of every message we need only Subject, From and Sender, so we find those
+accept path of every message we need only Subject and the sender fields, so we find those
 fields with one regular expression and decode them with the stdlib's field-level helpers.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import email.header
 import email.utils
 import re
+import unicodedata
 from functools import lru_cache
 
 
@@ -41,3 +42,21 @@ def addresses(section: bytes, name: str) -> list[str]:
     """The addresses of every `name` field (From:, Sender:); "" for an unparsable one."""
     found = [address for _, address in email.utils.getaddresses(header_values(section, name))]
     return found
+
+
+def mailboxes(section: bytes, name: str) -> list[tuple[str, str]]:
+    """(display name, address) of every mailbox in every `name` field; names decoded.
+
+    Encoded-words (RFC 2047) are decoded and the text NFKC-normalised, so that
+    `=?utf-8?q?carol=40example.test?=` and a full-width at sign read as what they show.
+    """
+    pairs = email.utils.getaddresses(header_values(section, name))
+    return [(unicodedata.normalize("NFKC", decode_words(display)), address) for display, address in pairs]
+
+
+_SHOWN_ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:@]+@[^\s<>()\[\]\"',;:@]+\.[^\s<>()\[\]\"',;:@]+")
+
+
+def shown_addresses(display: str) -> list[str]:
+    """What in a display name reads as an e-mail address (`"carol@example.test" <...>`)."""
+    return _SHOWN_ADDRESS.findall(display)

@@ -40,7 +40,7 @@ from smtpgate.smtp.protocol import (
     StartTLS,
     State,
 )
-from smtpgate.smtp.session import BANNED, Session, SessionServices
+from smtpgate.smtp.session import BANNED, MessagePolicy, Session, SessionServices
 from smtpgate.smtp.tls import ReloadableTlsContext, TlsConfigError, describe_tls
 
 log = logging.getLogger("smtpgate.server")
@@ -97,6 +97,11 @@ class SmtpServer:
             audit=runtime.audit,
             disk=runtime.disk_pool,
             foresight=runtime.foresight,
+            policy=MessagePolicy(
+                allow_null_sender=config.smtp.allow_null_sender,
+                display_name_address=config.smtp.display_name_address,
+                received_auth=config.smtp.received_auth,
+            ),
         )
         self.guard = runtime.guard
         self.audit = runtime.audit

@@ -19,8 +19,9 @@ import email.utils
 from concurrent.futures import Executor
 import logging
 import random
+import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Protocol
 
@@ -35,7 +36,7 @@ from smtpgate.credentials import (
 from smtpgate.credentials.redaction import redact_login
 from smtpgate.deliverability.foresight import Foresight
 from smtpgate.delivery import Envelope, MessageWriter, Spool
-from smtpgate.delivery.headers import addresses, header_values
+from smtpgate.delivery.headers import addresses, header_values, mailboxes, shown_addresses
 from smtpgate.guard import FailureOutcome, Guard, GuardUnavailable, QuotaHit, QuotaPlan
 from smtpgate.metrics import metrics
 from smtpgate.smtp.protocol import (
@@ -68,6 +69,9 @@ STORAGE_FAILED = Reply(451, "4.3.0", "Could not store the message, try again lat
 NO_FROM_HEADER = Reply(550, "5.6.0", "Message has no From: header (RFC 5322 requires one)")
 BANNED = Reply(421, "4.7.0", "Too many failed logins from your address, try again later")
 GUARD_UNAVAILABLE = Reply(451, "4.3.0", "Temporary failure checking the sending quota, try again later")
+NULL_SENDER_REFUSED = Reply(550, "5.7.1", "Null sender <> not allowed for submission")
+# The header fields that say who sent a message; each must be an address of the credential.
+SENDER_FIELDS = ("From", "Sender", "Resent-From", "Resent-Sender")
 
 
 def quota_reply(hit: QuotaHit) -> Reply:
@@ -83,6 +87,24 @@ class AuditSink(Protocol):
 
 
 @dataclass(frozen=True)
+class MessagePolicy:
+    """What authenticated submission accepts beyond the sender scopes ([smtp] keys).
+
+    `allow_null_sender`: `MAIL FROM:<>` is for notifications a mail server sends (RFC 5321
+    4.5.5); from a client it makes a message whose failures nobody hears of, so it is
+    refused unless an application that sends receipts or DSNs needs it.
+    `display_name_address`: "refuse" / "flag" (accept, audit and log) / "allow" a display
+    name that shows another address than the real one (`"ceo@corp" <intern@corp>`).
+    `received_auth`: "token" puts an opaque per-message token in the Received: header (the
+    audit ties it to the credential), "none" puts nothing; the credential id never shows.
+    """
+
+    allow_null_sender: bool = False
+    display_name_address: str = "refuse"
+    received_auth: str = "token"
+
+
+@dataclass(frozen=True)
 class SessionServices:
     """Everything a session needs from the rest of the server."""
 
@@ -94,6 +116,7 @@ class SessionServices:
     audit: AuditSink | None = None
     foresight: Foresight | None = None  # DMARC refusals downstream, seen at the end of DATA
     disk: Executor | None = None  # spool commits (fsync); None: the loop's default executor
+    policy: MessagePolicy = field(default_factory=MessagePolicy)
 
 
 class TlsInfo(Protocol):
@@ -114,6 +137,8 @@ class Session:
         self.mechanism = ""
         self._tls_version = ""
         self._plan = QuotaPlan()
+        self._flags: list[dict[str, object]] = []  # what "flag" policies noticed in this message
+        self._received_token = ""
 
     async def handle(self, conn: ServerConnection, event: Event) -> None:
         """Act on one event; every decision event is answered before this returns."""
@@ -293,6 +318,11 @@ class Session:
 
     async def _mail_from_decision(self, conn: ServerConnection, event: MailFrom) -> None:
         assert self.principal is not None  # the protocol refuses MAIL before AUTH
+        if not event.address and not self._services.policy.allow_null_sender:
+            log.info("null sender refused credential=%s ip=%s", self.principal.credential_id, self.client_ip)
+            self._message_refused(ev.NULL_SENDER, {"where": "mail-from"})
+            conn.reject(NULL_SENDER_REFUSED)
+            return
         if event.address and not self.principal.scopes.allows_sender(event.address):
             log.info("sender refused credential=%s from=%s ip=%s", self.principal.credential_id, event.address, self.client_ip)
             self._message_refused(ev.SENDER_NOT_ALLOWED, {"where": "mail-from", "address": event.address})
@@ -340,6 +370,7 @@ class Session:
     def _open_spool(self, conn: ServerConnection) -> None:
         assert self.principal is not None
         now = datetime.now(timezone.utc)
+        self._flags, self._received_token = [], ""
         try:
             spool = self._services.spool.begin(
                 Envelope(
@@ -362,12 +393,17 @@ class Session:
         conn.accept()
 
     def _received_header(self, message_id: str, now: datetime) -> bytes:
-        assert self.principal is not None
+        """Every recipient reads this: it names no credential, at most an opaque token that
+        the audit event of the message ties to one ([smtp] received_auth)."""
         tls = self._tls_info() or "no TLS"
+        auth = ""
+        if self._services.policy.received_auth == "token":
+            self._received_token = secrets.token_hex(8)
+            auth = f" (auth {self._received_token})"
         header = (
             f"Received: from {self.helo or 'unknown'} ([{self.client_ip}])\r\n"
             f"\tby {self._services.hostname} (smtpgate) with ESMTPSA id {message_id}\r\n"
-            f"\t(tls {tls}) (credential {self.principal.credential_id});\r\n"
+            f"\t(tls {tls}){auth};\r\n"
             f"\t{email.utils.format_datetime(now)}\r\n"
         )
         return header.encode("utf-8", "replace")
@@ -417,9 +453,14 @@ class Session:
         m.recipients.inc(len(self._rcpt_to))
         m.message_bytes.inc(stored.size)
         m.message_seconds.observe(time.monotonic() - started)
-        self._record(ev.MESSAGE, ev.OK, ev.ACCEPTED, details={
+        details: dict[str, object] = {
             "id": stored.id, "from": self._mail_from, "rcpts": len(self._rcpt_to), "size": stored.size,
-        })
+        }
+        if self._received_token:
+            details["received_token"] = self._received_token
+        if self._flags:
+            details["flags"] = [{"reason": ev.DISPLAY_NAME_ADDRESS, **flag} for flag in self._flags]
+        self._record(ev.MESSAGE, ev.OK, ev.ACCEPTED, details=details)
         conn.accept(f"Ok: queued as {stored.id}")
 
     async def _refund(self) -> None:
@@ -430,7 +471,8 @@ class Session:
                 log.error("quota refund failed: %s", exc)
 
     def _check_headers(self, spool: MessageWriter) -> Reply | None:
-        """From: (and Sender: when present) must be addresses this credential may use."""
+        """From:, and Sender:, Resent-From:, Resent-Sender: when present, must be addresses
+        this credential may use, and their display names must not show another address."""
         assert self.principal is not None
         block = spool.headers_section()
         if block is None:
@@ -439,8 +481,8 @@ class Session:
         if not header_values(block, "From"):
             self._message_refused(ev.NO_FROM_HEADER)
             return NO_FROM_HEADER
-        for name in ("From", "Sender"):
-            for address in addresses(block, name):
+        for name in SENDER_FIELDS:
+            for display, address in mailboxes(block, name):
                 if not address or not self.principal.scopes.allows_sender(address):
                     log.info(
                         "header %s refused credential=%s address=%s ip=%s",
@@ -448,6 +490,9 @@ class Session:
                     )
                     self._message_refused(ev.SENDER_NOT_ALLOWED, {"where": name, "address": address})
                     return Reply(550, "5.7.1", f"{name}: header address not allowed for this credential")
+                refusal = self._check_display_name(name, display, address)
+                if refusal is not None:
+                    return refusal
         return None
 
     async def _foresee(self, spool: MessageWriter) -> Reply | None:
@@ -469,12 +514,32 @@ class Session:
         self._message_refused(ev.DMARC_MISALIGNED, {"domain": verdict.domain, "policy": verdict.policy})
         return Reply(550, "5.7.26", verdict.reply)
 
+    def _check_display_name(self, name: str, display: str, address: str) -> Reply | None:
+        """`"carol@example.test" <alice@example.com>`: what a reader sees is not who sent it."""
+        policy = self._services.policy.display_name_address
+        if policy == "allow":
+            return None
+        shown = [a for a in shown_addresses(display) if a.casefold() != address.casefold()]
+        if not shown:
+            return None
+        assert self.principal is not None
+        details = {"where": name, "address": address, "shown": shown[0][:254]}
+        log.info("header %s display name shows %s credential=%s address=%s ip=%s (%s)",
+                 name, shown[0][:254], self.principal.credential_id, address, self.client_ip, policy)
+        if policy == "flag":
+            self._flags.append(details)
+            return None
+        self._message_refused(ev.DISPLAY_NAME_ADDRESS, details)
+        return Reply(550, "5.7.1", f"{name}: display name is an address other than the sender's")
+
     def reset_transaction(self) -> None:
         if self._spool is not None:
             self._spool.abort()
             self._spool = None
         self._mail_from = ""
         self._rcpt_to = []
+        self._flags = []
+        self._received_token = ""
 
 
 def _failure_reply(failure: AuthFailure) -> Reply:
