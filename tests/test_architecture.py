@@ -25,7 +25,7 @@ def imports_of(path: Path) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("package", ["credentials", "guard", "audit", "delivery", "deliverability", "mailauth", "store"])
+@pytest.mark.parametrize("package", ["credentials", "guard", "audit", "delivery", "deliverability", "mailauth", "store", "backup"])
 def test_core_packages_never_import_the_faces(package: str) -> None:
     for path in (SRC / package).rglob("*.py"):
         bad = [name for name in imports_of(path) if name.startswith(FACES)]
