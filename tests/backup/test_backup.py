@@ -64,7 +64,8 @@ def test_restore_refuses_a_damaged_backup_before_writing_anything(cli: Cli, tmp_
     with_account(cli).ok("backup", str(backup))
     key = backup / "data" / "secrets" / "app-password.key"
     if damage == "altered":
-        key.write_bytes(key.read_bytes()[:-2] + b"0\n")
+        original = key.read_bytes()
+        key.write_bytes(bytes([original[0] ^ 1]) + original[1:])  # one bit, same size
     elif damage == "missing":
         key.unlink()
     elif damage == "added":
