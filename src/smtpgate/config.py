@@ -95,10 +95,24 @@ class SmtpConfig(_Section):
     )(classmethod(lambda cls, v: _duration(v)))
 
 
+def _cidrs(value: list[str]) -> list[str]:
+    import ipaddress
+
+    for text in value:
+        try:
+            ipaddress.ip_network(str(text).strip(), strict=False)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a network; use CIDR such as 192.0.2.0/24 or 2001:db8::/48") from None
+    return value
+
+
 class AdminConfig(_Section):
     listen: str = "127.0.0.1:8025"
+    # proxies whose X-Forwarded-For is believed; empty: the peer's address is the client's
+    trusted_proxies: list[str] = []
 
     _check_listen = field_validator("listen")(classmethod(lambda cls, v: _listen(v)))
+    _check_proxies = field_validator("trusted_proxies")(classmethod(lambda cls, v: _cidrs(v)))
 
 
 class PasswordConfig(_Section):
@@ -339,17 +353,7 @@ class GuardConfig(_Section):
             raise ValueError("expected a redis://, rediss:// or unix:// URL")
         return value
 
-    @field_validator("allow_networks")
-    @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
-        import ipaddress
-
-        for text in value:
-            try:
-                ipaddress.ip_network(str(text).strip(), strict=False)
-            except ValueError:
-                raise ValueError(f"{text!r} is not a network; use CIDR such as 192.0.2.0/24 or 2001:db8::/48") from None
-        return value
+    _check_networks = field_validator("allow_networks")(classmethod(lambda cls, v: _cidrs(v)))
 
 
 class AuditConfig(_Section):

@@ -41,7 +41,10 @@ async def serve_admin(runtime: Runtime, sock: socket.socket) -> None:
     """Serve the admin app on an already bound socket until cancelled."""
     import uvicorn
 
-    config = uvicorn.Config(create_app(runtime), log_level="warning", access_log=False, lifespan="off")
+    # proxy_headers off: uvicorn would believe X-Forwarded-For from loopback; the token
+    # endpoint believes it only from [admin] trusted_proxies (admin/oauth.py)
+    config = uvicorn.Config(create_app(runtime), log_level="warning", access_log=False, lifespan="off",
+                            proxy_headers=False)
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the SMTP server owns signals
     await server.serve(sockets=[sock])

@@ -5,13 +5,21 @@ HTTP Basic or with `client_id` and `client_secret` in the form body (section 2.3
 both), and gets a JWT access token; errors are section 5.2 JSON bodies. The body is
 parsed with the standard library because it is one small urlencoded form and the check
 for repeated parameters (section 3.2) needs the raw pairs, which form helpers hide.
+
+Client authentication is a login like SMTP AUTH: a banned source is refused (429), every
+failure is counted by the guard (so guessing bans the source) and audited, every success
+audited. The client's address is the peer's, or, when the peer is one of
+`[admin] trusted_proxies`, the last X-Forwarded-For hop that is not a trusted proxy.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import logging
+import math
+import time
 from typing import Any
 from urllib.parse import parse_qsl, unquote_plus
 
@@ -19,6 +27,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from smtpgate.audit import events as ev
+from smtpgate.audit.events import AuditEvent
 from smtpgate.credentials.redaction import redact_login
 from smtpgate.credentials.tokens import TokenError
 from smtpgate.store.db import StoreUnavailable
@@ -87,18 +97,43 @@ async def token(request: Request) -> JSONResponse:
     if grant_type != "client_credentials":
         return _error(400, "unsupported_grant_type", "only the client_credentials grant is supported")
 
-    tokens = request.app.state.runtime.tokens
+    runtime = request.app.state.runtime
+    ip, shown = _ip(request), redact_login(client_id)
+    refusal = await runtime.guard.before_auth(ip, shown)
+    if refusal is not None and refusal.reason == ev.BANNED:  # a protected login does not apply: client secrets are not guessable
+        log.info("token request refused client_id=%s ip=%s: source banned", shown, ip)
+        _audit(runtime, ev.FAIL, ev.BANNED, ip, client_id)
+        retry = max(1, math.ceil(refusal.ban.until - time.time())) if refusal.ban is not None else 60
+        response = _error(429, "temporarily_unavailable", "too many failed client authentications from your address")
+        response.headers["Retry-After"] = str(retry)
+        return response
     try:
-        issued = await run_in_threadpool(tokens.client_credentials, client_id, client_secret, params.get("scope"))
+        issued = await run_in_threadpool(runtime.tokens.client_credentials, client_id, client_secret, params.get("scope"))
     except TokenError as exc:
         if exc.error == "invalid_client":
-            log.info("token request refused client_id=%s ip=%s: invalid client", redact_login(client_id), _ip(request))
+            log.info("token request refused client_id=%s ip=%s: invalid client", shown, ip)
+            outcome = await runtime.guard.auth_failed(ip, shown)
+            details = {"source_failures": outcome.ip_failures} if outcome.ip_failures else {}
+            if outcome.new_bans:
+                details["bans"] = [b.network for b in outcome.new_bans]
+            _audit(runtime, ev.FAIL, ev.INVALID_CLIENT, ip, client_id, details)
             return _error(401, "invalid_client", "client authentication failed", basic=basic is not None)
+        _audit(runtime, ev.FAIL, exc.error.replace("_", "-"), ip, client_id)
         return _error(400, exc.error, str(exc))
     except StoreUnavailable:
+        _audit(runtime, ev.FAIL, ev.STORE_UNAVAILABLE, ip, client_id)
         return _error(503, "temporarily_unavailable", "the credential store is unreachable; try again later")
+    _audit(runtime, ev.OK, "", ip, client_id)
     body_json: dict[str, Any] = issued.to_json()
     return JSONResponse(body_json, headers=_NO_STORE)
+
+
+def _audit(runtime: Any, result: str, reason: str, ip: str, client_id: str, details: dict[str, object] | None = None) -> None:
+    """The token endpoint's client authentications go to the audit like SMTP AUTH (listener `admin`)."""
+    runtime.audit.record(AuditEvent(
+        kind=ev.AUTH, result=result, reason=reason, listener="admin", remote_ip=ip,
+        mechanism="client_credentials", login=client_id, details=details or {},
+    ))
 
 
 @router.get("/.well-known/jwks.json", include_in_schema=False)
@@ -108,4 +143,34 @@ async def jwks(request: Request) -> JSONResponse:
 
 
 def _ip(request: Request) -> str:
-    return request.client.host if request.client else "-"
+    """The client's address: the peer's, unless the peer is a trusted proxy (then X-Forwarded-For)."""
+    peer = request.client.host if request.client else "-"
+    trusted = _trusted(tuple(request.app.state.runtime.config.admin.trusted_proxies))
+    if not trusted or not _within(peer, trusted):
+        return peer
+    hops = [h.strip() for h in ",".join(request.headers.getlist("x-forwarded-for")).split(",") if h.strip()]
+    for hop in reversed(hops):  # right to left: each hop was appended by the proxy after it
+        try:
+            address = str(ipaddress.ip_address(hop))
+        except ValueError:
+            return peer  # a hop we cannot read: believe nothing further left
+        if not _within(address, trusted):
+            return address
+    return peer
+
+
+_NETWORKS: dict[tuple[str, ...], tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]] = {}
+
+
+def _trusted(cidrs: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    if cidrs not in _NETWORKS:
+        _NETWORKS[cidrs] = tuple(ipaddress.ip_network(c.strip(), strict=False) for c in cidrs)
+    return _NETWORKS[cidrs]
+
+
+def _within(address: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip.version == n.version and ip in n for n in networks)

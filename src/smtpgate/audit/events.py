@@ -35,6 +35,7 @@ SASL_MALFORMED = "sasl-malformed"        # a response that cannot be parsed (bad
 BANNED = "banned"                      # the source is banned (at connect, or during a session)
 LOGIN_PROTECTED = "login-protected"    # the login is under attack and this source never used it
 STORE_UNAVAILABLE = "store-unavailable"
+INVALID_CLIENT = "invalid-client"      # the token endpoint: unknown client_id, wrong or revoked secret
 
 # message decisions
 ACCEPTED = "accepted"

@@ -46,6 +46,7 @@ data_timeout = "10m"
 
 [admin]
 listen = "127.0.0.1:{admin_port}"
+trusted_proxies = []   # proxies whose X-Forwarded-For is believed, e.g. ["10.0.0.5/32"]; none by default
 
 [passwords]
 # argon2id parameters (OWASP minimum: 19 MiB, 2 passes, 1 lane)
