@@ -158,7 +158,7 @@ class Session:
         elif isinstance(event, RcptTo):
             await self._rcpt_decision(conn, event)
         elif isinstance(event, DataStart):
-            self._open_spool(conn)
+            await self._open_spool(conn)
         elif isinstance(event, MessageComplete):
             await self._complete(conn)
         elif isinstance(event, MessageRejected):
@@ -367,22 +367,23 @@ class Session:
         self._message_refused(ev.QUOTA, {**hit.to_json(), **details})
         return quota_reply(hit)
 
-    def _open_spool(self, conn: ServerConnection) -> None:
+    async def _open_spool(self, conn: ServerConnection) -> None:
+        """Create the message's file in the disk pool: a create can wait for the file
+        system's journal, and the event loop must not wait with it."""
         assert self.principal is not None
         now = datetime.now(timezone.utc)
         self._flags, self._received_token = [], ""
+        envelope = Envelope(
+            mail_from=self._mail_from,
+            rcpt_to=tuple(self._rcpt_to),
+            credential_id=self.principal.credential_id,
+            account=self.principal.login,
+            client_ip=self.client_ip,
+            helo=self.helo,
+            received_at=now,
+        )
         try:
-            spool = self._services.spool.begin(
-                Envelope(
-                    mail_from=self._mail_from,
-                    rcpt_to=tuple(self._rcpt_to),
-                    credential_id=self.principal.credential_id,
-                    account=self.principal.login,
-                    client_ip=self.client_ip,
-                    helo=self.helo,
-                    received_at=now,
-                )
-            )
+            spool = await asyncio.get_running_loop().run_in_executor(self._services.disk, self._services.spool.begin, envelope)
             spool.write(self._received_header(spool.message_id, now))
         except OSError as exc:
             log.error("cannot open the spool: %s", exc)
