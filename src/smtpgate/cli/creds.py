@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -17,6 +17,7 @@ from smtpgate.cli.common import (
     MaxPerHourOption,
     MaxRcptPerDayOption,
     MaxRcptPerHourOption,
+    err,
     fail,
     out,
     print_json,
@@ -144,19 +145,82 @@ def revoke(credential_id: str, config: ConfigOption = None, json: JsonOption = F
 
 @creds_app.command("rotate")
 def rotate(
-    credential_id: str,
+    credential_id: Annotated[str | None, typer.Argument(help="The credential to rotate (or --due).", show_default=False)] = None,
     overlap: Annotated[str | None, typer.Option(help="How long the old secret keeps working (default from config, 24h).")] = None,
+    deliver: Annotated[str | None, typer.Option("--deliver", metavar="TARGET", help="Write the successor to file:PATH, env:PATH:VAR or keyring:SERVICE:USER; remembered for the next rotation.")] = None,
+    then: Annotated[str | None, typer.Option("--then", metavar="CMD", help="Run CMD after delivering (e.g. 'systemctl reload app'); remembered.")] = None,
+    due: Annotated[bool, typer.Option("--due", help="Rotate every due credential that has a delivery target.")] = False,
     config: ConfigOption = None,
     json: JsonOption = False,
 ) -> None:
-    """Issue a successor (printed once); the old secret keeps working for the overlap."""
+    """Issue a successor (printed once, or delivered); the old secret keeps working for the overlap."""
+    from smtpgate.credentials.secret_targets import parse_hook, parse_target
+
     window = _duration(overlap, "--overlap")
+    if due == (credential_id is not None):
+        fail("name one credential to rotate, or --due for every due one", "e.g. smtpgate creds rotate ID, or smtpgate creds rotate --due", code=2)
     with runtime(config) as rt:
-        issued = rt.credentials.rotate(credential_id, overlap=window, actor=_actor())
+        target = parse_target(deliver) if deliver else None
+        hook = parse_hook(then) if then else None
+        if due:
+            _rotate_due(rt, window, json)
+            return
+        assert credential_id is not None
+        issued = rt.credentials.rotate(credential_id, overlap=window, actor=_actor(), target=target, hook=hook)
         old = rt.credentials.get_credential(credential_id)
-    _print_issued(issued, json, "Rotated: new")
-    if not json:
+    _report_rotation(issued, old, json)
+
+
+def _report_rotation(issued: Any, old: Any, as_json: bool) -> None:
+    from smtpgate.credentials.secret_targets import run_hook
+
+    delivered = issued.credential.delivery_target
+    hook = issued.credential.delivery_hook
+    result = run_hook(hook) if delivered and hook else None
+    if delivered:
+        payload = {"credential": issued.credential.to_json(), "delivered_to": delivered,
+                   "hook": {"argv": list(hook), "exit": result.returncode} if result else None}
+        if as_json:
+            print_json(payload)
+        else:
+            out.print(f"Rotated: new {issued.credential.id}, delivered to {delivered} (the secret is not printed).", markup=False)
+            out.print(f"The old secret {old.id} retires at the new one's first use, at the latest {when(old.expires_at)} UTC.", markup=False)
+            if result is not None:
+                out.print(f"Hook {' '.join(hook)}: exit {result.returncode}", markup=False)
+        if result is not None and result.returncode != 0:
+            err.print(f"error: the hook exited {result.returncode}: {result.stderr.strip()[:500]}", markup=False)
+            err.print("The new secret was delivered; run the hook by hand once it is fixed.", markup=False)
+            raise typer.Exit(1)
+        return
+    _print_issued(issued, as_json, "Rotated: new")
+    if not as_json:
         out.print(f"The old secret {old.id} stops at {when(old.expires_at)} UTC; update the app before then.", markup=False)
+
+
+def _rotate_due(rt: Any, window: Any, as_json: bool) -> None:
+    from smtpgate.credentials.secret_targets import run_hook
+
+    rotated, skipped, failed = [], [], 0
+    for info in rt.credentials.due():
+        if not info.delivery_target:
+            skipped.append(info.id)
+            continue
+        issued = rt.credentials.rotate(info.id, overlap=window, actor=_actor())
+        result = run_hook(issued.credential.delivery_hook) if issued.credential.delivery_hook else None
+        failed += bool(result and result.returncode)
+        rotated.append({"old": info.id, "new": issued.credential.id, "delivered_to": issued.credential.delivery_target,
+                        "hook_exit": result.returncode if result else None})
+    if as_json:
+        print_json({"rotated": rotated, "skipped_no_target": skipped})
+    else:
+        for item in rotated:
+            hook = "" if item["hook_exit"] is None else f", hook exit {item['hook_exit']}"
+            out.print(f"{item['old']} -> {item['new']}: delivered to {item['delivered_to']}{hook}", markup=False)
+        for cid in skipped:
+            out.print(f"{cid}: due, but has no delivery target; rotate it with --deliver once", markup=False)
+        out.print(f"{len(rotated)} rotated, {len(skipped)} skipped", markup=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 @creds_app.command("due")

@@ -106,6 +106,8 @@ class CredentialInfo:
     state: CredentialState
     rotated_from: str | None = None
     replaced_by: str | None = None
+    delivery_target: str | None = None
+    delivery_hook: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -125,6 +127,8 @@ class CredentialInfo:
             "scopes": self.scopes.to_json(),
             "rotated_from": self.rotated_from,
             "replaced_by": self.replaced_by,
+            "delivery_target": self.delivery_target,
+            "delivery_hook": list(self.delivery_hook),
         }
 
 

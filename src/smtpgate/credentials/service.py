@@ -52,6 +52,7 @@ from smtpgate.credentials.passwords import (
     PasswordPolicy,
     generate_password,
 )
+from smtpgate.credentials.secret_targets import SecretTarget, parse_target
 from smtpgate.credentials.scopes import (
     ScopeRequest,
     Scopes,
@@ -329,8 +330,17 @@ class CredentialService:
             self._store_scram(db, row, account.login, secret)
             return IssuedSecret(self._credential_info(row, account), secret)
 
-    def rotate(self, credential_id: str, *, overlap: timedelta | None = None, actor: str = "") -> IssuedSecret:
-        """Issue a successor with the same name and scopes; the old one ends after the overlap."""
+    def rotate(
+        self, credential_id: str, *, overlap: timedelta | None = None, actor: str = "",
+        target: SecretTarget | None = None, hook: tuple[str, ...] | None = None,
+    ) -> IssuedSecret:
+        """Issue a successor with the same name and scopes; the old one ends after the overlap.
+
+        With a delivery ``target`` (given, or remembered from the last rotation) the
+        successor is written there before anything is committed, so a target that cannot
+        be written changes nothing; the predecessor then retires at the successor's first
+        use, or at the end of the overlap, whichever comes first.
+        """
         overlap = self._settings.rotation_overlap if overlap is None else overlap
         if overlap < timedelta(0):
             raise InvalidOperation("the overlap cannot be negative")
@@ -356,11 +366,20 @@ class CredentialService:
                 now + lifetime if lifetime else None, self._scopes(old),
             )
             new.rotated_from = old.id
+            if target is None and old.delivery_target:
+                target = parse_target(old.delivery_target)
+            if target is not None:
+                target.check()
+                new.delivery_target = str(target)
+                new.delivery_hook = list(hook if hook is not None else (old.delivery_hook or ())) or None
             db.add(new)
             end = now + overlap
             old.expires_at = min(old.expires_at, end) if old.expires_at else end
             old.replaced_by = new.id
             self._store_scram(db, new, account.login, secret)
+            db.flush()
+            if target is not None:
+                target.write(secret)  # before the commit: if it fails, nothing was rotated
             return IssuedSecret(self._credential_info(new, account), secret)
 
     def revoke(self, credential_id: str, *, actor: str = "") -> CredentialInfo:
@@ -566,6 +585,8 @@ class CredentialService:
         scopes = snapshot.scopes
         if not scopes.allows_ip(remote_ip):
             return AuthFailure(FailureReason.IP_NOT_ALLOWED, snapshot.login, snapshot.credential_id)
+        if snapshot.retires is not None:
+            self._retire_predecessor(snapshot, now)
         self.usage.note(snapshot.credential_id, now, remote_ip)
         return Principal(snapshot.account_id, snapshot.login, snapshot.credential_id, snapshot.kind, scopes)
 
@@ -587,6 +608,19 @@ class CredentialService:
             yield db, changed
         for change in heard:
             self.channel.committed(change)
+
+    def _retire_predecessor(self, snapshot: Snapshot, now: datetime) -> None:
+        """A delivered successor is in use: the secret it replaced is no longer needed.
+
+        Once per rotation: the successor's snapshot is dropped with the predecessor's, and
+        the next one read no longer names a live predecessor.
+        """
+        with self._changing() as (db, changed):
+            old = db.get(CredentialRow, snapshot.retires)
+            if old is not None and (old.expires_at is None or old.expires_at > now):
+                old.expires_at = now
+                changed(Change(credential_id=old.id))
+            changed(Change(credential_id=snapshot.credential_id))
 
     # ------------------------------------------------------------------- helpers
 
@@ -699,6 +733,8 @@ class CredentialService:
             state=self._state(row, account, self._clock()),
             rotated_from=row.rotated_from,
             replaced_by=row.replaced_by,
+            delivery_target=row.delivery_target,
+            delivery_hook=tuple(row.delivery_hook or ()),
         )
 
     def _account_info(self, db: Session, row: AccountRow) -> AccountInfo:
@@ -722,6 +758,7 @@ def _snapshot(row: CredentialRow, account: AccountRow) -> Snapshot:
         enabled=account.enabled, require_app_passwords=account.require_app_passwords,
         created_at=row.created_at, expires_at=row.expires_at, revoked_at=row.revoked_at,
         last_used_at=row.last_used_at, secret_hash=row.secret_hash, scopes=Scopes.of(row),
+        retires=row.rotated_from if row.delivery_target and row.rotated_from and not row.use_count else None,
     )
 
 

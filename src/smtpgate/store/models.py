@@ -86,6 +86,9 @@ class CredentialRow(Base):
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_used_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
     use_count: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    # where rotation delivers the successor (file:, env:, keyring:) and the hook run after it
+    delivery_target: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    delivery_hook: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
     account: Mapped[AccountRow] = relationship(back_populates="credentials")
 
