@@ -131,7 +131,7 @@ class DomainDoctor:
                      "An include: that publishes no SPF record (or a broken one) makes the whole check permerror.",
                      "Remove or correct that include.", record=records[0], problems=tree.problems)
             return
-        data = {"record": records[0], "lookups": tree.lookups}
+        data: dict[str, object] = {"record": records[0], "lookups": tree.lookups}
         if e.spf_term:
             self.spf_names_route = self._names_route(tree)
             if not self.spf_names_route:
@@ -139,7 +139,7 @@ class DomainDoctor:
                          "Mail sent through this server fails SPF at receivers: it leaves from addresses the record does not list.",
                          f"Add {e.spf_term} to the record, before its all: {suggestion}.", **data)
                 return
-        self.add("spf", "spf", Status.PASS, f"{records[0]} ({tree.lookups} of {spf.LOOKUP_LIMIT} lookups)", **data)
+        self.add("spf", "spf", Status.PASS, f"{records[0]} ({tree.lookups} of {spf.LOOKUP_LIMIT} lookups)", "", "", **data)
 
     def _names_route(self, tree: spf.Tree) -> bool:
         words = {w.lstrip("+").lower() for text in tree.texts for w in text.split()[1:]}
@@ -215,7 +215,7 @@ class DomainDoctor:
                      f"Start with {suggestion}.")
             return
         applied = policy.applies(d)
-        data = {"record": records[0], "policy": applied, "found_at": policy.domain}
+        data: dict[str, object] = {"record": records[0], "policy": applied, "found_at": policy.domain}
         if applied in ("quarantine", "reject") and self.expect.known and self.expect.route != "capture":
             if not (self.spf_names_route or self.dkim_matches):
                 self.add("dmarc", "dmarc", Status.FAIL,
@@ -226,7 +226,8 @@ class DomainDoctor:
                 return
         aligned = [n for n, ok in (("DKIM", self.dkim_matches), ("SPF", self.spf_names_route)) if ok]
         how = f", aligned through {' and '.join(aligned)}" if aligned else ""
-        self.add("dmarc", "dmarc", Status.PASS, f"p={applied}{how}" + (f" (found at {policy.domain})" if policy.domain != d else ""), **data)
+        self.add("dmarc", "dmarc", Status.PASS, f"p={applied}{how}" + (f" (found at {policy.domain})" if policy.domain != d else ""),
+                 "", "", **data)
 
     # ---------------------------------------------------------------- MTA-STS
 
@@ -260,7 +261,7 @@ class DomainDoctor:
             return
         mx = self.dns.mx_hosts(d)
         outside = [h for h in mx if not policy.allows(h)]
-        data = {"mode": policy.mode, "mx": list(policy.mx), "max_age": policy.max_age, "published_mx": mx}
+        data: dict[str, object] = {"mode": policy.mode, "mx": list(policy.mx), "max_age": policy.max_age, "published_mx": mx}
         if outside and policy.mode != "none":
             self.add("mta-sts", "mta-sts", Status.FAIL, f"MX {', '.join(outside)} is not named by the policy ({', '.join(policy.mx)})",
                      "In enforce mode senders refuse to deliver to an MX the policy does not name.",
@@ -271,7 +272,8 @@ class DomainDoctor:
                      "Another server or an old copy answers at mta-sts." + d + ".",
                      "Point mta-sts." + d + " at this server's admin listener (behind HTTPS).", **data)
             return
-        self.add("mta-sts", "mta-sts", Status.PASS, f"mode {policy.mode}, mx {', '.join(policy.mx)}, matches MX {', '.join(mx) or '-'}", **data)
+        self.add("mta-sts", "mta-sts", Status.PASS, f"mode {policy.mode}, mx {', '.join(policy.mx)}, matches MX {', '.join(mx) or '-'}",
+                 "", "", **data)
 
     def _fetch_policy(self, domain: str) -> str:
         host = f"mta-sts.{domain}"
