@@ -59,6 +59,7 @@ async def _serve(
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=BLOCKING_THREADS, thread_name_prefix="smtpgate-io")
     )
+    runtime.credentials.prepare()  # before the first login, not during it
     admin: asyncio.Task[None] | None = None
     delivery = runtime.delivery_worker() if deliver else None
     delivering: asyncio.Task[None] | None = None

@@ -163,3 +163,7 @@ def set_(
             email, display_name=name, owner=owner, notes=notes, require_app_passwords=require_app_passwords
         )
     print_json(account.to_json()) if json else _show_account(account)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="account")

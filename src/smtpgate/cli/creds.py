@@ -237,3 +237,8 @@ def due(config: ConfigOption = None, json: JsonOption = False) -> None:
         return
     out.print(_table(creds))
     out.print("Rotate each with: smtpgate creds rotate ID", markup=False)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app_password_app, name="app-password")
+    root.add_typer(creds_app, name="creds")

@@ -264,3 +264,7 @@ def init(
         f"Next: smtpgate --config {config_path} account add you@example.com --generate",
         markup=False,
     )
+
+
+def register(root: typer.Typer) -> None:
+    root.command("init")(init)

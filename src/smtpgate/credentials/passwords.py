@@ -13,13 +13,11 @@ import os
 import secrets
 import unicodedata
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from zxcvbn import zxcvbn
-from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 from smtpgate.credentials import imported_hashes
 from smtpgate.credentials.errors import PasswordTooLong, WeakPassword
@@ -50,9 +48,16 @@ class PasswordHashing:
             salt_len=16,
             type=Type.ID,
         )
-        # Verified when the login is unknown, so that "no such account" costs as much
-        # time as "wrong password".
-        self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+
+    @cached_property
+    def _dummy(self) -> str:
+        """Verified when the login is unknown, so that "no such account" costs as much time
+        as "wrong password"; made on first use, not by every command that opens the service."""
+        return self._hasher.hash(secrets.token_urlsafe(16))
+
+    def prepare(self) -> None:
+        """Make the dummy hash now (a server does, before its first login)."""
+        self._dummy  # noqa: B018 - computes and keeps it
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)
@@ -80,6 +85,8 @@ class PasswordHashing:
 
 @lru_cache(maxsize=1)
 def _common_passwords() -> frozenset[str]:
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS  # only when a password is set
+
     return frozenset(FREQUENCY_LISTS["passwords"])
 
 
@@ -133,6 +140,8 @@ class PasswordPolicy:
         if self.hibp_file and in_hibp_file(self.hibp_file, password):
             reasons.append("it appears in known data breaches (Have I Been Pwned)")
         if password:
+            from zxcvbn import zxcvbn
+
             result = zxcvbn(password[:STRENGTH_PREFIX], user_inputs=list(user_inputs))
             if result["score"] < self.min_strength:
                 reasons.append(

@@ -103,6 +103,12 @@ def _validate_login(login: str) -> str:
     return value
 
 
+def _token_service(config: Config, store: Store, app_key: bytes, clock: Clock) -> TokenService:
+    from smtpgate.credentials.tokens import TokenService
+
+    return TokenService.from_config(config, store, app_key=app_key, clock=clock)
+
+
 class CredentialService:
     def __init__(
         self,
@@ -113,7 +119,7 @@ class CredentialService:
         policy: PasswordPolicy,
         settings: CredentialSettings = CredentialSettings(),
         clock: Clock = utcnow,
-        tokens: TokenService | None = None,
+        tokens: TokenService | Callable[[], TokenService] | None = None,
         scram_iterations: int | None = 4096,
         channel: InvalidationChannel | None = None,
         cache: CacheSettings = CacheSettings(),
@@ -126,7 +132,9 @@ class CredentialService:
         self._settings = settings
         self._clock = clock
         self._scram_current: set[str] = set()  # credentials whose SCRAM keys are known current (this process)
-        self.tokens = tokens  # bearer tokens and service accounts (docs/tokens.md)
+        # bearer tokens and service accounts (docs/tokens.md); a factory is called on first use,
+        # so that commands that never see a token do not load the JOSE stack
+        self._tokens = tokens
         self._scram_iterations = scram_iterations  # None: no SCRAM keys are kept
         # Every change below is announced here, so every process's caches forget it.
         self.channel: InvalidationChannel = channel or LocalChannel()
@@ -134,14 +142,24 @@ class CredentialService:
         self.usage = UsageBook(store)  # last use and counts, written in batches
         self._hashing_pool = hashing_pool  # argon2 runs there, bounded, apart from disk and database
 
+    def prepare(self) -> None:
+        """What a server does once before serving, so no login pays for it: the dummy hash
+        unknown logins are verified against, and the token checks."""
+        self._hashing.prepare()
+        self.tokens  # noqa: B018 - builds the token service
+
+    @property
+    def tokens(self) -> TokenService | None:
+        if callable(self._tokens):
+            self._tokens = self._tokens()
+        return self._tokens
+
     @classmethod
     def from_config(cls, config: Config, store: Store, *, clock: Clock = utcnow,
                     hashing_pool: Executor | None = None) -> CredentialService:
         pw = config.passwords
         hibp = config.path(pw.hibp_file) if pw.hibp_file else None
         cr = config.credentials
-        from smtpgate.credentials.tokens import TokenService
-
         app_key = config.read_secret_file(config.secrets.app_password_key_file, "app-password key")
         redaction.set_key(app_key)  # redacted secrets hash the same in every process of this server
         return cls(
@@ -155,7 +173,7 @@ class CredentialService:
                 cr.rotation_age, cr.rotation_overlap, cr.dormant_after, cr.expiring_within
             ),
             clock=clock,
-            tokens=TokenService.from_config(config, store, app_key=app_key, clock=clock),
+            tokens=lambda: _token_service(config, store, app_key, clock),
             scram_iterations=config.tokens.scram_iterations if config.tokens.scram else None,
             channel=DatabaseChannel(store),
             cache=CacheSettings(size=cr.login_cache_size, ttl=300.0,
