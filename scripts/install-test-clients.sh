@@ -25,6 +25,19 @@ if ! command -v mutt >/dev/null; then
   fi
 fi
 command -v curl >/dev/null || problem "curl is missing; its tests will be skipped"
+# Tools of the deployment tests: systemd-analyze (tests/deploy/test_systemd.py), setpriv (the
+# unit's privileges reproduced), pg_dump/pg_restore (backup of PostgreSQL), make (make run).
+for need in systemd-analyze:systemd setpriv:util-linux pg_dump:postgresql-client make:make; do
+  tool=${need%%:*} package=${need#*:}
+  command -v "$tool" >/dev/null && continue
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null && apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends "$package" >/dev/null \
+      || problem "apt-get could not install $package"
+  else
+    problem "$tool is missing (apt-get install $package); its tests will be skipped"
+  fi
+done
 
 if command -v npm >/dev/null; then
   if [ ! -d tests/clients/node_modules/nodemailer ]; then
