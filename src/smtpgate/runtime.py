@@ -41,10 +41,10 @@ class Runtime:
 
     @cached_property
     def hashing_pool(self) -> ThreadPoolExecutor:
-        """argon2 checks, bounded and at a lower priority (smtpgate.pools)."""
+        """argon2 checks, bounded machine-wide and at a lower priority (smtpgate.pools)."""
         from smtpgate.pools import hashing_pool
 
-        return hashing_pool()
+        return hashing_pool(self.config.path("locks"))
 
     @cached_property
     def disk_pool(self) -> ThreadPoolExecutor:
