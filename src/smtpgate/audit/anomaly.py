@@ -5,6 +5,7 @@
 - `failure-burst`: one login failed `failure_burst` times within the guard's window.
 - `revoked-credential` / `expired-credential`: the right secret of a revoked or expired
   credential was tried: it is out there and someone is using it.
+- `canary`: the secret of a canary credential was used (it never logs in): it has leaked.
 - `out-of-scope`: a credential was used from a network or for a sender it is not allowed.
 - `volume`: a credential sent, within the last hour, `volume_factor` times its hourly
   average over `volume_baseline` (and at least `volume_min_messages`).
@@ -75,6 +76,13 @@ class AnomalyDetector:
                 return self._alert(
                     f"{what}-credential", "critical", e,
                     f"the {what} credential {e.credential_id} of {e.login} was tried from {e.remote_ip}",
+                    f"{e.credential_id}:{e.remote_ip}:{_bucket(e.time, 3600)}",
+                )
+            if e.reason == ev.CANARY:
+                return self._alert(
+                    "canary", "critical", e,
+                    f"the canary credential {e.credential_id} of {e.login} was used from {e.remote_ip}: "
+                    f"it has leaked from where it was planted; the source is banned",
                     f"{e.credential_id}:{e.remote_ip}:{_bucket(e.time, 3600)}",
                 )
             if e.reason == ev.IP_NOT_ALLOWED:

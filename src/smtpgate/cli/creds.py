@@ -66,6 +66,10 @@ def _show(info: CredentialInfo) -> None:
         ("last used", f"{when(info.last_used_at)} from {info.last_used_ip or '-'}"), ("uses", str(info.use_count)),
         *scope_rows(s),
     ]
+    if info.canary:
+        rows.append(("canary", "yes: never logs in; any use is alerted and the source banned"))
+    if info.delivery_target:
+        rows.append(("delivered to", info.delivery_target + (f", then {' '.join(info.delivery_hook)}" if info.delivery_hook else "")))
     if info.rotated_from:
         rows.append(("rotated from", info.rotated_from))
     if info.replaced_by:
@@ -80,7 +84,7 @@ def _table(creds: list[CredentialInfo]) -> Table:
     table = Table("id", "account", "kind", "name", "state", "expires", "last used", "from", "uses")
     for c in creds:
         table.add_row(
-            c.id, c.account, str(c.kind), c.name, str(c.state), when(c.expires_at),
+            c.id, c.account, str(c.kind) + (" (canary)" if c.canary else ""), c.name, str(c.state), when(c.expires_at),
             when(c.last_used_at), c.last_used_ip or "-", str(c.use_count),
         )
     return table
@@ -97,7 +101,8 @@ def create(
     max_per_day: MaxPerDayOption = None,
     max_rcpt_per_hour: MaxRcptPerHourOption = None,
     max_rcpt_per_day: MaxRcptPerDayOption = None,
-    notes: Annotated[str, typer.Option(help="Free text.")] = "",
+    notes: Annotated[str, typer.Option(help="Free text: for a canary, where it is planted.")] = "",
+    canary: Annotated[bool, typer.Option("--canary", help="A canary: plant it where no one should find it; any use of it is refused, alerted and banned.")] = False,
     config: ConfigOption = None,
     json: JsonOption = False,
 ) -> None:
@@ -106,9 +111,9 @@ def create(
     lifetime = _duration(expires, "--expires")
     with runtime(config) as rt:
         issued = rt.credentials.create_app_password(
-            email, name, scopes=scopes, expires_in=lifetime, notes=notes, actor=_actor()
+            email, name, scopes=scopes, expires_in=lifetime, notes=notes, actor=_actor(), canary=canary
         )
-    _print_issued(issued, json, "Created")
+    _print_issued(issued, json, "Created canary" if canary else "Created")
 
 
 @creds_app.command("list")

@@ -55,6 +55,7 @@ class Snapshot:
     last_used_at: datetime | None
     secret_hash: str
     scopes: Scopes
+    canary: bool = False
     retires: str | None = None    # a delivered successor not used yet: the predecessor it retires
 
 

@@ -34,6 +34,7 @@ class FailureReason(StrEnum):
     REVOKED = "revoked"
     EXPIRED = "expired"
     DISABLED = "disabled"
+    CANARY = "canary"  # a canary credential's secret was used: it leaked from where it was planted
     IP_NOT_ALLOWED = "ip-not-allowed"
     APP_PASSWORD_REQUIRED = "app-password-required"
     # SASL authorization identity other than the login: nobody may act as someone else
@@ -108,6 +109,7 @@ class CredentialInfo:
     replaced_by: str | None = None
     delivery_target: str | None = None
     delivery_hook: tuple[str, ...] = ()
+    canary: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -129,6 +131,7 @@ class CredentialInfo:
             "replaced_by": self.replaced_by,
             "delivery_target": self.delivery_target,
             "delivery_hook": list(self.delivery_hook),
+            "canary": self.canary,
         }
 
 

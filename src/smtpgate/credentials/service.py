@@ -332,8 +332,13 @@ class CredentialService:
         expires_in: timedelta | None = None,
         notes: str = "",
         actor: str = "",
+        canary: bool = False,
     ) -> IssuedSecret:
-        """Generate an app password; the returned secret is the only copy in clear."""
+        """Generate an app password; the returned secret is the only copy in clear.
+
+        A ``canary`` is planted where no one should find it (a config repository, a wiki, a
+        backup): it never logs in, and any use of it is refused like a wrong password and
+        reported as the leak it is."""
         if not name.strip():
             raise InvalidOperation("an app password needs a name", "Name the app or device: --name printer-3rd-floor")
         if expires_in is not None and expires_in <= timedelta(0):
@@ -344,6 +349,7 @@ class CredentialService:
             now = self._clock()
             expires = now + expires_in if expires_in else None
             secret, row = self._app_password_row(account, name.strip(), notes, actor, now, expires, resolved)
+            row.canary = canary
             db.add(row)
             self._store_scram(db, row, account.login, secret)
             return IssuedSecret(self._credential_info(row, account), secret)
@@ -432,7 +438,7 @@ class CredentialService:
         now = self._clock()
         due: list[CredentialInfo] = []
         for info in self.list_credentials():
-            if info.kind is not CredentialKind.APP_PASSWORD or info.replaced_by:
+            if info.kind is not CredentialKind.APP_PASSWORD or info.replaced_by or info.canary:
                 continue
             if info.state in (CredentialState.REVOKED, CredentialState.EXPIRED, CredentialState.DISABLED):
                 continue
@@ -596,6 +602,8 @@ class CredentialService:
 
     def _admit(self, snapshot: Snapshot, remote_ip: str) -> Principal | AuthFailure:
         """The secret was right: now the credential's state and scopes decide."""
+        if snapshot.canary:
+            return AuthFailure(FailureReason.CANARY, snapshot.login, snapshot.credential_id)
         now = self._clock()
         refusal = _refusal(snapshot, now)
         if refusal:
@@ -753,6 +761,7 @@ class CredentialService:
             replaced_by=row.replaced_by,
             delivery_target=row.delivery_target,
             delivery_hook=tuple(row.delivery_hook or ()),
+            canary=bool(row.canary),
         )
 
     def _account_info(self, db: Session, row: AccountRow) -> AccountInfo:
@@ -776,6 +785,7 @@ def _snapshot(row: CredentialRow, account: AccountRow) -> Snapshot:
         enabled=account.enabled, require_app_passwords=account.require_app_passwords,
         created_at=row.created_at, expires_at=row.expires_at, revoked_at=row.revoked_at,
         last_used_at=row.last_used_at, secret_hash=row.secret_hash, scopes=Scopes.of(row),
+        canary=bool(row.canary),
         retires=row.rotated_from if row.delivery_target and row.rotated_from and not row.use_count else None,
     )
 

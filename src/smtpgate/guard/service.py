@@ -288,6 +288,24 @@ class Guard:
             ip_count, net_count, login_count, tuple(bans), source_banned, bool(account) and login_count == s.login_failures
         )
 
+    async def leaked_secret_used(self, ip: str, what: str) -> FailureOutcome:
+        """A secret that only a thief can hold (a canary) was used: ban the source at once,
+        for the longest ban; allow-listed sources are left alone, as everywhere."""
+        source = parse_source(ip)
+        if source is None or self.allowed(source):
+            return FailureOutcome()
+        s, now = self.settings, self._clock()
+        address = source.network(source.bits)
+        try:
+            ban = await self.backend.ban(address, base=s.max_ban, cap=s.max_ban, strike_memory=s.strike_memory,
+                                         reason=f"used {what}", now=now)
+        except GuardUnavailable as exc:
+            self._outage(exc)
+            return FailureOutcome()
+        log.warning("banned %s until %s: used %s", address, _when(ban.until), what)
+        await self._record(ban)
+        return FailureOutcome(new_bans=(ban,), source_banned=True)
+
     async def _ban(self, network: str, reason: str, now: float) -> Ban:
         s = self.settings
         ban = await self.backend.ban(

@@ -235,7 +235,9 @@ class Session:
             redact_login(result.login), result.credential_id or "-", self.client_ip, event.mechanism, result.reason,
         )
         outcome = FailureOutcome()
-        if guard is not None and result.reason not in (FailureReason.APP_PASSWORD_REQUIRED, FailureReason.IDP_UNAVAILABLE):
+        if guard is not None and result.reason is FailureReason.CANARY:
+            outcome = await guard.leaked_secret_used(self.client_ip, f"the canary credential {result.credential_id}")
+        elif guard is not None and result.reason not in (FailureReason.APP_PASSWORD_REQUIRED, FailureReason.IDP_UNAVAILABLE):
             outcome = await guard.auth_failed(self.client_ip, redact_login(event.login))
         self._after_failure(event, str(result.reason), result.credential_id, outcome)
         await self._pad(started)

@@ -89,6 +89,8 @@ class CredentialRow(Base):
     # where rotation delivers the successor (file:, env:, keyring:) and the hook run after it
     delivery_target: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     delivery_hook: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # a secret planted where no one should find it: any use of it is a leak, never a login
+    canary: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
 
     account: Mapped[AccountRow] = relationship(back_populates="credentials")
 
