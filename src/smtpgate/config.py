@@ -336,6 +336,11 @@ class GuardConfig(_Section):
     network_prefix_v4: int = Field(default=24, ge=8, le=32)
     network_prefix_v6: int = Field(default=64, ge=16, le=128)
     allow_networks: list[str] = ["127.0.0.0/8", "::1/128"]  # like fail2ban's ignoreip: local services
+    protected_delay: timedelta = timedelta(seconds=5)
+    spray_logins: int = Field(default=20, ge=2)
+    spray_sources: int = Field(default=10, ge=2)
+    spray_ip_failures: int = Field(default=3, ge=1)
+    spray_for: timedelta = timedelta(hours=1)
     sync_interval: timedelta = timedelta(seconds=2)
     account_max_per_hour: int = Field(default=0, ge=0)
     account_max_per_day: int = Field(default=0, ge=0)
@@ -343,7 +348,8 @@ class GuardConfig(_Section):
     account_max_rcpt_per_day: int = Field(default=0, ge=0)
 
     _check_durations = field_validator(
-        "failure_window", "ban_for", "max_ban", "strike_memory", "known_good_for", "sync_interval", mode="before"
+        "failure_window", "ban_for", "max_ban", "strike_memory", "known_good_for", "sync_interval",
+        "protected_delay", "spray_for", mode="before"
     )(classmethod(lambda cls, v: _duration(v)))
 
     @field_validator("redis_url")

@@ -136,3 +136,14 @@ def test_volume_far_above_the_baseline_raises_one_alert(store) -> None:
     steady = [a for a in audit.alerts() if a.credential_id == "ap_steady"]
     assert len(steady) == 1 and steady[0].rule == "volume"
     assert steady[0].details["last_hour"] == 20 and steady[0].details["baseline_per_hour"] == pytest.approx(2, rel=0.1)
+
+
+def test_a_password_spray_found_by_the_guard_raises_one_critical_alert(store) -> None:
+    recorder, audit = recorder_for(store)
+    for i, spray in enumerate((True, True, False)):  # two workers saw it start: one alert
+        recorder.record(AuditEvent(ev.AUTH, ev.FAIL, ev.BAD_SECRET, remote_ip=f"203.0.113.{i}", login=f"u{i}@example.com",
+                                   details={"spray": True} if spray else {}))
+    assert recorder.flush()
+    recorder.close()
+    (alert,) = audit.alerts()
+    assert (alert.rule, alert.severity) == ("password-spray", "critical") and "many logins" in alert.summary

@@ -28,7 +28,8 @@ def guarded(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningS
     prefix = request.getfixturevalue("redis_prefix") if request.param == "redis" else ""
     config = guarded_config(
         tmp_path / "data", backend=request.param, redis_prefix=prefix,
-        guard={"ip_failures": "10", "network_failures": "25", "login_failures": "20", "ban_for": '"15m"'},
+        guard={"ip_failures": "10", "network_failures": "25", "login_failures": "20", "ban_for": '"15m"',
+               "protected_delay": '"100ms"'},
     )
     server = RunningServer(config)
     server.start()
@@ -128,5 +129,25 @@ def test_a_distributed_attack_protects_the_login_and_spares_its_known_network(gu
     assert bans == ["127.0.0.0/24"]  # no address reached 10 failures; the network reached 25
     assert fresh == "421 at connect"
     assert answers["535"] == 25 and answers["421 at connect"] == 15
-    assert reasons["login-protected"] == 5  # failures 21 to 25: refused without looking at the secret
+    # failures 21 to 25 came while the login was protected; the guesses have the app-password
+    # shape (sgp_...), which cannot be guessed, so they were checked at once, never held or refused
+    assert reasons["bad-secret"] == 25 and not any(e.event.details.get("held") for e in events)
     assert legit == 7 and delivered(guarded) == 7
+
+
+def test_the_owner_of_an_attacked_login_gets_in_from_a_new_place(guarded: RunningServer) -> None:
+    """Protection is no lockout lever: after 20 failures from 20 sources, the right app password
+    from a never-seen address gets in at once, and the right account password too (held first)."""
+    from tests.smtp.server_harness import PASSWORD
+
+    secret = guarded.account_with_app_password(ACCOUNT)  # the account password is PASSWORD
+    for i in range(20):
+        assert attempt(guarded, f"127.0.{2 + i}.9") == "535"  # 20 /24s: no network reaches its threshold
+    assert attempt(guarded, "127.0.200.1", secret) == "235"
+    assert attempt(guarded, "127.0.201.1", PASSWORD) == "235"
+    events = eventually(
+        lambda: guarded.runtime.audit_store.query(account=ACCOUNT, kind=ev.AUTH, result=ev.OK, limit=100),
+        lambda found: len(found) >= 2,
+    )
+    held = {e.event.remote_ip: e.event.details.get("held") for e in events}
+    assert held["127.0.200.1"] is None and held["127.0.201.1"] >= 0.1  # only the guessable secret waited

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from smtpgate.guard import Guard, GuardRefused, GuardSettings
+from smtpgate.guard import Guard, GuardRefused, GuardSettings, Throttled
 from smtpgate.guard.bans import BanBook
 from smtpgate.guard.memory import MemoryBackend
 from tests.guard.conftest import Clock, run
@@ -66,20 +66,81 @@ def test_network_ban_spares_known_good_addresses_but_not_manual_bans(backend, cl
     run(backend, go())
 
 
-def test_login_under_attack_keeps_working_from_its_known_sources(backend, clock: Clock) -> None:
+def test_login_under_attack_holds_guesses_and_never_refuses(backend, clock: Clock) -> None:
+    """Protection slows guessing of the account password; it refuses nobody, so an attacker
+    cannot use it to lock the owner out, from home or from a new place."""
     known = KnownGood(("alice@example.com", "192.0.2.1"))
-    guard = guard_on(backend, clock, known)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    guard = Guard(backend, SETTINGS, known_good=known, clock=clock, sleep=sleep)
 
     async def go() -> None:
         outcomes = [await guard.auth_failed(f"203.0.113.{i}", "Alice@Example.com") for i in range(20)]
         assert [o.login_protected for o in outcomes].index(True) == 19  # the 20th failure protects it
         assert not any(o.source_banned for o in outcomes)  # 20 addresses, one failure each
-        assert await guard.before_auth("192.0.2.1", "alice@example.com") is None  # the owner, from home
-        refusal = await guard.before_auth("203.0.113.200", "alice@example.com")
-        assert refusal is not None and refusal.reason == "login-protected"
+        assert await guard.before_auth("192.0.2.1", "alice@example.com") is None and slept == []  # the owner, from home
+        held = await guard.before_auth("203.0.113.200", "alice@example.com")
+        assert isinstance(held, Throttled) and slept == [SETTINGS.protected_delay]  # held, then let through
+        # an app password or a token cannot be guessed: never held, never refused
+        assert await guard.before_auth("203.0.113.200", "alice@example.com", guessable=False) is None
         assert await guard.before_auth("203.0.113.200", "bob@example.com") is None  # other logins: untouched
+        assert len(slept) == 1
         clock.advance(901)
-        assert await guard.before_auth("203.0.113.200", "alice@example.com") is None
+        assert await guard.before_auth("203.0.113.200", "alice@example.com") is None and len(slept) == 1
+
+    run(backend, go())
+
+
+def test_held_attempts_take_turns_and_a_ban_made_meanwhile_applies(backend, clock: Clock) -> None:
+    import asyncio
+
+    order: list[str] = []
+
+    async def sleep(seconds: float) -> None:
+        order.append("sleep")
+        await asyncio.sleep(0)
+
+    guard = Guard(backend, GuardSettings(login_failures=1, ip_failures=2), known_good=KnownGood(), clock=clock, sleep=sleep)
+
+    async def go() -> None:
+        await guard.auth_failed("203.0.113.1", "alice@example.com")  # protects the login
+        first, second = await asyncio.gather(
+            guard.before_auth("198.51.100.1", "alice@example.com"), guard.before_auth("198.51.100.2", "alice@example.com"))
+        assert isinstance(first, Throttled) and isinstance(second, Throttled) and order == ["sleep", "sleep"]
+        await guard.auth_failed("198.51.100.3", "x@example.com")
+        await guard.auth_failed("198.51.100.3", "x@example.com")  # banned now
+        refused = await guard.before_auth("198.51.100.3", "alice@example.com")
+        assert refused is not None and not isinstance(refused, Throttled) and refused.reason == "banned"
+
+    run(backend, go())
+
+
+def test_password_spraying_is_detected_and_tightens_the_per_source_threshold(backend, clock: Clock) -> None:
+    """150 failures over 50 logins from 50 sources: no source and no login reaches its own
+    threshold, the spread gives it away; then three failures ban a source."""
+    settings = GuardSettings(ip_failures=10, network_failures=1000, login_failures=20, spray_logins=20,
+                             spray_sources=10, spray_ip_failures=3, spray_for=3600)
+    guard = guard_on(backend, clock, settings=settings)
+
+    async def go() -> None:
+        outcomes = []
+        for round_ in range(3):
+            for i in range(50):
+                outcomes.append(await guard.auth_failed(f"10.{i}.0.{round_ + 1}", f"user{i}@example.com"))
+                clock.advance(0.04)
+        started = [n for n, o in enumerate(outcomes) if o.spray_started]
+        assert len(started) == 1 and started[0] < 50  # once, within the first round
+        assert all(o.spray for o in outcomes[started[0]:])
+        source = "192.0.2.77"
+        results = [await guard.auth_failed(source, f"victim{i}@example.com") for i in range(3)]
+        assert [r.source_banned for r in results] == [False, False, True]
+        assert (await guard.check_connection(source)).network == f"{source}/32"
+        clock.advance(3601 + 600)  # the spray is over and its failures left the window
+        calm = [await guard.auth_failed("192.0.2.88", "a@example.com") for _ in range(3)]
+        assert not any(o.source_banned or o.spray for o in calm)
 
     run(backend, go())
 

@@ -31,6 +31,7 @@ from smtpgate.audit import events as ev
 from smtpgate.audit.events import AuditEvent
 from smtpgate.credentials.redaction import redact_login
 from smtpgate.credentials.tokens import TokenError
+from smtpgate.guard import Refusal
 from smtpgate.store.db import StoreUnavailable
 
 log = logging.getLogger("smtpgate.admin")
@@ -99,8 +100,8 @@ async def token(request: Request) -> JSONResponse:
 
     runtime = request.app.state.runtime
     ip, shown = _ip(request), redact_login(client_id)
-    refusal = await runtime.guard.before_auth(ip, shown)
-    if refusal is not None and refusal.reason == ev.BANNED:  # a protected login does not apply: client secrets are not guessable
+    refusal = await runtime.guard.before_auth(ip, shown, guessable=False)  # client secrets cannot be guessed
+    if isinstance(refusal, Refusal):
         log.info("token request refused client_id=%s ip=%s: source banned", shown, ip)
         _audit(runtime, ev.FAIL, ev.BANNED, ip, client_id)
         retry = max(1, math.ceil(refusal.ban.until - time.time())) if refusal.ban is not None else 60

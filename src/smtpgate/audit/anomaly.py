@@ -7,6 +7,8 @@
   credential was tried: it is out there and someone is using it.
 - `canary`: the secret of a canary credential was used (it never logs in): it has leaked.
 - `out-of-scope`: a credential was used from a network or for a sender it is not allowed.
+- `password-spray`: failures on many logins from many sources within the guard's window
+  (the guard detects it and marks the failure that revealed it, `details.spray`).
 - `volume`: a credential sent, within the last hour, `volume_factor` times its hourly
   average over `volume_baseline` (and at least `volume_min_messages`).
 
@@ -90,6 +92,14 @@ class AnomalyDetector:
                     "out-of-scope", "warning", e,
                     f"credential {e.credential_id} of {e.login} was used from {e.remote_ip}, outside its allowed networks",
                     f"{e.credential_id}:ip:{e.remote_ip}:{_bucket(e.time, 3600)}",
+                )
+            if e.details.get("spray"):
+                window = self.settings.failure_window
+                return self._alert(
+                    "password-spray", "critical", e,
+                    f"password spraying: failed logins on many logins from many sources within {int(window // 60)} min "
+                    f"(the last from {e.remote_ip}); sources are now banned after a few failures",
+                    f"spray:{_bucket(e.time, window)}",
                 )
             failures = int(e.details.get("login_failures", 0) or 0)
             if failures >= self.settings.failure_burst:

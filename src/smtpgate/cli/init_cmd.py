@@ -114,7 +114,8 @@ redis_prefix = "smtpgate"       # every key the guard writes starts with this
 failure_window = "10m"          # failed logins are counted over this window...
 ip_failures = 10                # ...this many from one address ban the address,
 network_failures = 30           # ...this many from one /24 (IPv4) or /64 (IPv6) ban the network,
-login_failures = 20             # ...this many on one login protect the login (known-good sources only)
+login_failures = 20             # ...this many on one login protect the login:
+protected_delay = "5s"          # ...account-password tries from new sources wait their turn, one per this
 ban_for = "15m"                 # first ban; doubled for each repeat within strike_memory
 max_ban = "24h"
 strike_memory = "7d"
@@ -124,6 +125,11 @@ network_prefix_v6 = 64
 # Never counted, banned or held back. Loopback is listed (as in fail2ban's ignoreip) so that a
 # webmail or app on this host, speaking for many users, is not banned for one user's typos.
 allow_networks = ["127.0.0.0/8", "::1/128"]   # add your office, e.g. "192.0.2.0/24"
+# Password spraying: failures on this many logins from this many sources within failure_window...
+spray_logins = 20
+spray_sources = 10
+spray_ip_failures = 3           # ...then any source is banned at this many failures...
+spray_for = "1h"                # ...for this long (and a password-spray alert is raised)
 sync_interval = "2s"            # how often a server picks up `smtpgate ban add/remove`
 account_max_per_hour = 0        # per-account limits over all its credentials; 0 = none
 account_max_per_day = 0

@@ -12,6 +12,7 @@ from smtpgate.guard.service import (
     QuotaHit,
     QuotaPlan,
     Refusal,
+    Throttled,
     source_key,
 )
 
@@ -27,5 +28,6 @@ __all__ = [
     "QuotaHit",
     "QuotaPlan",
     "Refusal",
+    "Throttled",
     "source_key",
 ]

@@ -11,9 +11,14 @@ Brute force is answered by banning *sources*, never accounts:
 - a network ban (made automatically) does not apply to an address that has authenticated
   successfully within `known_good_for`: the real user in the same office keeps working;
 - `login_failures` failures of one login (from anywhere) put the login under protection
-  for `ban_for`: while it lasts, only sources from which that login succeeded before may
-  try it; everyone else gets 535 without the secret being looked at. The account is not
-  locked: its owner keeps working from where they always work;
+  for `ban_for`: while it lasts, a guessable secret (an account password) for that login
+  from a source where it never succeeded is *held*: at most one such attempt per
+  `protected_delay` per login and process, each waiting its turn, then checked as usual.
+  Nothing is refused: a correct secret always gets in, so protection is no lockout lever;
+  an app password or a token is never held, since guessing one is hopeless anyway;
+- password spraying (failures on `spray_logins` distinct logins from `spray_sources`
+  distinct sources within `failure_window`) is answered for `spray_for` by banning any
+  source at `spray_ip_failures` failures instead of `ip_failures` (`spray.py`);
 - allow-listed networks are never counted, banned or held back.
 
 "Known-good" means the same IPv4 address, or the same IPv6 /64, succeeded before; the
@@ -26,12 +31,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from smtpgate.guard.backend import Ban, GuardBackend, GuardUnavailable, QuotaCounter
+from smtpgate.guard.spray import LOGINS_KEY, SOURCES_KEY, SprayWatch
 from smtpgate.guard.networks import (
     NetworkSet,
     NotANetwork,
@@ -73,6 +79,11 @@ class GuardSettings:
     network_prefix_v4: int = 24
     network_prefix_v6: int = 64
     allow_networks: tuple[str, ...] = ()
+    protected_delay: float = 5.0
+    spray_logins: int = 20
+    spray_sources: int = 10
+    spray_ip_failures: int = 3
+    spray_for: float = 3600.0
     account_max_per_hour: int = 0
     account_max_per_day: int = 0
     account_max_rcpt_per_hour: int = 0
@@ -92,6 +103,11 @@ class GuardSettings:
             network_prefix_v4=cfg.network_prefix_v4,
             network_prefix_v6=cfg.network_prefix_v6,
             allow_networks=tuple(cfg.allow_networks),
+            protected_delay=cfg.protected_delay.total_seconds(),
+            spray_logins=cfg.spray_logins,
+            spray_sources=cfg.spray_sources,
+            spray_ip_failures=cfg.spray_ip_failures,
+            spray_for=cfg.spray_for.total_seconds(),
             account_max_per_hour=cfg.account_max_per_hour,
             account_max_per_day=cfg.account_max_per_day,
             account_max_rcpt_per_hour=cfg.account_max_rcpt_per_hour,
@@ -110,8 +126,15 @@ def login_key(login: str) -> str:
 
 @dataclass(frozen=True)
 class Refusal:
-    reason: str            # "banned" (the source) or "login-protected" (the login, from here)
+    reason: str            # "banned": the source is banned
     ban: Ban | None = None
+
+
+@dataclass(frozen=True)
+class Throttled:
+    """The login is protected and this source never used it: the attempt was held, now it goes on."""
+
+    seconds: float
 
 
 @dataclass(frozen=True)
@@ -122,6 +145,8 @@ class FailureOutcome:
     new_bans: tuple[Ban, ...] = ()
     source_banned: bool = False      # the failing source itself is banned now: close its connection
     login_protected: bool = False    # this failure put the login under protection
+    spray_started: bool = False      # this failure revealed a password spray (alert and tighter bans)
+    spray: bool = False              # a spray is being answered: the per-source threshold is tighter
 
 
 @dataclass(frozen=True)
@@ -171,12 +196,16 @@ class Guard:
         book: BanBook | None = None,
         known_good: KnownGood | None = None,
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.backend = backend
         self.settings = settings
         self.book = book
         self._known_good = known_good
         self._clock = clock
+        self._sleep = sleep
+        self._holds: dict[str, asyncio.Lock] = {}
+        self._spray = SprayWatch(settings.spray_logins, settings.spray_sources, settings.failure_window, settings.spray_for)
         self._allow = NetworkSet(settings.allow_networks)
         self._cache = _Cache()
         self._synced_at: datetime | None = None
@@ -208,22 +237,37 @@ class Guard:
             self._outage(exc)
             return None
 
-    async def before_auth(self, ip: str, login: str) -> Refusal | None:
-        """Whether this AUTH may go ahead: the source may be banned, the login protected."""
+    async def before_auth(self, ip: str, login: str, *, guessable: bool = True) -> Refusal | Throttled | None:
+        """Whether this AUTH may go ahead: a banned source is refused; a guessable secret
+        for a protected login, from a source that never used it, is held first (never refused)."""
         source = parse_source(ip)
         if source is None or self.allowed(source):
             return None
+        account = login_key(login)
         try:
-            bans, protected = await self.backend.lookup(self._candidates(source), login_key(login), now=self._clock())
+            bans, protected = await self.backend.lookup(self._candidates(source), account or None, now=self._clock())
             ban = await self._applicable(bans, source)
         except GuardUnavailable as exc:
             self._outage(exc)
             return None
         if ban is not None:
             return Refusal("banned", ban)
-        if protected and not await self._is_known_good(login_key(login), source):
-            return Refusal("login-protected")
-        return None
+        if not (protected and guessable) or await self._is_known_good(account, source):
+            return None
+        started = time.monotonic()
+        await self._hold(account)
+        banned = await self.check_connection(ip)  # it may have been banned while it waited
+        return Refusal("banned", banned) if banned is not None else Throttled(time.monotonic() - started)
+
+    async def _hold(self, account: str) -> None:
+        """One guessable attempt per `protected_delay` per protected login, in turn."""
+        lock = self._holds.get(account)
+        if lock is None:
+            if len(self._holds) > 10_000:  # bounded: drop the idle ones
+                self._holds = {k: v for k, v in self._holds.items() if v.locked()}
+            lock = self._holds[account] = asyncio.Lock()
+        async with lock:
+            await self._sleep(self.settings.protected_delay)
 
     async def _applicable(self, bans: Sequence[Ban], source: Source) -> Ban | None:
         """The ban that applies: automatic network bans spare addresses known to be good."""
@@ -270,10 +314,13 @@ class Guard:
         try:
             ip_count, net_count, *rest = await self.backend.record_failures(keys, limits, window=s.failure_window, now=now)
             login_count = rest[0] if rest else 0
+            spray_started = await self._watch_spray(new_source=ip_count == 1, new_login=bool(account) and login_count == 1, now=now)
+            spray = self._spray.active(now)
             bans = []
             window = _human(s.failure_window)
-            if ip_count == s.ip_failures:
-                bans.append(await self._ban(address, f"{ip_count} failed logins in {window}", now))
+            if ip_count == s.ip_failures or (spray and ip_count >= min(s.spray_ip_failures, s.ip_failures)):
+                why = f"{ip_count} failed logins in {window}" + (" during a password spray" if spray and ip_count < s.ip_failures else "")
+                bans.append(await self._ban(address, why, now))
             if net_count == s.network_failures and network != address:
                 bans.append(await self._ban(network, f"{net_count} failed logins from the network in {window}", now))
             if account and login_count >= s.login_failures:
@@ -285,7 +332,8 @@ class Guard:
             any(not b.single_address for b in bans) and not await self._is_known_good(None, source)
         )
         return FailureOutcome(
-            ip_count, net_count, login_count, tuple(bans), source_banned, bool(account) and login_count == s.login_failures
+            ip_count, net_count, login_count, tuple(bans), source_banned, bool(account) and login_count == s.login_failures,
+            spray_started, spray,
         )
 
     async def leaked_secret_used(self, ip: str, what: str) -> FailureOutcome:
@@ -305,6 +353,21 @@ class Guard:
         log.warning("banned %s until %s: used %s", address, _when(ban.until), what)
         await self._record(ban)
         return FailureOutcome(new_bans=(ban,), source_banned=True)
+
+    async def _watch_spray(self, *, new_source: bool, new_login: bool, now: float) -> bool:
+        """Count distinct sources and logins that failed within the window; True when a spray starts."""
+        if not (new_source or new_login):
+            return False
+        s = self.settings
+        keys = ([SOURCES_KEY] if new_source else []) + ([LOGINS_KEY] if new_login else [])
+        counts = await self.backend.record_failures(keys, [max(s.spray_sources, s.spray_logins) + 1] * len(keys),
+                                                    window=s.failure_window, now=now)
+        found = dict(zip(keys, counts, strict=True))
+        started = self._spray.seen(logins=found.get(LOGINS_KEY), sources=found.get(SOURCES_KEY), now=now)
+        if started:
+            log.warning("password spray: failures on %d logins from %d sources within %s; sources are banned at %d failures for %s",
+                        self._spray.logins, self._spray.sources, _human(s.failure_window), s.spray_ip_failures, _human(s.spray_for))
+        return started
 
     async def _ban(self, network: str, reason: str, now: float) -> Ban:
         s = self.settings

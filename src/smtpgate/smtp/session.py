@@ -33,11 +33,13 @@ from smtpgate.credentials import (
     FailureReason,
     Principal,
 )
+from smtpgate.credentials import app_passwords
 from smtpgate.credentials.redaction import redact_login
+from smtpgate.credentials.service import TOKEN_MECHANISMS
 from smtpgate.deliverability.foresight import Foresight
 from smtpgate.delivery import Envelope, MessageWriter, Spool
 from smtpgate.delivery.headers import addresses, header_values, mailboxes, shown_addresses
-from smtpgate.guard import FailureOutcome, Guard, GuardUnavailable, QuotaHit, QuotaPlan
+from smtpgate.guard import FailureOutcome, Guard, GuardUnavailable, QuotaHit, QuotaPlan, Refusal, Throttled
 from smtpgate.metrics import metrics
 from smtpgate.smtp.protocol import (
     AUTH_CREDENTIALS_INVALID,
@@ -137,6 +139,7 @@ class Session:
         self.mechanism = ""
         self._tls_version = ""
         self._plan = QuotaPlan()
+        self._held = 0.0
         self._flags: list[dict[str, object]] = []  # what "flag" policies noticed in this message
         self._received_token = ""
 
@@ -199,10 +202,11 @@ class Session:
         started = time.monotonic()
         guard = self._services.guard
         if guard is not None:
-            refusal = await guard.before_auth(self.client_ip, redact_login(event.login))
-            if refusal is not None:
-                await self._auth_refused(conn, event, refusal.reason, started)
+            admission = await guard.before_auth(self.client_ip, redact_login(event.login), guessable=_guessable(event))
+            if isinstance(admission, Refusal):
+                await self._auth_refused(conn, event, admission.reason, started)
                 return
+            self._held = admission.seconds if isinstance(admission, Throttled) else 0.0
         try:
             result = await asyncio.to_thread(
                 self._services.credentials.authenticate,
@@ -227,7 +231,9 @@ class Session:
                 )
             log.debug("auth ok login=%s credential=%s ip=%s mech=%s", redact_login(result.login), result.credential_id, self.client_ip, event.mechanism)
             self._auth_metrics(event.mechanism, ev.OK, "", started)
-            self._record(ev.AUTH, ev.OK, "", login=event.login or result.login, credential_id=result.credential_id)
+            self._record(ev.AUTH, ev.OK, "", login=event.login or result.login, credential_id=result.credential_id,
+                         details={"held": round(self._held, 3)} if self._held else None)
+            self._held = 0.0
             conn.accept()
             return
         log.info(
@@ -298,9 +304,14 @@ class Session:
             details["bans"] = [{"network": b.network, "until": int(b.until), "strikes": b.strikes} for b in outcome.new_bans]
             for ban in outcome.new_bans:
                 metrics().bans.labels("address" if ban.single_address else "network").inc()
+        if self._held:
+            details["held"] = round(self._held, 3)  # the login is protected: this try waited its turn
+            self._held = 0.0
+        if outcome.spray_started:
+            details["spray"] = True  # the audit raises the password-spray alert on this
         if outcome.login_protected:
             details["login_protected"] = True
-            log.warning("login %s is under attack: only its known-good sources may try it for now", redact_login(event.login))
+            log.warning("login %s is under attack: account-password tries from new sources are held for now", redact_login(event.login))
         self._record(ev.AUTH, ev.FAIL, reason, login=event.login, credential_id=credential_id,
                      mechanism=event.mechanism, details=details)
 
@@ -543,6 +554,11 @@ class Session:
         self._rcpt_to = []
         self._flags = []
         self._received_token = ""
+
+
+def _guessable(event: AuthAttempt) -> bool:
+    """Could this secret be an account password? App passwords and tokens cannot be guessed."""
+    return event.mechanism not in TOKEN_MECHANISMS and not app_passwords.looks_like_app_password(event.secret)
 
 
 def _failure_reply(failure: AuthFailure) -> Reply:
