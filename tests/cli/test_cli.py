@@ -78,7 +78,7 @@ def test_app_password_create_show_revoke(cli_any_db: Cli) -> None:
     cli.ok("account", "add", "app@example.com", "--no-password")
     created = cli.ok(
         "app-password", "create", "app@example.com", "--name", "billing", "--allow-from", "@example.com",
-        "--allow-from", "billing@example.org", "--allow-ip", "192.0.2.0/24", "--expires", "90d",
+        "--allow-from", "billing@example.org", "--allow-foreign-sender", "--allow-ip", "192.0.2.0/24", "--expires", "90d",
         "--max-per-hour", "100", "--max-per-day", "1000", "--json",
     ).json()
     assert created["secret"].startswith("sgp_") and created["id"].startswith("ap_")
@@ -100,7 +100,7 @@ def test_app_password_create_show_revoke(cli_any_db: Cli) -> None:
 def test_app_password_bad_input_is_explained(cli: Cli) -> None:
     cli.ok("account", "add", "a@example.com", "--no-password")
     bad_ip = cli("app-password", "create", "a@example.com", "--name", "x", "--allow-ip", "10.0.0.999/8")
-    assert bad_ip.code == 1 and "CIDR" in bad_ip.stderr
+    assert bad_ip.code == 2 and "CIDR" in bad_ip.stderr
     bad_expiry = cli("app-password", "create", "a@example.com", "--name", "x", "--expires", "soon")
     assert bad_expiry.code == 2 and "90d" in bad_expiry.stderr
     no_account = cli("app-password", "create", "z@example.com", "--name", "x")

@@ -69,7 +69,7 @@ def test_signing_keys(cli: Cli) -> None:
 @pytest.mark.parametrize(("args", "code", "message"), [
     (("service-account", "show", "nobody@example.com"), 1, "no service account nobody@example.com"),
     (("service-account", "create", "not-an-address"), 1, "is not an address"),
-    (("service-account", "create", "x@example.com", "--allow-from", "bogus"), 1, "is not a sender address"),
+    (("service-account", "create", "x@example.com", "--allow-from", "bogus"), 2, "is not a sender address"),
     (("service-account", "create", "x@example.com", "--token-lifetime", "soon"), 2, "--token-lifetime"),
     (("token", "issue", "nobody@example.com"), 1, "service-account list"),
     (("token", "issue", "x", "--lifetime", "forever"), 2, "--lifetime"),

@@ -35,7 +35,7 @@ def reason(result: Principal | AuthFailure) -> FailureReason | None:
 @pytest.fixture
 def bot(tokens: TokenService):
     return tokens.create_service_account(
-        "bot@example.com", name="billing", scopes=ScopeRequest(allowed_senders=("@example.com", "x@other.org")))
+        "bot@example.com", name="billing", scopes=ScopeRequest(allowed_senders=("@example.com", "x@other.org"), allow_foreign_sender=True))
 
 
 # ------------------------------------------------------------------ service accounts

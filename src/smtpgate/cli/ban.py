@@ -72,7 +72,7 @@ def add(
         try:
             ban = _run(guard, lambda: guard.ban_network(cidr, length, reason=reason, actor=_actor()))
         except GuardRefused as exc:
-            fail(str(exc), exc.hint, code=2 if "not a network" in str(exc) else 1)
+            fail(str(exc), exc.hint, code=2 if exc.malformed else 1)
         except GuardUnavailable as exc:
             fail(
                 f"the ban is recorded but the guard backend is unreachable: {exc}",

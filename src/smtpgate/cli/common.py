@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 
 from smtpgate.config import CONFIG_ENV, ConfigError, load_config
-from smtpgate.credentials.errors import CredentialError
+from smtpgate.credentials.errors import CredentialError, InvalidValue
 from smtpgate.runtime import Runtime
 from smtpgate.store.db import StoreUnavailable
 
@@ -61,7 +61,7 @@ def handled_errors() -> Iterator[None]:
     except ConfigError as exc:
         fail(str(exc), code=2)
     except CredentialError as exc:
-        fail(str(exc), exc.hint)
+        fail(str(exc), exc.hint, code=2 if isinstance(exc, InvalidValue) else 1)
     except StoreUnavailable as exc:
         fail(f"the database is unreachable: {exc}", "Check [database] url in the config and that the server runs.")
 
@@ -111,6 +111,7 @@ def choose_password(password_stdin: bool, generate: bool, prompt: Callable[[], s
 
 AllowFromOption = Annotated[list[str] | None, typer.Option("--allow-from", help="Allowed sender: ADDRESS or @DOMAIN (repeatable). Default: its own address.")]
 AllowIpOption = Annotated[list[str] | None, typer.Option("--allow-ip", help="Allowed source network, CIDR (repeatable). Default: any.")]
+AllowForeignOption = Annotated[bool, typer.Option("--allow-foreign-sender", help="Allow --allow-from outside the account's own domain.")]
 MaxPerHourOption = Annotated[int | None, typer.Option("--max-per-hour", help="Messages per hour.")]
 MaxPerDayOption = Annotated[int | None, typer.Option("--max-per-day", help="Messages per day.")]
 MaxRcptPerHourOption = Annotated[int | None, typer.Option("--max-rcpt-per-hour", help="Recipients per hour.")]
@@ -120,6 +121,7 @@ MaxRcptPerDayOption = Annotated[int | None, typer.Option("--max-rcpt-per-day", h
 def scope_request(
     allow_from: list[str] | None, allow_ip: list[str] | None, max_per_hour: int | None,
     max_per_day: int | None, max_rcpt_per_hour: int | None, max_rcpt_per_day: int | None,
+    allow_foreign_sender: bool = False,
 ) -> Any:
     """The scopes an operator asked for with the options above (validated by the service)."""
     from smtpgate.credentials import ScopeRequest
@@ -131,6 +133,7 @@ def scope_request(
         max_per_day=max_per_day,
         max_rcpt_per_hour=max_rcpt_per_hour,
         max_rcpt_per_day=max_rcpt_per_day,
+        allow_foreign_sender=allow_foreign_sender,
     )
 
 

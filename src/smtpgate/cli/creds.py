@@ -9,6 +9,7 @@ from rich.table import Table
 
 from smtpgate.cli.accounts import _actor
 from smtpgate.cli.common import (
+    AllowForeignOption,
     AllowFromOption,
     AllowIpOption,
     ConfigOption,
@@ -96,6 +97,7 @@ def create(
     name: Annotated[str, typer.Option("--name", help="The app or device, e.g. billing-app or printer-2F.")],
     allow_from: AllowFromOption = None,
     allow_ip: AllowIpOption = None,
+    allow_foreign_sender: AllowForeignOption = False,
     expires: Annotated[str | None, typer.Option("--expires", help="Lifetime such as 90d. Default: no expiry.")] = None,
     max_per_hour: MaxPerHourOption = None,
     max_per_day: MaxPerDayOption = None,
@@ -107,7 +109,8 @@ def create(
     json: JsonOption = False,
 ) -> None:
     """Generate an app password for one app or device; its secret is printed once."""
-    scopes = scope_request(allow_from, allow_ip, max_per_hour, max_per_day, max_rcpt_per_hour, max_rcpt_per_day)
+    scopes = scope_request(allow_from, allow_ip, max_per_hour, max_per_day, max_rcpt_per_hour, max_rcpt_per_day,
+                           allow_foreign_sender)
     lifetime = _duration(expires, "--expires")
     with runtime(config) as rt:
         issued = rt.credentials.create_app_password(

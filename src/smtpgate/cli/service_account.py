@@ -9,6 +9,7 @@ from rich.table import Table
 
 from smtpgate.cli.accounts import _actor
 from smtpgate.cli.common import (
+    AllowForeignOption,
     AllowFromOption,
     AllowIpOption,
     ConfigOption,
@@ -66,6 +67,7 @@ def create(
     name: Annotated[str, typer.Option("--name", help="What it is, e.g. the billing service.")] = "",
     allow_from: AllowFromOption = None,
     allow_ip: AllowIpOption = None,
+    allow_foreign_sender: AllowForeignOption = False,
     max_per_hour: MaxPerHourOption = None,
     max_per_day: MaxPerDayOption = None,
     max_rcpt_per_hour: MaxRcptPerHourOption = None,
@@ -76,7 +78,8 @@ def create(
     json: JsonOption = False,
 ) -> None:
     """Create a service account; its client secret is printed once."""
-    scopes = scope_request(allow_from, allow_ip, max_per_hour, max_per_day, max_rcpt_per_hour, max_rcpt_per_day)
+    scopes = scope_request(allow_from, allow_ip, max_per_hour, max_per_day, max_rcpt_per_hour, max_rcpt_per_day,
+                           allow_foreign_sender)
     lifetime = None
     if token_lifetime is not None:
         try:

@@ -23,8 +23,21 @@ class CredentialNotFound(CredentialError):
     pass
 
 
-class InvalidScope(CredentialError):
+class InvalidValue(CredentialError):
+    """A value that is not well-formed (an address, a network, a number): the request is
+    wrong, not refused. The CLI exits 2 for it, as for any usage error."""
+
+
+class InvalidScope(InvalidValue):
     pass
+
+
+class ForeignSender(CredentialError):
+    """A sender outside the account's own domain, not explicitly allowed."""
+
+
+class DuplicateName(CredentialError):
+    """Another live credential of the account has that name."""
 
 
 class InvalidOperation(CredentialError):

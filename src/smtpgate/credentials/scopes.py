@@ -11,7 +11,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-from smtpgate.credentials.errors import InvalidScope
+from smtpgate.cidr import HostBitsSet, exact_network
+from smtpgate.credentials.errors import ForeignSender, InvalidScope
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -35,7 +36,11 @@ def parse_sender_pattern(pattern: str) -> str:
 
 def parse_network(text: str) -> IPNetwork:
     try:
-        return ipaddress.ip_network(text.strip(), strict=False)
+        return exact_network(text)
+    except HostBitsSet as exc:
+        raise InvalidScope(
+            str(exc), f"Write --allow-ip {exc.network} for the whole network, or {exc.address} for that one address."
+        ) from None
     except ValueError:
         raise InvalidScope(
             f"{text!r} is not a network",
@@ -101,6 +106,17 @@ class Scopes:
         }
 
 
+def foreign_senders(account_login: str, senders: tuple[str, ...]) -> list[str]:
+    """The allowed senders outside the domain of the account's own address (its subdomains
+    are its own: mail.example.com belongs to whoever holds example.com)."""
+    own = normalize_address(account_login).rpartition("@")[2]
+    return [s for s in senders if not _within(s.rpartition("@")[2], own)]
+
+
+def _within(domain: str, own: str) -> bool:
+    return domain == own or domain.endswith("." + own)
+
+
 @dataclass(frozen=True)
 class ScopeRequest:
     """Scopes as asked for by an operator, validated into Scopes by `resolve`."""
@@ -111,9 +127,19 @@ class ScopeRequest:
     max_per_day: int | None = None
     max_rcpt_per_hour: int | None = None
     max_rcpt_per_day: int | None = None
+    allow_foreign_sender: bool = False  # senders outside the account's domain, asked for explicitly
 
     def resolve(self, account_login: str) -> Scopes:
         senders = tuple(dict.fromkeys(parse_sender_pattern(p) for p in self.allowed_senders))
+        foreign = foreign_senders(account_login, senders)
+        if foreign and not self.allow_foreign_sender:
+            own = normalize_address(account_login).rpartition("@")[2]
+            raise ForeignSender(
+                f"{', '.join(foreign)} {'is' if len(foreign) == 1 else 'are'} outside {own}, the domain of "
+                f"{normalize_address(account_login)}: a leaked secret could then send as "
+                f"{'them' if len(foreign) > 1 else 'it'}",
+                "If this credential really sends for another domain, say so with --allow-foreign-sender.",
+            )
         networks = tuple(dict.fromkeys(str(parse_network(n)) for n in self.allowed_networks))
         for name in ("max_per_hour", "max_per_day", "max_rcpt_per_hour", "max_rcpt_per_day"):
             value = getattr(self, name)

@@ -27,6 +27,7 @@ from smtpgate.credentials.errors import (
     AccountExists,
     AccountNotFound,
     CredentialNotFound,
+    DuplicateName,
     InvalidOperation,
     InvalidScope,
 )
@@ -346,13 +347,36 @@ class CredentialService:
         with self._store.session() as db:
             account = self._account_row(db, login)
             resolved = scopes.resolve(account.login)
+            self._refuse_duplicate_name(db, account, name.strip())
             now = self._clock()
             expires = now + expires_in if expires_in else None
             secret, row = self._app_password_row(account, name.strip(), notes, actor, now, expires, resolved)
             row.canary = canary
             db.add(row)
+            try:
+                db.flush()
+            except IntegrityError:  # the same name, created at the same moment elsewhere
+                raise self._duplicate(account.login, name.strip(), "") from None
             self._store_scram(db, row, account.login, secret)
             return IssuedSecret(self._credential_info(row, account), secret)
+
+    def _refuse_duplicate_name(self, db: Session, account: AccountRow, name: str) -> None:
+        """Names tell an owner's app passwords apart: one live credential per name and account
+        (the database holds the same rule: uq_credentials_live_name)."""
+        clash = db.scalar(select(CredentialRow.id).where(
+            CredentialRow.account_id == account.id, CredentialRow.name == name,
+            CredentialRow.kind == CredentialKind.APP_PASSWORD.value,
+            CredentialRow.revoked_at.is_(None), CredentialRow.replaced_by.is_(None),
+        ))
+        if clash is not None:
+            raise self._duplicate(account.login, name, clash)
+
+    @staticmethod
+    def _duplicate(login: str, name: str, clash: str) -> DuplicateName:
+        which = f" ({clash})" if clash else ""
+        fix = (f"Pick another --name, rotate it (`smtpgate creds rotate {clash}`) or revoke it first "
+               f"(`smtpgate creds revoke {clash}`).") if clash else "Pick another --name."
+        return DuplicateName(f"{login} already has an app password named {name!r}{which}", fix)
 
     def rotate(
         self, credential_id: str, *, overlap: timedelta | None = None, actor: str = "",

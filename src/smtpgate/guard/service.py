@@ -29,6 +29,7 @@ on these rare paths, never per ordinary connection).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from smtpgate.cidr import HostBitsSet, exact_network
 from smtpgate.guard.backend import Ban, GuardBackend, GuardUnavailable, QuotaCounter
 from smtpgate.guard.spray import LOGINS_KEY, SOURCES_KEY, SprayWatch
 from smtpgate.guard.networks import (
@@ -61,9 +63,10 @@ KnownGood = Callable[[str | None, str, datetime], bool]
 class GuardRefused(ValueError):
     """An operator asked for something the guard will not do (ban an allow-listed network)."""
 
-    def __init__(self, message: str, hint: str = "") -> None:
+    def __init__(self, message: str, hint: str = "", *, malformed: bool = False) -> None:
         super().__init__(message)
         self.hint = hint
+        self.malformed = malformed  # the input is not well-formed (a usage error), rather than refused
 
 
 @dataclass(frozen=True)
@@ -449,13 +452,25 @@ class Guard:
         """An operator's ban: recorded in the database and put in place in the backend."""
         try:
             network = parse_network(cidr)
+            exact_network(cidr)  # parsed, so only HostBitsSet can come out of it
         except NotANetwork as exc:
-            raise GuardRefused(str(exc)) from None
+            raise GuardRefused(str(exc), malformed=True) from None
+        except HostBitsSet as exc:
+            raise GuardRefused(str(exc), f"Ban {exc.address} for that one address, or {exc.network} for the whole network.",
+                               malformed=True) from None
         clash = self._allow.overlaps(network)
+        inside = [net for net in clash if network.subnet_of(ipaddress.ip_network(net))]  # type: ignore[arg-type]
+        if inside:
+            raise GuardRefused(
+                f"{network} is inside the allow-listed {', '.join(inside)} ([guard] allow_networks): "
+                "allow-listed sources are never counted or banned, so no narrower ban can help",
+                f"To ban it, take {inside[0]} out of [guard] allow_networks (or list a narrower network "
+                "that leaves it out) and restart the servers; then ban it again.",
+            )
         if clash:
             raise GuardRefused(
-                f"{network} overlaps the allow-listed {', '.join(clash)}; allow-listed networks are never banned",
-                "Remove it from [guard] allow_networks first, or ban a narrower network.",
+                f"{network} contains the allow-listed {', '.join(clash)}; allow-listed networks are never banned",
+                "Ban a narrower network that leaves them out, or remove them from [guard] allow_networks first.",
             )
         if duration <= timedelta(0):
             raise GuardRefused("the ban duration must be positive", "Use --for 1h, 30m or 7d.")
@@ -471,7 +486,7 @@ class Guard:
         try:
             network = str(parse_network(cidr))
         except NotANetwork as exc:
-            raise GuardRefused(str(exc)) from None
+            raise GuardRefused(str(exc), malformed=True) from None
         lifted = self.book.lift(network, actor=actor) is not None if self.book is not None else False
         removed = await self.backend.unban(network)
         address = network.rpartition("/")[0]

@@ -11,10 +11,12 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -56,10 +58,21 @@ class AccountRow(Base):
     credentials: Mapped[list[CredentialRow]] = relationship(back_populates="account")
 
 
+LIVE_APP_PASSWORD = "revoked_at IS NULL AND replaced_by IS NULL AND kind = 'app-password'"
+
+
 class CredentialRow(Base):
     """Any secret that can authenticate: the account password or an app password."""
 
     __tablename__ = "credentials"
+    # names tell an owner's app passwords apart: unique among the live ones of an account
+    # (not revoked, not replaced by a rotation); migration 0005_credential_names
+    __table_args__ = (
+        Index(
+            "uq_credentials_live_name", "account_id", "name", unique=True,
+            sqlite_where=text(LIVE_APP_PASSWORD), postgresql_where=text(LIVE_APP_PASSWORD),
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     account_id: Mapped[int] = mapped_column(
