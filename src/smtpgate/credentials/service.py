@@ -472,6 +472,23 @@ class CredentialService:
                 due.append(info)
         return due
 
+    def secret_status(self, secret: str) -> tuple[str, str | None]:
+        """("live" | "revoked" | "expired" | "unknown", credential id) of an app password found somewhere.
+
+        "live" means it would log in now, or will once its account is enabled again."""
+        if not app_passwords.is_well_formed(secret):
+            return "unknown", None
+        key = app_passwords.keyed_hash(self._app_key, secret)
+        with self._store.session() as db:
+            row = db.scalar(select(CredentialRow).options(joinedload(CredentialRow.account))
+                            .where(CredentialRow.lookup_key == key))
+            if row is None:
+                return "unknown", None
+            state = self._state(row, row.account, self._clock())
+        if state in (CredentialState.REVOKED, CredentialState.EXPIRED):
+            return str(state), row.id
+        return "live", row.id
+
     # -------------------------------------------------------------- verification
 
     def authenticate(

@@ -262,6 +262,17 @@ class TokenService:
             row.secret_hash = sa.secret_hash(self._app_key, secret)
             return sa.IssuedClient(sa.info(row), secret)
 
+    def client_secret_status(self, client_secret: str) -> tuple[str, str | None]:
+        """("live" | "revoked" | "unknown", service account id) of a client secret found somewhere."""
+        if not sa.is_well_formed(client_secret):
+            return "unknown", None
+        expected = sa.secret_hash(self._app_key, client_secret)
+        with self._store.session() as db:
+            row = db.scalar(select(ServiceAccountRow).where(ServiceAccountRow.secret_hash == expected))
+            if row is None:
+                return "unknown", None
+            return ("revoked" if row.revoked_at is not None else "live"), row.id
+
     # ------------------------------------------------------------------- issuing
 
     def client_credentials(self, client_id: str, client_secret: str, scope: str | None) -> IssuedToken:
