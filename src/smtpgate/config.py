@@ -322,7 +322,7 @@ class ReputationConfig(_Section):
 class GuardConfig(_Section):
     """Bans, failure counting and account-wide quotas; see docs/guard.md."""
 
-    backend: Literal["memory", "redis"] = "memory"
+    backend: Literal["shared", "redis", "memory"] = "shared"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_prefix: str = Field(default="smtpgate", min_length=1)
     failure_window: timedelta = timedelta(minutes=10)

@@ -3,9 +3,11 @@
 One worker runs the SMTP listeners (`smtp.server`), the admin HTTP listener
 (`admin.app`), the audit writer, guard housekeeping and, in worker 0, the delivery
 worker. This is the one place where the faces meet, so the wire never imports the admin
-face. Per process: connections, caps, TLS contexts. Shared: the listening sockets, the
-database and the spool on disk. The parent only supervises: it forwards SIGTERM, SIGINT
-and SIGHUP and starts a new worker when one dies.
+face. Per process: connections, TLS contexts. Shared: the listening sockets, the
+database, the spool on disk, and the guard (counters, bans, quotas, connection caps).
+The parent supervises: it forwards SIGTERM, SIGINT and SIGHUP, starts a new worker when
+one dies, and with `[guard] backend = "shared"` holds the guard state for all workers
+(`guard.host`), serving each over its own socketpair made before the fork.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncio
 import ctypes
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -47,13 +50,15 @@ def _install_loop() -> None:
 
 
 async def _serve(
-    config: Config, sockets: dict[str, socket.socket], *, deliver: bool = True, parent: int | None = None
+    config: Config, sockets: dict[str, socket.socket], *, deliver: bool = True, parent: int | None = None,
+    guard_channel: socket.socket | None = None, node: str = "",
 ) -> int:
     """One process's life. `deliver`: this process also runs the delivery worker (worker 0);
-    `parent`: the supervisor's pid, whose end ends this worker."""
+    `parent`: the supervisor's pid, whose end ends this worker; `guard_channel`: its socket
+    to the guard host in the parent; `node`: the server instance all its workers share."""
     from smtpgate.admin.app import serve_admin
 
-    runtime = Runtime(config)
+    runtime = Runtime(config, guard_channel=guard_channel, node=node or _node_id())
     # Database calls run in the default pool; argon2 and fsync have pools of their own
     # (runtime.hashing_pool, runtime.disk_pool: smtpgate.pools), so none starves another.
     asyncio.get_running_loop().set_default_executor(
@@ -112,6 +117,7 @@ async def _watch_guard(runtime: Runtime) -> None:
     last_sweep = time.monotonic()
     while True:
         try:
+            await guard.backend.heartbeat(now=time.time())  # Redis: this worker's lease on its connection slots
             await guard.sync()
             if time.monotonic() - last_sweep >= 30:
                 last_sweep = time.monotonic()
@@ -212,8 +218,14 @@ def _check_guard(runtime: Runtime) -> None:
     except GuardUnavailable as exc:
         raise SystemExit(
             f"error: the guard backend is unreachable: {exc}. Start Redis, fix [guard] redis_url, "
-            'or use [guard] backend = "memory".'
+            'or use [guard] backend = "shared" (one machine).'
         ) from None
+
+
+def _node_id() -> str:
+    """This server instance: every worker of one `smtpgate serve` shares it (Redis counts a
+    machine's connections under it)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 def run_server(config: Config, *, workers: int = 1) -> int:
@@ -229,28 +241,41 @@ def run_server(config: Config, *, workers: int = 1) -> int:
     shown = f"[{host}]" if ":" in host else host
     log.info("admin listener on http://%s:%d (/healthz, /metrics, /oauth/token)", shown, port)
     _install_loop()
+    if config.guard.backend == "memory" and workers > 1:
+        log.warning('[guard] backend = "memory" with %d workers: each worker counts failures, quotas and '
+                    'connection caps on its own; use "shared" (the default) for exact limits', workers)
     if workers <= 1:
-        return asyncio.run(_serve(config, sockets))
+        return asyncio.run(_serve(config, sockets))  # the shared state is this process's own
     return _supervise(config, sockets, workers)
 
 
 def _supervise(config: Config, sockets: dict[str, socket.socket], workers: int) -> int:
-    """Fork the workers, forward signals, restart a worker that dies."""
+    """Fork the workers, forward signals, restart a worker that dies, serve the guard host."""
+    from smtpgate.guard.host import GuardHost, HostLoop
+
     children: dict[int, int] = {}
     stopping = False
+    node = _node_id()
+    host = HostLoop(GuardHost() if config.guard.backend == "shared" else None, time.time)
 
     def spawn(slot: int) -> None:
         parent = os.getpid()
+        channel = host.open_channel()
         pid = os.fork()
         if pid == 0:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD):
                 signal.signal(sig, signal.SIG_DFL)
+            signal.set_wakeup_fd(-1)
             code = 1
             try:
+                host.in_child()
                 _die_with_parent(parent)
-                code = asyncio.run(_serve(config, sockets, deliver=slot == 0, parent=parent))
+                code = asyncio.run(_serve(config, sockets, deliver=slot == 0, parent=parent,
+                                          guard_channel=channel, node=node))
             finally:
                 os._exit(code)
+        if channel is not None:
+            channel.close()  # the worker's end; the parent sees EOF on its own when the worker is gone
         children[pid] = slot
 
     def forward(signum: int, _frame: Any) -> None:
@@ -265,22 +290,41 @@ def _supervise(config: Config, sockets: dict[str, socket.socket], workers: int) 
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
+    signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)  # wakes the loop through the wakeup fd
+    signal.set_wakeup_fd(host.wakeup_write.fileno())
     for slot in range(workers):
         spawn(slot)
-    log.info("started %d workers", workers)
-    while children:
-        try:
-            pid, status = os.wait()
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
-        slot = children.pop(pid, None)
-        from smtpgate.metrics import worker_exited
+    log.info("started %d workers (guard: %s)", workers, config.guard.backend)
+    from smtpgate.metrics import worker_exited
 
-        worker_exited(pid)  # its live gauges (open connections) stop counting
-        if slot is not None and not stopping:
-            log.error("worker %d exited (status %d); starting a new one", pid, status)
-            time.sleep(0.5)
-            spawn(slot)
+    last_sweep = time.monotonic()
+    restart_at: dict[int, float] = {}  # slot -> when to start its new worker
+    try:
+        while children or (restart_at and not stopping):
+            host.poll(0.2 if restart_at else 1.0)
+            if host.host is not None and time.monotonic() - last_sweep >= 30:
+                last_sweep = time.monotonic()
+                host.host.sweep(now=time.time())
+            while children:
+                try:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    children.clear()
+                    break
+                if pid == 0:
+                    break
+                slot = children.pop(pid, None)
+                worker_exited(pid)  # its live gauges (open connections) stop counting
+                if slot is not None and not stopping:
+                    log.error("worker %d exited (status %d); starting a new one", pid, status)
+                    restart_at[slot] = time.monotonic() + 0.5
+            for slot, when in list(restart_at.items()):
+                if stopping:
+                    restart_at.clear()
+                elif time.monotonic() >= when:
+                    del restart_at[slot]
+                    spawn(slot)
+    finally:
+        signal.set_wakeup_fd(-1)
+        host.close()
     return 0

@@ -6,6 +6,7 @@ credential service, a store or a capture store comes into being.
 
 from __future__ import annotations
 
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -25,11 +26,16 @@ if TYPE_CHECKING:
     from smtpgate.delivery.queue import QueueStore
     from smtpgate.delivery.worker import DeliveryWorker
     from smtpgate.guard import Guard, GuardBackend
+    from smtpgate.guard.slots import ConnectionSlots
 
 
 class Runtime:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, guard_channel: socket.socket | None = None, node: str = "") -> None:
+        """`guard_channel`: a worker's socket to the guard host in its parent (shared backend);
+        `node`: this machine's server instance, the same in all its workers (Redis slots)."""
         self.config = config
+        self.guard_channel = guard_channel
+        self.node = node
 
     @cached_property
     def store(self) -> Store:
@@ -120,12 +126,19 @@ class Runtime:
 
     @cached_property
     def guard_backend(self) -> GuardBackend:
-        """[guard] backend: in-memory (this process) or Redis (shared); Redis connects on first use."""
+        """[guard] backend: shared by the machine's workers (the parent holds it), Redis (every
+        node), or in-memory (this process). A process without a parent's channel (one worker,
+        the CLI) holds the shared state itself. Redis connects on first use."""
         cfg = self.config.guard
         if cfg.backend == "redis":
             from smtpgate.guard.redis_backend import RedisBackend
 
-            return RedisBackend(cfg.redis_url, prefix=cfg.redis_prefix)
+            lease = max(3.0, 5 * cfg.sync_interval.total_seconds())
+            return RedisBackend(cfg.redis_url, prefix=cfg.redis_prefix, node=self.node, lease=lease)
+        if cfg.backend == "shared" and self.guard_channel is not None:
+            from smtpgate.guard.shared import SharedBackend
+
+            return SharedBackend(self.guard_channel)
         from smtpgate.guard.memory import MemoryBackend
 
         return MemoryBackend()
@@ -143,6 +156,14 @@ class Runtime:
             book=BanBook(self.store, time.time),
             known_good=self.audit_store.known_good,
         )
+
+    @cached_property
+    def connection_slots(self) -> ConnectionSlots:
+        """`max_connections` and `max_connections_per_ip`, counted in the guard backend."""
+        from smtpgate.guard.slots import ConnectionSlots
+
+        smtp = self.config.smtp
+        return ConnectionSlots(self.guard_backend, max_total=smtp.max_connections, max_per_ip=smtp.max_connections_per_ip)
 
     @cached_property
     def audit_store(self) -> AuditStore:

@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import threading
+import time
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
+from smtpgate.guard.host import GuardHost, HostLoop
 from smtpgate.guard.memory import MemoryBackend
 from smtpgate.guard.redis_backend import RedisBackend
+from smtpgate.guard.shared import SharedBackend
 from tests.cli.conftest import Cli, _initialised
 from tests.conftest import need
 
@@ -78,17 +82,59 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture(params=["memory", "redis"])
-def backend(request: pytest.FixtureRequest) -> Iterator[MemoryBackend | RedisBackend]:
-    """Each guard test runs on both backends."""
+class HostThread:
+    """A guard host served from a thread, as the parent process serves it to its workers."""
+
+    def __init__(self) -> None:
+        self.host = GuardHost()
+        self.loop = HostLoop(self.host, time.time)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def channel(self) -> SharedBackend:
+        sock = self.loop.open_channel()
+        assert sock is not None
+        return SharedBackend(sock)
+
+    def __enter__(self) -> HostThread:
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        return self
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            self.loop.poll(0.02)
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join(5)
+        self.loop.close()
+
+
+@pytest.fixture
+def host() -> Iterator[HostThread]:
+    with HostThread() as served:
+        yield served
+
+
+AnyBackend = MemoryBackend | RedisBackend | SharedBackend
+
+
+@pytest.fixture(params=["memory", "shared", "redis"])
+def backend(request: pytest.FixtureRequest) -> Iterator[AnyBackend]:
+    """Each guard test runs on every backend."""
     if request.param == "memory":
         yield MemoryBackend()
+        return
+    if request.param == "shared":
+        yield request.getfixturevalue("host").channel()
         return
     prefix = request.getfixturevalue("redis_prefix")
     yield RedisBackend(REDIS_URL, prefix=prefix)
 
 
-def run(backend: MemoryBackend | RedisBackend, coro: Coroutine[Any, Any, T]) -> T:
+def run(backend: AnyBackend, coro: Coroutine[Any, Any, T]) -> T:
     """Run a test's coroutine on a fresh loop; the Redis client lives and dies with that loop."""
 
     async def main() -> T:

@@ -35,12 +35,16 @@ def set_section(config: Path, section: str, values: dict[str, str]) -> None:
     config.write_text("\n".join(out) + "\n")
 
 
-def guarded_config(data: Path, *, backend: str, redis_prefix: str = "", database_url: str = "",
+def guarded_config(data: Path, *, backend: str | None, redis_prefix: str = "", database_url: str = "",
                    guard: dict[str, str] | None = None, smtp: dict[str, str] | None = None,
                    alerts: dict[str, str] | None = None) -> Path:
-    """A data dir whose guard bans loopback sources (the default allow-list spares them)."""
+    """A data dir whose guard bans loopback sources (the default allow-list spares them).
+
+    backend=None keeps the backend `smtpgate init` chose: the default a new user gets."""
     config = init_data_dir(data, database_url=database_url, smtp={"auth_failure_delay": '"20ms"', **(smtp or {})})
-    values = {"backend": f'"{backend}"', "allow_networks": "[]", "sync_interval": '"200ms"', **(guard or {})}
+    values = {"allow_networks": "[]", "sync_interval": '"200ms"', **(guard or {})}
+    if backend is not None:
+        values["backend"] = f'"{backend}"'
     if redis_prefix:
         values["redis_prefix"] = f'"{redis_prefix}"'
     set_section(config, "guard", values)

@@ -200,3 +200,72 @@ def test_redis_down_is_guard_unavailable_without_the_password() -> None:
     with pytest.raises(GuardUnavailable) as info:
         asyncio.run(go())
     assert "hunter2" not in str(info.value) and "127.0.0.1" in str(info.value)
+
+
+def test_connection_slots_hold_both_caps_and_come_back(backend, clock: Clock) -> None:
+    async def go() -> list[str | None]:
+        take = lambda ip: backend.acquire_slot(ip, max_total=4, max_per_ip=2, now=clock())  # noqa: E731
+        answers = [await take("192.0.2.1"), await take("192.0.2.1"), await take("192.0.2.1"),
+                   await take("192.0.2.2"), await take("192.0.2.3"), await take("192.0.2.4")]
+        await backend.release_slot("192.0.2.1", now=clock())
+        answers.append(await take("192.0.2.3"))
+        await backend.release_slot("192.0.2.2", now=clock())
+        answers.append(await take("192.0.2.3"))
+        return answers
+
+    assert run(backend, go()) == [None, None, "address", None, None, "total", None, "address"]
+
+
+def test_concurrent_slots_never_overshoot(backend, clock: Clock) -> None:
+    async def go() -> list[str | None]:
+        return await asyncio.gather(
+            *(backend.acquire_slot("198.51.100.4", max_total=100, max_per_ip=7, now=clock()) for _ in range(30))
+        )
+
+    assert run(backend, go()).count(None) == 7
+
+
+def test_redis_slots_of_a_process_whose_lease_ran_out_come_back(redis_prefix: str, clock: Clock) -> None:
+    dead = RedisBackend(REDIS_URL, prefix=redis_prefix, node="machine-a", lease=10)
+    alive = RedisBackend(REDIS_URL, prefix=redis_prefix, node="machine-b", lease=10)
+    alive.owner = "machine-b/2"  # two processes, as two workers would be
+
+    async def go() -> list[str | None]:
+        try:
+            caps = {"max_total": 5, "max_per_ip": 2}
+            answers = [await dead.acquire_slot("192.0.2.1", now=clock(), **caps),
+                       await dead.acquire_slot("192.0.2.1", now=clock(), **caps),
+                       await alive.acquire_slot("192.0.2.1", now=clock(), **caps)]  # the cap is for all servers
+            clock.advance(5)
+            await alive.heartbeat(now=clock())  # within the lease: nothing is taken away
+            answers.append(await alive.acquire_slot("192.0.2.1", now=clock(), **caps))
+            clock.advance(6)
+            await alive.heartbeat(now=clock())  # `dead` never renewed: its slots come back
+            answers += [await alive.acquire_slot("192.0.2.1", now=clock(), **caps),
+                        await alive.acquire_slot("192.0.2.1", now=clock(), **caps),
+                        await alive.acquire_slot("192.0.2.1", now=clock(), **caps)]
+            await dead.release_slot("192.0.2.1", now=clock())  # late: must not give back another's slot
+            answers.append(await alive.acquire_slot("192.0.2.1", now=clock(), **caps))
+            return answers
+        finally:
+            await dead.close()
+            await alive.close()
+
+    assert asyncio.run(go()) == [None, None, "address", "address", None, None, "address", "address"]
+
+
+def test_redis_total_cap_is_per_machine(redis_prefix: str, clock: Clock) -> None:
+    one = RedisBackend(REDIS_URL, prefix=redis_prefix, node="machine-a")
+    two = RedisBackend(REDIS_URL, prefix=redis_prefix, node="machine-b")
+
+    async def go() -> list[str | None]:
+        try:
+            caps = {"max_total": 1, "max_per_ip": 10}
+            return [await one.acquire_slot("192.0.2.1", now=clock(), **caps),
+                    await one.acquire_slot("192.0.2.2", now=clock(), **caps),
+                    await two.acquire_slot("192.0.2.3", now=clock(), **caps)]
+        finally:
+            await one.close()
+            await two.close()
+
+    assert asyncio.run(go()) == [None, "total", None]

@@ -17,14 +17,14 @@ def load(tmp_path: Path, text: str):
 
 def test_defaults_work_out_of_the_box(tmp_path: Path) -> None:
     config = load(tmp_path, "")
-    assert config.guard.backend == "memory" and config.guard.ip_failures == 10
+    assert config.guard.backend == "shared" and config.guard.ip_failures == 10
     assert config.guard.ban_for.total_seconds() == 900 and config.guard.max_ban.total_seconds() == 86400
     assert "127.0.0.0/8" in config.guard.allow_networks
     assert config.audit.retention.days == 90 and config.alerts.webhook_url == ""
 
 
 @pytest.mark.parametrize(("text", "words"), [
-    ('[guard]\nbackend = "memcached"\n', ["guard.backend", "'memory'", "'redis'"]),
+    ('[guard]\nbackend = "memcached"\n', ["guard.backend", "'shared'", "'redis'", "'memory'"]),
     ('[guard]\nallow_networks = ["10.0.0.300/8"]\n', ["guard.allow_networks", "not a network"]),
     ('[guard]\nredis_url = "http://x"\n', ["guard.redis_url", "redis://"]),
     ('[guard]\nban_for = "soon"\n', ["guard.ban_for", "duration"]),

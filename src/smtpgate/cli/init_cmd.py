@@ -108,7 +108,7 @@ mta_sts = true                  # honour MTA-STS policies (RFC 8461)
 
 [guard]
 # Brute-force bans and account-wide quotas; docs/guard.md explains every rule.
-backend = "memory"              # "memory" (one process) or "redis" (shared by workers and nodes)
+backend = "shared"              # "shared" (all workers of this machine), "redis" (all machines), "memory" (one process)
 redis_url = "redis://127.0.0.1:6379/0"
 redis_prefix = "smtpgate"       # every key the guard writes starts with this
 failure_window = "10m"          # failed logins are counted over this window...

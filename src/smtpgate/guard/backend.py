@@ -14,6 +14,7 @@ from typing import Literal, Protocol
 
 BanSource = Literal["auto", "manual"]
 QuotaMode = Literal["peek", "take", "add"]
+SlotRefusal = Literal["total", "address"]  # which connection cap a new connection would exceed
 QUOTA_BUCKETS = 60  # a quota window is counted in 60 buckets (1 min of an hour, 24 min of a day)
 
 
@@ -93,6 +94,17 @@ class GuardBackend(Protocol):
         ...
 
     async def active_bans(self, *, now: float) -> list[Ban]: ...
+
+    async def acquire_slot(self, ip: str, *, max_total: int, max_per_ip: int, now: float) -> SlotRefusal | None:
+        """Take a connection slot for `ip` unless a cap is reached, atomically; the cap hit, or None.
+        Slots of a process that dies are given back (by its channel, or its lease in Redis)."""
+        ...
+
+    async def release_slot(self, ip: str, *, now: float) -> None: ...
+
+    async def heartbeat(self, *, now: float) -> None:
+        """Called every `sync_interval`: renew this process's lease on its slots, reclaim dead ones."""
+        ...
 
     async def sweep(self, *, now: float) -> None:
         """Forget what has expired (the in-memory backend's housekeeping; Redis expires keys itself)."""

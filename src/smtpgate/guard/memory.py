@@ -1,4 +1,4 @@
-"""The in-memory guard backend: the default, for one process.
+"""The in-memory guard backend: the state of one process (and of the shared host).
 
 Everything is a dict lookup plus a deque operation per event. Failure timestamps are
 kept per key up to the key's cap (the threshold plus one), so an attacker hammering one
@@ -13,7 +13,7 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from smtpgate.guard.backend import QUOTA_BUCKETS, Ban, QuotaCounter, QuotaMode
+from smtpgate.guard.backend import QUOTA_BUCKETS, Ban, QuotaCounter, QuotaMode, SlotRefusal
 
 
 @dataclass
@@ -47,6 +47,8 @@ class MemoryBackend:
         self._strikes: dict[str, tuple[int, float]] = {}
         self._protected: dict[str, float] = {}
         self._quotas: dict[str, tuple[_Window, QuotaCounter]] = {}
+        self._slots: Counter[str] = Counter()
+        self._slots_total = 0
 
     # ---------------------------------------------------------------- failures
 
@@ -143,6 +145,33 @@ class MemoryBackend:
             for window, bucket, amount in windows:
                 if amount:
                     window.add(bucket, amount)
+        return None
+
+    # ------------------------------------------------------------ connections
+
+    async def acquire_slot(self, ip: str, *, max_total: int, max_per_ip: int, now: float) -> SlotRefusal | None:
+        if self._slots_total >= max_total:
+            return "total"
+        if self._slots[ip] >= max_per_ip:
+            return "address"
+        self._slots[ip] += 1
+        self._slots_total += 1
+        return None
+
+    async def release_slot(self, ip: str, *, now: float) -> None:
+        held = self._slots.get(ip, 0)
+        if held <= 0:
+            return
+        self._slots_total -= 1
+        if held == 1:
+            del self._slots[ip]
+        else:
+            self._slots[ip] = held - 1
+
+    def slots_held(self) -> int:
+        return self._slots_total
+
+    async def heartbeat(self, *, now: float) -> None:
         return None
 
     # ------------------------------------------------------------ housekeeping

@@ -10,6 +10,14 @@ and only one of them bans. Keys live under one prefix (`[guard] redis_prefix`):
     {p}:strikes:{net}  hash: n (bans so far), exp (when they are forgotten)
     {p}:prot:{login}   "protected until" (ms) of a login under attack
     {p}:q:{counter}    hash: bucket index -> amount, of one quota window
+    {p}:c:ip           hash: address -> connections it holds on every server (the per-IP cap)
+    {p}:c:node:{node}  connections held on one machine (`max_connections` is per machine)
+    {p}:c:own:{owner}  hash: address -> connections one worker process holds, and its node
+    {p}:c:owners       sorted set: worker process -> when its lease ends (ms)
+
+A worker renews its lease every `sync_interval`; any worker's heartbeat gives back the
+slots of a worker whose lease ran out (killed, or its machine gone), so a dead process
+holds connection slots for one lease at most.
 
 Scripts touch several keys, so a Redis Cluster would need hash tags; one Redis (with a
 replica and Sentinel if it must survive a failure) is what this is built for.
@@ -18,6 +26,7 @@ replica and Sentinel if it must survive a failure) is what this is built for.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from collections.abc import Sequence
 from typing import Any
@@ -31,6 +40,7 @@ from smtpgate.guard.backend import (
     GuardUnavailable,
     QuotaCounter,
     QuotaMode,
+    SlotRefusal,
 )
 
 _FAILURES = """
@@ -158,6 +168,50 @@ return 0
 """
 
 
+_ACQUIRE = """
+local total = tonumber(redis.call('GET', KEYS[2]) or '0')
+if total >= tonumber(ARGV[2]) then return 1 end
+local n = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if n >= tonumber(ARGV[3]) then return 2 end
+redis.call('INCR', KEYS[2])
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('HINCRBY', KEYS[3], ARGV[1], 1)
+redis.call('HSET', KEYS[3], '#node', KEYS[2])
+redis.call('ZADD', KEYS[4], tonumber(ARGV[4]) + tonumber(ARGV[5]), ARGV[6])
+return 0
+"""
+
+_RELEASE = """
+local mine = tonumber(redis.call('HGET', KEYS[3], ARGV[1]) or '0')
+if mine <= 0 then return 0 end
+if mine == 1 then redis.call('HDEL', KEYS[3], ARGV[1]) else redis.call('HINCRBY', KEYS[3], ARGV[1], -1) end
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+if redis.call('DECR', KEYS[2]) <= 0 then redis.call('DEL', KEYS[2]) end
+return 1
+"""
+
+_HEARTBEAT = """
+local now = tonumber(ARGV[1])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[3])
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+for _, owner in ipairs(dead) do
+  local own = ARGV[4] .. ':c:own:' .. owner
+  local node = redis.call('HGET', own, '#node')
+  local fields = redis.call('HGETALL', own)
+  for j = 1, #fields, 2 do
+    if fields[j] ~= '#node' then
+      local count = tonumber(fields[j + 1])
+      if redis.call('HINCRBY', KEYS[2], fields[j], -count) <= 0 then redis.call('HDEL', KEYS[2], fields[j]) end
+      if node and redis.call('DECRBY', node, count) <= 0 then redis.call('DEL', node) end
+    end
+  end
+  redis.call('DEL', own)
+  redis.call('ZREM', KEYS[1], owner)
+end
+return #dead
+"""
+
+
 def _ms(seconds: float) -> int:
     return int(seconds * 1000)
 
@@ -165,9 +219,12 @@ def _ms(seconds: float) -> int:
 class RedisBackend:
     """Talks to Redis with the asyncio client; the connection pool belongs to the running loop."""
 
-    def __init__(self, url: str, *, prefix: str = "smtpgate") -> None:
+    def __init__(self, url: str, *, prefix: str = "smtpgate", node: str = "", lease: float = 10.0) -> None:
         self.url = url
         self.prefix = prefix
+        self.node = node or secrets.token_hex(6)
+        self.owner = f"{self.node}/{os.getpid()}"  # built in the worker that uses it
+        self.lease = lease
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
 
@@ -175,7 +232,8 @@ class RedisBackend:
         if self._client is None:
             self._client = aioredis.from_url(self.url, socket_timeout=5, socket_connect_timeout=5)
             for name, body in (("failures", _FAILURES), ("ban", _BAN), ("set_ban", _SET_BAN), ("unban", _UNBAN),
-                               ("lookup", _LOOKUP), ("protect", _PROTECT), ("quota", _QUOTA)):
+                               ("lookup", _LOOKUP), ("protect", _PROTECT), ("quota", _QUOTA),
+                               ("acquire", _ACQUIRE), ("release", _RELEASE), ("heartbeat", _HEARTBEAT)):
                 self._scripts[name] = self._client.register_script(body)
         return self._client
 
@@ -255,6 +313,25 @@ class RedisBackend:
             args += [counter.limit, _ms(counter.window), amount]
         index = int(await self._run("quota", [self._key("q", c.key) for c in counters], args))
         return None if index == 0 else index - 1
+
+    # ------------------------------------------------------------ connections
+
+    def _slot_keys(self) -> list[str]:
+        return [self._key("c", "ip"), self._key("c", "node", self.node), self._key("c", "own", self.owner)]
+
+    async def acquire_slot(self, ip: str, *, max_total: int, max_per_ip: int, now: float) -> SlotRefusal | None:
+        result = int(await self._run(
+            "acquire", [*self._slot_keys(), self._key("c", "owners")],
+            [ip, max_total, max_per_ip, _ms(now), _ms(self.lease), self.owner],
+        ))
+        return "total" if result == 1 else "address" if result == 2 else None
+
+    async def release_slot(self, ip: str, *, now: float) -> None:
+        await self._run("release", self._slot_keys(), [ip])
+
+    async def heartbeat(self, *, now: float) -> None:
+        await self._run("heartbeat", [self._key("c", "owners"), self._key("c", "ip")],
+                        [_ms(now), _ms(self.lease), self.owner, self.prefix])
 
     # ------------------------------------------------------------ housekeeping
 

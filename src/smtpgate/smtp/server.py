@@ -6,8 +6,9 @@ feeding bytes to a `ServerConnection` and one task that walks its events through
 writing back-pressure pauses input, so a fast or stalled client cannot pin memory.
 
 Workers (`smtpgate.process.run_server(workers=N)`) share the listening sockets; the
-connection caps here are per process. Only worker 0 runs the delivery worker (and a
-per-message lock keeps any other process off a message in flight).
+connection caps are slots taken in the guard backend (`guard.slots`), so they hold for
+all workers together. Only worker 0 runs the delivery worker (and a per-message lock
+keeps any other process off a message in flight).
 
 The guard is asked about every new connection before the greeting: a banned source gets
 `421 4.7.0` and is closed. Each process runs the audit writer thread and a maintenance
@@ -22,7 +23,6 @@ import logging
 import socket
 import ssl
 import time
-from collections import Counter
 from dataclasses import dataclass
 
 from smtpgate.audit import events as ev
@@ -104,6 +104,7 @@ class SmtpServer:
             ),
         )
         self.guard = runtime.guard
+        self.slots = runtime.connection_slots
         self.audit = runtime.audit
         self.banned_seen: dict[str, float] = {}  # a banned source's refusals are audited once a minute
         self.auth_mechanisms = auth_mechanisms(config)
@@ -112,7 +113,7 @@ class SmtpServer:
             max_recipients=config.smtp.max_recipients,
         )
         self.connections: set[SmtpConnection] = set()
-        self.per_ip: Counter[str] = Counter()
+        self.releasing: set[asyncio.Task[None]] = set()  # slot releases in flight (kept from the GC)
         self.servers: list[asyncio.base_events.Server] = []
         self.stopping = False
 
@@ -132,14 +133,22 @@ class SmtpServer:
                      "implicit TLS" if listener.implicit_tls else "STARTTLS")
 
     def admit(self, ip: str) -> Reply | None:
-        """A reply refusing a new connection, or None to let it in."""
+        """A reply refusing a new connection, or None to let it in (the caps come next, in `take_slot`)."""
         if self.stopping:
             return Reply(421, "4.3.2", "Service shutting down")
-        if len(self.connections) >= self.config.smtp.max_connections:
-            return TOO_MANY_CONNECTIONS
-        if self.per_ip[ip] >= self.config.smtp.max_connections_per_ip:
-            return TOO_MANY_FROM_YOU
         return None
+
+    async def take_slot(self, ip: str) -> Reply | None:
+        """A connection slot from the guard (caps across all workers), or the reply refusing one."""
+        refusal = await self.slots.acquire(ip)
+        if refusal is None:
+            return None
+        return TOO_MANY_CONNECTIONS if refusal == "total" else TOO_MANY_FROM_YOU
+
+    def give_slot_back(self, ip: str) -> None:
+        task = asyncio.get_running_loop().create_task(self.slots.release(ip))
+        self.releasing.add(task)
+        task.add_done_callback(self.releasing.discard)
 
     def reload_tls(self) -> None:
         try:
@@ -180,6 +189,7 @@ class SmtpConnection(asyncio.Protocol):
             server.limits,
         )
         self.session: Session | None = None
+        self._slot = False  # holds one of the guard's connection slots
         self._input = asyncio.Event()
         self._writable = asyncio.Event()
         self._writable.set()
@@ -205,14 +215,20 @@ class SmtpConnection(asyncio.Protocol):
             transport.close()
             return
         self.server.connections.add(self)
-        self.server.per_ip[self.ip] += 1
         m.open_connections.labels(self.listener.name).inc()
         self.session = Session(self.server.services, client_ip=self.ip, listener=self.listener.name, tls_info=self.tls_info)
         transport.set_write_buffer_limits(high=256 * 1024)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _admit_source(self) -> bool:
-        """Ask the guard before the greeting: a banned source gets 421 4.7.0 and is closed."""
+        """Ask the guard before the greeting: over a cap, or banned, a source gets 421 4.7.0 and is closed."""
+        refusal = await self.server.take_slot(self.ip)
+        if refusal is not None:
+            metrics().connections.labels(self.listener.name, "limit").inc()
+            self.conn.refuse(refusal)
+            self._flush()
+            return False
+        self._slot = True
         ban = await self.server.guard.check_connection(self.ip)
         if ban is None:
             metrics().connections.labels(self.listener.name, "accepted").inc()
@@ -366,9 +382,9 @@ class SmtpConnection(asyncio.Protocol):
         if self in self.server.connections:
             metrics().open_connections.labels(self.listener.name).dec()
             self.server.connections.discard(self)
-            self.server.per_ip[self.ip] -= 1
-            if self.server.per_ip[self.ip] <= 0:
-                del self.server.per_ip[self.ip]
+        if self._slot:
+            self._slot = False
+            self.server.give_slot_back(self.ip)
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
