@@ -43,8 +43,9 @@ async def serve_admin(runtime: Runtime, sock: socket.socket) -> None:
 
     # proxy_headers off: uvicorn would believe X-Forwarded-For from loopback; the token
     # endpoint believes it only from [admin] trusted_proxies (admin/oauth.py)
+    # log_config None: uvicorn's loggers go through ours (smtpgate.logformat), escaped like every line
     config = uvicorn.Config(create_app(runtime), log_level="warning", access_log=False, lifespan="off",
-                            proxy_headers=False)
+                            proxy_headers=False, log_config=None)
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the SMTP server owns signals
     await server.serve(sockets=[sock])
