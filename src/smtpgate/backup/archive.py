@@ -146,14 +146,23 @@ def _add(manifest: Manifest, staging: Path, data_dir: Path, path: Path) -> bool:
 
 
 def _copy_spool(spool: Path, manifest: Manifest, staging: Path, data_dir: Path) -> int:
-    """Every committed message whole (its data, then its metadata, then its state), none of tmp/.
+    """Every committed message whole (its one file, then its state), none of tmp/.
 
-    A message is visible once its metadata exists and its data is immutable from then on, so
-    copying data first and metadata second never pairs a message with someone else's bytes;
-    one removed meanwhile (delivered, deleted) is left out entirely.
+    A message is one immutable file (`messages/<id>.msg`, see delivery/capture.py), visible
+    once renamed into place, so copying it never pairs a message with someone else's bytes;
+    one removed meanwhile (delivered, deleted) is left out entirely. A store not yet opened
+    since the one-file layout still has `<id>.eml` + `<id>.json` pairs: data first, then
+    metadata, and it is converted when the restored store is opened.
     """
     messages = spool / "messages"
     count = 0
+    for path in sorted(messages.glob("*.msg")) if messages.is_dir() else []:
+        if not _add(manifest, staging, data_dir, path):
+            continue
+        state = spool / "state" / f"{path.stem}.json"
+        if state.exists():
+            _add(manifest, staging, data_dir, state)
+        count += 1
     for meta in sorted(messages.glob("*.json")) if messages.is_dir() else []:
         data = meta.with_suffix(".eml")
         state = spool / "state" / meta.name
