@@ -63,16 +63,24 @@ def test_silent_dns_server_is_a_timeout() -> None:
     ("recipient", "status", "words"),
     [
         ("bob@example.test", Status.PASS, "MX 10 mx1.example.test, 20 mx2.example.test"),
-        ("bob@nomail.test", Status.FAIL, "null MX"),
+        ("bob@nomail.test", Status.WARN, "null MX"),
         ("bob@webonly.test", Status.WARN, "implicit MX"),
-        ("bob@nowhere.test", Status.FAIL, "does not exist"),
+        ("bob@nowhere.test", Status.WARN, "does not exist"),
     ],
 )
-def test_mx_of_the_recipient_domain(dns: FakeDns, recipient: str, status: Status, words: str) -> None:
-    report = doctor("1", host="127.0.0.1", dns_server=dns.address, send_to=recipient)
-    check = report.get(f"mx:{recipient.split('@')[1]}")
-    assert check.status is status
+def test_the_recipient_domain_is_advice_when_asked_for(dns: FakeDns, recipient: str, status: Status, words: str) -> None:
+    domain = recipient.split("@")[1]
+    report = doctor("1", host="127.0.0.1", dns_server=dns.address, send_to=recipient, check_recipient_domain=True)
+    check = report.get(f"recipient-domain:{domain}")
+    assert check.status is status and check.title == f"recipient domain {domain}"
     assert words in f"{check.summary} {check.cause}"
+    assert "server" not in check.fix  # the recipient's domain is not the server's name
+    assert not any(c.id == f"mx:{domain}" for c in report.checks)
+
+
+def test_the_recipient_domain_is_not_looked_up_unless_asked(dns: FakeDns) -> None:
+    report = doctor("1", host="127.0.0.1", dns_server=dns.address, send_to="bob@nowhere.test")
+    assert not any("nowhere.test" in c.id for c in report.checks)
 
 
 def test_address_finds_its_submission_server_by_srv(dns: FakeDns) -> None:

@@ -35,6 +35,8 @@ def doctor(
     password_file: PasswordFile = None,
     profile: ProfileName = None,
     send_to: Annotated[str | None, typer.Option("--send-to", metavar="ADDR", help="Send a test message to this address.")] = None,
+    check_recipient_domain: Annotated[bool, typer.Option(
+        "--check-recipient-domain", help="Also look up the MX of the --send-to domain (advice: never fails the run).")] = False,
     sender: Annotated[str | None, typer.Option("--from", help="Sender of the test message (default: the login).")] = None,
     cafile: Annotated[Path | None, typer.Option("--cafile", help="Trust this CA (or self-signed) certificate file.")] = None,
     insecure: Annotated[bool, typer.Option("--insecure", help="Go on past an untrusted certificate (still reported).")] = False,
@@ -98,7 +100,7 @@ def doctor(
         fail("the test message needs a sender", "Give --from ADDRESS (or a login that is an address).", code=2)
     options = DoctorOptions(
         host=host.strip("[]"), ports=specs, user=user or "", password=secret or "", send_to=send_to or "",
-        mail_from=sender or "", cafile=cafile_text, connect_timeout=connect_timeout, timeout=timeout,
+        check_recipient_domain=check_recipient_domain, mail_from=sender or "", cafile=cafile_text, connect_timeout=connect_timeout, timeout=timeout,
         dns_server=dns_server, insecure=insecure,
     )
     try:
