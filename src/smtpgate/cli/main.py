@@ -18,6 +18,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
+from smtpgate.cli import helpstyle
 from smtpgate.cli.common import ConfigOption
 from smtpgate.config import CONFIG_ENV
 
@@ -29,7 +30,7 @@ COMMANDS = {
     "profile": "profile", "queue": "queue", "service-account": "service_account",
     "token": "token", "upstream": "upstream", "backup": "backup", "restore": "backup",
 }
-NOT_COMMANDS = {"main", "common"}
+NOT_COMMANDS = {"main", "common", "helpstyle"}
 
 
 def _commands_of(module_name: str) -> dict[str, click.Command]:
@@ -81,6 +82,8 @@ class LazyGroup(TyperGroup):
             self._load_all()  # so that "did you mean" knows every command
             return super().resolve_command(ctx, args)
 
+
+helpstyle.apply()
 
 app = typer.Typer(
     name="smtpgate",

@@ -12,7 +12,7 @@ from smtpgate.config import load_config
 
 
 def serve(
-    workers: Annotated[int, typer.Option(help="Processes sharing the listening sockets (default: number of cores).")] = 0,
+    workers: Annotated[int, typer.Option(help="Processes sharing the listening sockets (default: number of cores).", show_default=False)] = 0,
     port: Annotated[int | None, typer.Option("--port", help="Submission (STARTTLS) port, instead of the config's.",
                                              show_default=False)] = None,
     tls_port: Annotated[int | None, typer.Option("--tls-port", help="Implicit-TLS port, instead of the config's.",
