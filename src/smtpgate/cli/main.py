@@ -28,7 +28,7 @@ COMMANDS = {
     "account": "accounts", "app-password": "creds", "creds": "creds", "alerts": "alerts",
     "ban": "ban", "capture": "capture", "dkim": "dkim", "dns": "dns", "import": "import_cmd",
     "profile": "profile", "queue": "queue", "service-account": "service_account",
-    "token": "token", "upstream": "upstream", "backup": "backup", "restore": "backup",
+    "token": "token", "upstream": "upstream", "backup": "backup", "restore": "backup", "scan": "scan",
 }
 NOT_COMMANDS = {"main", "common", "helpstyle"}
 
