@@ -8,7 +8,7 @@ import signal
 import time
 from pathlib import Path
 
-from smtpgate.process import _watch_parent
+from smtpgate.process import _keep_memory, _watch_parent, rss_bytes, trim_memory
 from tests.smtp.raw_client import RawClient
 from tests.smtp.server_harness import RunningServer, init_data_dir
 
@@ -78,6 +78,62 @@ def test_the_watchdog_leaves_a_worker_whose_parent_lives() -> None:
         watch = asyncio.get_running_loop().create_task(_watch_parent(os.getppid(), stop, interval=0.01))
         await asyncio.sleep(0.2)
         watch.cancel()
+        return stop.is_set()
+
+    assert not asyncio.run(scenario())
+
+
+# ------------------------------------------------------------------ memory after floods
+
+
+def test_trim_memory_gives_freed_memory_back() -> None:
+    """What a flood leaves: many small freed blocks that glibc keeps unless asked."""
+    before = rss_bytes()
+    crowd = [bytearray(3000) for _ in range(60_000)]  # ~180 MB of small allocations
+    grown = rss_bytes()
+    assert grown - before > 100 * 2**20
+    del crowd[:-1]  # all but the last: the heap top stays in use, so only a trim returns the holes
+    trim_memory()
+    assert rss_bytes() - before < (grown - before) / 2
+
+
+class _Crowd:
+    """A stand-in for SmtpServer: only its connection registry is read."""
+
+    def __init__(self, size: int) -> None:
+        self.connections: set[object] = {object() for _ in range(size)}
+
+
+def test_the_keeper_trims_after_a_crowd_leaves_and_recycles_an_idle_worker(monkeypatch) -> None:
+    import smtpgate.process as process
+
+    trims: list[int] = []
+    monkeypatch.setattr(process, "trim_memory", lambda: trims.append(1))
+
+    async def scenario() -> bool:
+        server, stop = _Crowd(500), asyncio.Event()
+        keeper = asyncio.get_running_loop().create_task(
+            _keep_memory(server, stop, limit=1, interval=0.01))  # type: ignore[arg-type]
+        await asyncio.sleep(0.1)
+        assert trims == [] and not stop.is_set()  # still crowded, not idle
+        server.connections = set(list(server.connections)[:10])
+        while not trims:
+            await asyncio.sleep(0.01)
+        assert not stop.is_set()  # over the limit, but not idle: no session is dropped
+        server.connections = set()
+        await asyncio.wait_for(stop.wait(), 10)  # idle and over the limit: recycled
+        await keeper
+        return True
+
+    assert asyncio.run(scenario())
+
+
+def test_no_recycling_without_a_limit() -> None:
+    async def scenario() -> bool:
+        stop = asyncio.Event()
+        keeper = asyncio.get_running_loop().create_task(_keep_memory(_Crowd(0), stop, limit=0, interval=0.01))  # type: ignore[arg-type]
+        await asyncio.sleep(0.2)
+        keeper.cancel()
         return stop.is_set()
 
     assert not asyncio.run(scenario())

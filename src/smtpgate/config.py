@@ -81,8 +81,17 @@ class SmtpConfig(_Section):
     command_timeout: timedelta = timedelta(minutes=5)
     data_timeout: timedelta = timedelta(minutes=10)
     auth_failure_delay: timedelta = timedelta(milliseconds=250)
-    tls_handshake_timeout: timedelta = timedelta(seconds=30)
+    tls_handshake_timeout: timedelta = timedelta(seconds=10)
     shutdown_grace: timedelta = timedelta(seconds=30)
+    # Before AUTH (docs/configuration.md, "Connections before AUTH"): idle timeouts, normal
+    # and under pressure, the deadline for a successful AUTH, the share of slots kept for
+    # sessions that are authenticating or authenticated.
+    pre_auth_timeout: timedelta = timedelta(seconds=60)
+    pre_auth_stress_timeout: timedelta = timedelta(seconds=10)
+    auth_deadline: timedelta = timedelta(minutes=2)
+    auth_reserve: float = Field(default=0.2, ge=0, lt=1)
+    # A worker over this resident size once idle is replaced by a fresh one (0: never).
+    worker_memory_limit_mib: int = Field(default=1024, ge=0)
     # Message policy of authenticated submission (docs/configuration.md, "Message policy").
     allow_null_sender: bool = False
     display_name_address: Literal["refuse", "flag", "allow"] = "refuse"
@@ -91,7 +100,7 @@ class SmtpConfig(_Section):
     _check_listen = field_validator("submission", "submissions")(classmethod(lambda cls, v: _listen(v)))
     _check_durations = field_validator(
         "command_timeout", "data_timeout", "auth_failure_delay", "tls_handshake_timeout",
-        "shutdown_grace", mode="before"
+        "shutdown_grace", "pre_auth_timeout", "pre_auth_stress_timeout", "auth_deadline", mode="before"
     )(classmethod(lambda cls, v: _duration(v)))
 
 

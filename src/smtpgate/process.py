@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
 import logging
 import os
 import secrets
@@ -88,7 +89,10 @@ async def _serve(
         loop.add_signal_handler(signal.SIGINT, stop.set)
         loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
         orphaned = loop.create_task(_watch_parent(parent, stop)) if parent is not None else None
+        limit = config.smtp.worker_memory_limit_mib * 1024 * 1024 if parent is not None else 0  # recycling needs a supervisor
+        keeper = loop.create_task(_keep_memory(server, stop, limit=limit))
         await stop.wait()
+        keeper.cancel()
         if orphaned is not None:
             orphaned.cancel()
         log.info("stopping: finishing transactions in flight")
@@ -127,6 +131,54 @@ async def _watch_guard(runtime: Runtime) -> None:
         except Exception as exc:  # noqa: BLE001 - the next round may succeed
             log.warning("guard maintenance failed: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
         await asyncio.sleep(interval)
+
+
+MEMORY_CHECK_INTERVAL = 10.0
+
+
+def rss_bytes() -> int:
+    """This process's resident memory (Linux; 0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def trim_memory() -> None:
+    """Hand freed memory back to the system: collect cycles, then glibc's malloc_trim(0).
+
+    After a flood, the freed connections leave glibc's arenas full of holes that the
+    allocator keeps; malloc_trim returns the free pages, which is most of the growth.
+    """
+    gc.collect()
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+async def _keep_memory(server: SmtpServer, stop: asyncio.Event, *, limit: int, interval: float = MEMORY_CHECK_INTERVAL) -> None:
+    """Give memory back once a crowd of connections is gone; recycle a worker that stays too big.
+
+    Trimming runs when the connections fell to half of their peak since the last trim.
+    A worker still over `limit` bytes (0: never) with no connection left stops, and its
+    supervisor starts a fresh one: no session is dropped, since there is none.
+    """
+    peak = 0
+    while True:
+        await asyncio.sleep(interval)
+        now = len(server.connections)
+        peak = max(peak, now)
+        if peak >= 10 and now * 2 <= peak:
+            before = rss_bytes()
+            await asyncio.to_thread(trim_memory)
+            log.info("gave memory back after %d connections: %d MiB -> %d MiB", peak, before >> 20, rss_bytes() >> 20)
+            peak = now
+        if limit and now == 0 and not server.connections and rss_bytes() > limit:
+            log.warning("worker at %d MiB, over worker_memory_limit_mib, and idle: recycling it", rss_bytes() >> 20)
+            stop.set()
+            return
 
 
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -316,7 +368,10 @@ def _supervise(config: Config, sockets: dict[str, socket.socket], workers: int) 
                 slot = children.pop(pid, None)
                 worker_exited(pid)  # its live gauges (open connections) stop counting
                 if slot is not None and not stopping:
-                    log.error("worker %d exited (status %d); starting a new one", pid, status)
+                    if status == 0:  # it stopped itself: recycled after growing past worker_memory_limit_mib
+                        log.info("worker %d recycled; starting a new one", pid)
+                    else:
+                        log.error("worker %d exited (status %d); starting a new one", pid, status)
                     restart_at[slot] = time.monotonic() + 0.5
             for slot, when in list(restart_at.items()):
                 if stopping:

@@ -107,23 +107,49 @@ def test_long_auth_line_is_accepted_but_long_command_is_not(server: RunningServe
     client.close()
 
 
+def _authed_from(server: RunningServer, source: str, login: str, secret: str) -> RawClient:
+    client = RawClient(server.submission_port, source=source)
+    assert client.reply()[0] == 220
+    client.cmd("EHLO raw.test")
+    assert client.cmd("STARTTLS")[0] == 220
+    client.starttls(server.client_context())
+    client.cmd("EHLO raw.test")
+    assert client.login(login, secret)[0] == 235
+    return client
+
+
 def test_connection_caps(tmp_path) -> None:
     server = RunningServer(init_data_dir(tmp_path / "d", smtp={"max_connections_per_ip": "3", "max_connections": "5"}))
     server.start()
     try:
-        held = [RawClient(server.submission_port) for _ in range(3)]
+        # not from 127.0.0.1, where the harness's readiness probes may still be counted
+        held = [RawClient(server.submission_port, source="127.0.0.4") for _ in range(3)]
         assert all(c.reply()[0] == 220 for c in held)
-        extra = RawClient(server.submission_port)
+        extra = RawClient(server.submission_port, source="127.0.0.4")
         code, lines = extra.reply()
         assert code == 421 and "4.7.0" in lines[0] and "your address" in lines[0]
         assert extra.closed_by_server()
-        other = [RawClient(server.submission_port, source="127.0.0.2") for _ in range(2)]
-        assert all(c.reply()[0] == 220 for c in other)
-        over = RawClient(server.submission_port, source="127.0.0.3")
-        assert over.reply()[0] == 421  # 5 in all
-        held[0].cmd("QUIT")
+        # unauthenticated connections get 4 of the 5 slots (auth_reserve 0.2): a fifth one
+        # is let in by shedding the one idle the longest
+        other = RawClient(server.submission_port, source="127.0.0.2")
+        assert other.reply()[0] == 220
+        newest = RawClient(server.submission_port, source="127.0.0.2")
+        assert newest.reply()[0] == 220
+        code, lines = held[0].reply()
+        assert code == 421 and "idle the longest" in lines[0]
+        assert held[0].closed_by_server()
+        for client in [*held[1:], other, newest]:
+            client.close()
         time.sleep(0.3)
-        again = RawClient(server.submission_port, source="127.0.0.3")
+        # when every slot is an authenticated session there is nothing to shed: 421
+        secret = server.account_with_app_password("caps@example.com")
+        sessions = [_authed_from(server, f"127.0.0.{2 + n // 2}", "caps@example.com", secret) for n in range(5)]
+        over = RawClient(server.submission_port, source="127.0.0.9")
+        code, lines = over.reply()
+        assert code == 421 and "4.7.0" in lines[0] and "your address" not in lines[0]
+        sessions[0].cmd("QUIT")
+        time.sleep(0.3)
+        again = RawClient(server.submission_port, source="127.0.0.9")
         assert again.reply()[0] == 220
     finally:
         server.close()

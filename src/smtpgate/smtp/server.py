@@ -10,6 +10,14 @@ connection caps are slots taken in the guard backend (`guard.slots`), so they ho
 all workers together. Only worker 0 runs the delivery worker (and a per-message lock
 keeps any other process off a message in flight).
 
+Every connection counts toward `max_connections` and `max_connections_per_ip` from the
+moment it is accepted, a TLS handshake on the implicit-TLS port included (the handshake is
+ours to start, after the count). Connections that have not authenticated are kept on a
+short leash: an idle timeout and a deadline for reaching AUTH, shorter under pressure, and
+at most `1 - auth_reserve` of the slots; when the server is full the one idle the longest
+is shed for a newcomer, so a flood of idle or dripping connections cannot keep clients out.
+Progress is counted in commands and bytes, not reads: a byte at a time resets nothing.
+
 The guard is asked about every new connection before the greeting: a banned source gets
 `421 4.7.0` and is closed. Each process runs the audit writer thread and a maintenance
 task (ban changes from the database, guard housekeeping); metrics are per process and
@@ -23,6 +31,7 @@ import logging
 import socket
 import ssl
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from smtpgate.audit import events as ev
@@ -33,6 +42,8 @@ from smtpgate.runtime import Runtime
 from smtpgate.smtp.protocol import (
     NEED_DATA,
     PAUSED,
+    AuthAttempt,
+    AuthKeysNeeded,
     ProtocolLimits,
     Reply,
     ServerConnection,
@@ -47,8 +58,12 @@ log = logging.getLogger("smtpgate.server")
 
 TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections, try again later")
 TOO_MANY_FROM_YOU = Reply(421, "4.7.0", "Too many connections from your address, try again later")
+SHED = Reply(421, "4.7.0", "Too many connections, closing the one idle the longest; try again later")
 READ_CHUNK_LIMIT = 256 * 1024
 BLOCKING_THREADS = 64
+PROGRESS_BYTES = 1024  # this much received counts as progress even without a whole command
+SWEEP_INTERVAL = 1.0  # how often the deadlines of unauthenticated connections are checked
+_AUTH_STATES = frozenset({State.AUTH, State.AUTH_FAILURE, State.AUTH_SUCCESS})
 
 
 @dataclass(frozen=True)
@@ -104,7 +119,6 @@ class SmtpServer:
             ),
         )
         self.guard = runtime.guard
-        self.slots = runtime.connection_slots
         self.audit = runtime.audit
         self.banned_seen: dict[str, float] = {}  # a banned source's refusals are audited once a minute
         self.auth_mechanisms = auth_mechanisms(config)
@@ -112,35 +126,55 @@ class SmtpServer:
             max_message_size=config.smtp.max_message_size,
             max_recipients=config.smtp.max_recipients,
         )
+        self.slots = runtime.connection_slots
         self.connections: set[SmtpConnection] = set()
+        # not authenticated yet, the one idle the longest first (moved to the end on progress)
+        self.pre_auth: OrderedDict[SmtpConnection, None] = OrderedDict()
         self.releasing: set[asyncio.Task[None]] = set()  # slot releases in flight (kept from the GC)
         self.servers: list[asyncio.base_events.Server] = []
         self.stopping = False
+        self._sweeper: asyncio.Task[None] | None = None
+        self._acceptors: list[asyncio.Task[None]] = []
+        smtp = config.smtp
+        self.pre_auth_limit = max(1, int(smtp.max_connections * (1 - smtp.auth_reserve)))
 
     async def start(self, sockets: dict[str, socket.socket] | None = None) -> None:
         loop = asyncio.get_running_loop()
         for listener in listeners_from(self.config):
             sock = (sockets or {}).get(listener.name) or bind(listener)
-            server = await loop.create_server(
-                lambda listener=listener: SmtpConnection(self, listener),
-                sock=sock,
-                ssl=self.tls.context if listener.implicit_tls else None,
-                ssl_handshake_timeout=self.config.smtp.tls_handshake_timeout.total_seconds() if listener.implicit_tls else None,
-                backlog=1024,
-            )
-            self.servers.append(server)
+            if listener.implicit_tls:
+                # Not create_server(ssl=...): it hides a connection until its handshake is
+                # done, outside every cap. We accept, count, then hand over to TLS.
+                self._acceptors.append(loop.create_task(self._accept_tls(listener, sock)))
+            else:
+                self.servers.append(await loop.create_server(
+                    lambda listener=listener: SmtpConnection(self, listener), sock=sock, backlog=1024,
+                ))
             log.info("listening on %s:%d (%s, %s)", listener.host, listener.port, listener.name,
                      "implicit TLS" if listener.implicit_tls else "STARTTLS")
+        self._sweeper = loop.create_task(self._sweep())
 
     def admit(self, ip: str) -> Reply | None:
-        """A reply refusing a new connection, or None to let it in (the caps come next, in `take_slot`)."""
+        """A reply refusing a new connection, or None to let it in (the caps come next, in `take_slot`).
+
+        Unauthenticated connections may hold `1 - auth_reserve` of the slots in this
+        process: past that, a newcomer gets in by shedding the one idle the longest.
+        """
         if self.stopping:
             return Reply(421, "4.3.2", "Service shutting down")
+        if len(self.pre_auth) >= self.pre_auth_limit and not self.shed_one():
+            return TOO_MANY_CONNECTIONS
         return None
 
-    async def take_slot(self, ip: str) -> Reply | None:
-        """A connection slot from the guard (caps across all workers), or the reply refusing one."""
+    async def take_slot(self, ip: str, asking: SmtpConnection | None = None) -> Reply | None:
+        """A connection slot from the guard (caps across all workers), or the reply refusing one.
+
+        All slots taken: shed our unauthenticated connection idle the longest, try once more.
+        """
         refusal = await self.slots.acquire(ip)
+        if refusal == "total" and self.shed_one(sparing=asking):
+            await asyncio.gather(*list(self.releasing), return_exceptions=True)
+            refusal = await self.slots.acquire(ip)
         if refusal is None:
             return None
         return TOO_MANY_CONNECTIONS if refusal == "total" else TOO_MANY_FROM_YOU
@@ -149,6 +183,68 @@ class SmtpServer:
         task = asyncio.get_running_loop().create_task(self.slots.release(ip))
         self.releasing.add(task)
         task.add_done_callback(self.releasing.discard)
+
+    async def _accept_tls(self, listener: Listener, sock: socket.socket) -> None:
+        """The implicit-TLS port: admit and count at accept, then the handshake."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                client, peer = await loop.sock_accept(sock)
+            except OSError as exc:  # out of file descriptors, a reset before accept...
+                log.warning("accept on %s failed: %s", listener.name, exc)
+                await asyncio.sleep(0.1)
+                continue
+            refusal = self.admit(peer[0])
+            if refusal is not None:  # a reply is unreadable before TLS
+                metrics().connections.labels(listener.name, "shutdown" if refusal.enhanced == "4.3.2" else "limit").inc()
+                client.close()
+                continue
+            conn = SmtpConnection(self, listener)
+            conn.ip = peer[0]
+            self.register(conn)
+            conn.handshake = loop.create_task(conn.handshake_tls(client))
+
+    def register(self, conn: SmtpConnection) -> None:
+        self.connections.add(conn)
+        self.pre_auth[conn] = None
+        metrics().open_connections.labels(conn.listener.name).inc()
+
+    def shed_one(self, sparing: SmtpConnection | None = None) -> bool:
+        """Close the unauthenticated connection idle the longest (not one in its AUTH exchange)."""
+        for conn in self.pre_auth:
+            if conn is not sparing and not conn.authenticating:
+                metrics().connections.labels(conn.listener.name, "shed").inc()
+                log.info("shedding an unauthenticated connection from %s (server full)", conn.ip)
+                conn.end(SHED)
+                return True
+        return False
+
+    @property
+    def under_pressure(self) -> bool:
+        """Half the unauthenticated share taken: time to be strict (Postfix's stress mode)."""
+        return len(self.pre_auth) * 2 >= self.pre_auth_limit
+
+    def progress(self, conn: SmtpConnection) -> None:
+        if conn in self.pre_auth:
+            self.pre_auth.move_to_end(conn)
+
+    def authenticated(self, conn: SmtpConnection) -> None:
+        self.pre_auth.pop(conn, None)
+
+    async def _sweep(self) -> None:
+        """End unauthenticated connections past their idle timeout or their deadline for AUTH."""
+        smtp = self.config.smtp
+        deadline = smtp.auth_deadline.total_seconds()
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            idle = (smtp.pre_auth_stress_timeout if self.under_pressure else smtp.pre_auth_timeout).total_seconds()
+            now = time.monotonic()
+            for conn in list(self.pre_auth):
+                if conn.authenticating:
+                    continue
+                if now - conn.last_progress >= idle or now - conn.accepted_at >= deadline:
+                    metrics().connections.labels(conn.listener.name, "pre-auth-timeout").inc()
+                    conn.end(Reply(421, "4.4.2", f"{self.config.hostname} Timeout before authentication, closing connection"))
 
     def reload_tls(self) -> None:
         try:
@@ -160,6 +256,10 @@ class SmtpServer:
     async def shutdown(self) -> None:
         """Stop accepting, let transactions in flight finish, answer 421 to the rest."""
         self.stopping = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for acceptor in self._acceptors:
+            acceptor.cancel()
         for server in self.servers:
             server.close()
         for conn in list(self.connections):
@@ -189,13 +289,17 @@ class SmtpConnection(asyncio.Protocol):
             server.limits,
         )
         self.session: Session | None = None
-        self._slot = False  # holds one of the guard's connection slots
         self._input = asyncio.Event()
         self._writable = asyncio.Event()
         self._writable.set()
         self._reading_paused = False
         self._lost = False
         self._task: asyncio.Task[None] | None = None
+        self.handshake: asyncio.Task[None] | None = None  # implicit TLS, until connection_made
+        self.accepted_at = self.last_progress = time.monotonic()
+        self._unprogressed = 0  # octets received since the last progress
+        self._ended = False
+        self._slot = False  # holds one of the guard's connection slots
 
     # ------------------------------------------------------------ transport side
 
@@ -203,32 +307,66 @@ class SmtpConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
         peer = transport.get_extra_info("peername") or ("unknown", 0)
         self.ip = peer[0]
-        refusal = self.server.admit(self.ip)
         m = metrics()
-        if self.listener.implicit_tls:
+        if self.listener.implicit_tls:  # admitted and counted at accept (SmtpServer._accept_tls)
             version = (self.tls_info() or "unknown").partition(" ")[0]
             m.tls_handshakes.labels(self.listener.name, "ok", version).inc()
-        if refusal is not None:
-            m.connections.labels(self.listener.name, "shutdown" if refusal.code == 421 and refusal.enhanced == "4.3.2" else "limit").inc()
-            self.conn.refuse(refusal)
-            transport.write(self.conn.data_to_send())
-            transport.close()
-            return
-        self.server.connections.add(self)
-        m.open_connections.labels(self.listener.name).inc()
+            if self._ended:
+                transport.abort()  # type: ignore[attr-defined]
+                return
+            self._progress()
+        else:
+            refusal = self.server.admit(self.ip)
+            if refusal is not None:
+                m.connections.labels(self.listener.name, "shutdown" if refusal.code == 421 and refusal.enhanced == "4.3.2" else "limit").inc()
+                self.conn.refuse(refusal)
+                transport.write(self.conn.data_to_send())  # type: ignore[attr-defined]
+                transport.close()
+                return
+            self.server.register(self)
         self.session = Session(self.server.services, client_ip=self.ip, listener=self.listener.name, tls_info=self.tls_info)
-        transport.set_write_buffer_limits(high=256 * 1024)
+        transport.set_write_buffer_limits(high=256 * 1024)  # type: ignore[attr-defined]
         self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def handshake_tls(self, sock: socket.socket) -> None:
+        """A slot first, then the implicit-TLS handshake; connection_made follows it.
+
+        Over a cap the socket is closed at once: a reply is unreadable before TLS, and a
+        handshake would cost what the cap saves.
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            if await self.server.take_slot(self.ip, self) is not None:
+                metrics().connections.labels(self.listener.name, "limit").inc()
+                sock.close()
+                self._release()
+                return
+            self._slot = True
+            await loop.connect_accepted_socket(
+                lambda: self, sock, ssl=self.server.tls.context,
+                ssl_handshake_timeout=self.server.config.smtp.tls_handshake_timeout.total_seconds(),
+            )
+        except asyncio.CancelledError:  # shed or timed out while handshaking
+            sock.close()
+            self._release()
+            if not self._ended:
+                raise
+        except (OSError, ssl.SSLError, TimeoutError) as exc:
+            metrics().tls_handshakes.labels(self.listener.name, "fail", "").inc()
+            log.debug("TLS handshake with %s failed: %s", self.ip, exc)
+            sock.close()
+            self._release()
 
     async def _admit_source(self) -> bool:
         """Ask the guard before the greeting: over a cap, or banned, a source gets 421 4.7.0 and is closed."""
-        refusal = await self.server.take_slot(self.ip)
-        if refusal is not None:
-            metrics().connections.labels(self.listener.name, "limit").inc()
-            self.conn.refuse(refusal)
-            self._flush()
-            return False
-        self._slot = True
+        if not self._slot:  # the implicit-TLS port took it before the handshake
+            refusal = await self.server.take_slot(self.ip, self)
+            if refusal is not None:
+                metrics().connections.labels(self.listener.name, "limit").inc()
+                self.conn.refuse(refusal)
+                self._flush()
+                return False
+            self._slot = True
         ban = await self.server.guard.check_connection(self.ip)
         if ban is None:
             metrics().connections.labels(self.listener.name, "accepted").inc()
@@ -251,8 +389,23 @@ class SmtpConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.conn.receive_data(data)
+        self._unprogressed += len(data)
+        if self._unprogressed >= PROGRESS_BYTES:
+            self._progress()
         self._pause_reading()
         self._input.set()
+
+    def _progress(self) -> None:
+        """A whole command, a reply, or PROGRESS_BYTES octets: what resets the idle timeout."""
+        self.last_progress = time.monotonic()
+        self._unprogressed = 0
+        self.server.progress(self)
+
+    @property
+    def authenticating(self) -> bool:
+        """In an AUTH exchange, or waiting for its verdict: not to be shed or timed out now."""
+        conn = self.conn
+        return conn.state in _AUTH_STATES or isinstance(conn.pending_decision, (AuthAttempt, AuthKeysNeeded))
 
     def eof_received(self) -> bool:
         """Plain TCP: keep the half-open socket until our replies are out, then close.
@@ -290,6 +443,9 @@ class SmtpConnection(asyncio.Protocol):
             self._send_now(Reply(421, "4.4.2", f"{self.server.config.hostname} Timeout, closing connection"))
         except (ConnectionError, ssl.SSLError, OSError) as exc:
             log.debug("connection from %s ended: %s", self.ip, exc)
+        except asyncio.CancelledError:
+            if not self._ended:  # ended by the server (shed, timed out): not a cancellation of ours
+                raise
         except Exception:  # noqa: BLE001 - one broken session must not take the server down
             log.exception("session from %s failed", self.ip)
             self._send_now(Reply(421, "4.3.0", "Internal error, closing connection"))
@@ -308,6 +464,7 @@ class SmtpConnection(asyncio.Protocol):
                     return
                 await self._wait_for_input()
                 continue
+            self._progress()
             if event is PAUSED:  # pragma: no cover - every decision is answered in handle()
                 raise RuntimeError("protocol paused with no decision pending")
             if isinstance(event, StartTLS):
@@ -316,15 +473,20 @@ class SmtpConnection(asyncio.Protocol):
                 conn.tls_established()
                 continue
             await self.session.handle(conn, event)
+            if conn.authenticated:
+                self.server.authenticated(self)
             if conn.closed:
                 self._flush()
                 return
 
     async def _wait_for_input(self) -> None:
+        """Wait for bytes; the timeout runs from the last progress, so a drip does not reset it."""
         in_data = self.conn.state in (State.DATA, State.BDAT)
         smtp = self.server.config.smtp
         timeout = (smtp.data_timeout if in_data else smtp.command_timeout).total_seconds()
-        async with asyncio.timeout(timeout):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout - (time.monotonic() - self.last_progress)
+        async with asyncio.timeout_at(deadline):
             if not self._writable.is_set():
                 await self._writable.wait()
             self._input.clear()
@@ -362,6 +524,7 @@ class SmtpConnection(asyncio.Protocol):
     def _flush(self) -> None:
         data = self.conn.data_to_send()
         if data and self.transport is not None and not self._lost:
+            self._progress()
             self.transport.write(data)
 
     def _send_now(self, reply: Reply) -> None:
@@ -379,6 +542,7 @@ class SmtpConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _release(self) -> None:
+        self.server.pre_auth.pop(self, None)
         if self in self.server.connections:
             metrics().open_connections.labels(self.listener.name).dec()
             self.server.connections.discard(self)
@@ -391,12 +555,29 @@ class SmtpConnection(asyncio.Protocol):
     # ----------------------------------------------------------------- shutdown
 
     def shutdown(self) -> None:
+        if self._task is None and self.handshake is not None:  # still in its TLS handshake
+            self._ended = True
+            self.handshake.cancel()
+            return
         self.conn.shutdown()
         self._input.set()
+
+    def end(self, reply: Reply) -> None:
+        """The server ends this connection now (shed, timed out): reply if we can, free the slot."""
+        self._ended = True
+        if self._task is not None:  # past any handshake: the reply can be read
+            self._send_now(reply)
+            self._task.cancel()
+        elif self.handshake is not None:
+            self.handshake.cancel()
+        self._release()
 
     def abort(self) -> None:
         if self._task is not None:
             self._task.cancel()
+        elif self.handshake is not None:
+            self._ended = True
+            self.handshake.cancel()
         if self.transport is not None:
             self.transport.abort()
 
