@@ -70,6 +70,7 @@ class RunningServer:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     runtime: Runtime = field(init=False)
+    _app_passwords: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self.config = load_config(self.config_path)
@@ -123,4 +124,6 @@ class RunningServer:
             self.credentials.create_account(login, password=PASSWORD)
         except Exception:  # noqa: BLE001 - exists already in a shared server
             pass
-        return self.credentials.create_app_password(login, "test", scopes=ScopeRequest(**scopes)).secret
+        self._app_passwords += 1  # names are unique per account
+        name = f"test-{self._app_passwords}"
+        return self.credentials.create_app_password(login, name, scopes=ScopeRequest(**scopes)).secret
