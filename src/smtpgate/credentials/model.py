@@ -15,6 +15,7 @@ class CredentialKind(StrEnum):
     PASSWORD = "password"
     APP_PASSWORD = "app-password"
     ACCESS_TOKEN = "access-token"  # a bearer token: the built-in issuer's or an external IdP's
+    DEVICE = "device"  # a printer, scanner, UPS...: the legacy listener only (see credentials/devices.py)
 
 
 class CredentialState(StrEnum):
@@ -36,6 +37,8 @@ class FailureReason(StrEnum):
     DISABLED = "disabled"
     CANARY = "canary"  # a canary credential's secret was used: it leaked from where it was planted
     IP_NOT_ALLOWED = "ip-not-allowed"
+    DEVICE_LEGACY_ONLY = "device-legacy-only"  # a device's secret tried on 587/465
+    NOT_A_DEVICE = "not-a-device"  # any other credential tried on the legacy listener
     APP_PASSWORD_REQUIRED = "app-password-required"
     # SASL authorization identity other than the login: nobody may act as someone else
     AUTHZID_REFUSED = "authzid-refused"
@@ -110,6 +113,14 @@ class CredentialInfo:
     delivery_target: str | None = None
     delivery_hook: tuple[str, ...] = ()
     canary: bool = False
+    legacy_auth: str | None = None    # devices: "none" or "plain"
+    legacy_tls: str | None = None     # devices: "none", "legacy" or "modern"
+
+    @property
+    def weaknesses(self) -> list[str]:
+        from smtpgate.credentials.devices import weaknesses
+
+        return weaknesses(self.legacy_auth, self.legacy_tls) if self.kind is CredentialKind.DEVICE else []
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -132,6 +143,8 @@ class CredentialInfo:
             "delivery_target": self.delivery_target,
             "delivery_hook": list(self.delivery_hook),
             "canary": self.canary,
+            **({"legacy": {"auth": self.legacy_auth, "tls": self.legacy_tls, "weaknesses": self.weaknesses}}
+               if self.kind is CredentialKind.DEVICE else {}),
         }
 
 

@@ -66,6 +66,7 @@ class Scopes:
     max_per_day: int | None = None
     max_rcpt_per_hour: int | None = None
     max_rcpt_per_day: int | None = None
+    allowed_recipients: tuple[str, ...] = ()   # empty: any (only devices are limited here)
 
     @classmethod
     def of(cls, row: Any) -> Scopes:
@@ -77,7 +78,16 @@ class Scopes:
             max_per_day=row.max_per_day,
             max_rcpt_per_hour=row.max_rcpt_per_hour,
             max_rcpt_per_day=row.max_rcpt_per_day,
+            allowed_recipients=tuple(getattr(row, "allowed_recipients", None) or ()),
         )
+
+    def allows_recipient(self, address: str) -> bool:
+        """True when recipients are not limited, or the address or its domain is listed."""
+        if not self.allowed_recipients:
+            return True
+        value = normalize_address(address)
+        _, at, domain = value.rpartition("@")
+        return value in self.allowed_recipients or (bool(at) and "@" + domain in self.allowed_recipients)
 
     def allows_sender(self, address: str) -> bool:
         """True when the address, or its whole domain, is in the allowed list."""
@@ -103,6 +113,7 @@ class Scopes:
             "max_per_day": self.max_per_day,
             "max_rcpt_per_hour": self.max_rcpt_per_hour,
             "max_rcpt_per_day": self.max_rcpt_per_day,
+            **({"allowed_recipients": list(self.allowed_recipients)} if self.allowed_recipients else {}),
         }
 
 

@@ -53,6 +53,7 @@ from smtpgate.credentials.passwords import (
     PasswordPolicy,
     generate_password,
 )
+from smtpgate.credentials.devices import DeviceRequest
 from smtpgate.credentials.secret_targets import SecretTarget, parse_target
 from smtpgate.credentials.scopes import (
     ScopeRequest,
@@ -70,6 +71,7 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 TOKEN_MECHANISMS = frozenset({"XOAUTH2", "OAUTHBEARER"})
+LEGACY_LISTENER = "legacy"
 
 Clock = Callable[[], datetime]
 
@@ -87,7 +89,7 @@ class CredentialSettings:
 
 
 def _new_id(kind: CredentialKind) -> str:
-    prefix = "ap" if kind is CredentialKind.APP_PASSWORD else "pw"
+    prefix = {CredentialKind.APP_PASSWORD: "ap", CredentialKind.DEVICE: "dv"}.get(kind, "pw")
     return f"{prefix}_{_random.token_hex(6)}"
 
 
@@ -360,6 +362,47 @@ class CredentialService:
             self._store_scram(db, row, account.login, secret)
             return IssuedSecret(self._credential_info(row, account), secret)
 
+    def create_device(self, login: str, request: DeviceRequest, *, actor: str = "") -> IssuedSecret:
+        """A credential for one device on the legacy listener; its secret (with --auth plain)
+        is shown once, like an app password's, and works on the legacy listener alone."""
+        device = request.validated()
+        with self._store.session() as db:
+            account = self._account_row(db, login)
+            resolved = ScopeRequest(
+                allowed_senders=(device.allow_from,), allowed_networks=(device.network,),
+                max_per_day=device.max_per_day,
+            ).resolve(account.login)
+            self._refuse_duplicate_name(db, account, device.name)
+            now = self._clock()
+            secret, row = self._app_password_row(account, device.name, "", actor, now, None, resolved)
+            row.id = _new_id(CredentialKind.DEVICE)
+            row.kind = CredentialKind.DEVICE.value
+            row.allowed_recipients = list(device.allow_to)
+            row.legacy_auth, row.legacy_tls = device.auth, device.tls
+            if device.auth == "none":
+                secret, row.lookup_key, row.secret_hash = "", None, "!"  # nothing can match it
+            db.add(row)
+            try:
+                db.flush()
+            except IntegrityError:
+                raise self._duplicate(account.login, device.name, "") from None
+            return IssuedSecret(self._credential_info(row, account), secret)
+
+    def device_for_address(self, remote_ip: str) -> Principal | AuthFailure | None:
+        """The device without AUTH known by this address (legacy listener), if there is one."""
+        with self._store.session() as db:
+            rows = db.scalars(
+                select(CredentialRow).options(joinedload(CredentialRow.account)).where(
+                    CredentialRow.kind == CredentialKind.DEVICE.value, CredentialRow.legacy_auth == "none",
+                    CredentialRow.revoked_at.is_(None),
+                )
+            ).all()
+            snapshots = [_snapshot(row, row.account) for row in rows]
+        for snapshot in snapshots:
+            if snapshot.scopes.allows_ip(remote_ip):
+                return self._admit(snapshot, remote_ip)
+        return None
+
     def _refuse_duplicate_name(self, db: Session, account: AccountRow, name: str) -> None:
         """Names tell an owner's app passwords apart: one live credential per name and account
         (the database holds the same rule: uq_credentials_live_name)."""
@@ -493,7 +536,7 @@ class CredentialService:
 
     def authenticate(
         self, login: str, secret: str, remote_ip: str, tls: bool, *, mechanism: str = "PLAIN",
-        proven: str | None = None, authzid: str = "",
+        proven: str | None = None, authzid: str = "", listener: str = "",
     ) -> Principal | AuthFailure:
         """Check a login and secret from the wire. Never raises for bad input; never logs secrets.
 
@@ -506,11 +549,17 @@ class CredentialService:
         no match). `authzid` is the SASL authorization identity: empty or the login itself
         (RFC 4616, RFC 5802 allow a client to name it; GSASL always does); any other is
         refused before the secret is looked at, since no credential may act for another.
+        `listener` is where it came: on the legacy listener only device secrets work, and a
+        device's secret works nowhere else.
         """
         del tls  # the wire refuses AUTH without TLS before it gets here
         login = normalize_address(login)
         if authzid and normalize_address(authzid) != login:
             return AuthFailure(FailureReason.AUTHZID_REFUSED, login)
+        if listener == LEGACY_LISTENER and not (
+            mechanism in ("PLAIN", "LOGIN") and app_passwords.looks_like_app_password(secret)
+        ):
+            return AuthFailure(FailureReason.NOT_A_DEVICE, login)
         if mechanism in TOKEN_MECHANISMS:
             if self.tokens is None:
                 return AuthFailure(FailureReason.TOKENS_DISABLED, login)
@@ -518,7 +567,7 @@ class CredentialService:
         if mechanism == scram.MECHANISM:
             return self._authenticate_scram(login, proven, remote_ip)
         if app_passwords.looks_like_app_password(secret):
-            return self._authenticate_app_password(login, secret, remote_ip)
+            return self._authenticate_app_password(login, secret, remote_ip, listener)
         return self._authenticate_password(login, secret, remote_ip)
 
     def scram_keys(self, login: str) -> scram.StoredScramKeys:
@@ -569,7 +618,7 @@ class CredentialService:
             self._scram_current.clear()
         self._scram_current.add(credential_id)
 
-    def _authenticate_app_password(self, login: str, secret: str, remote_ip: str) -> Principal | AuthFailure:
+    def _authenticate_app_password(self, login: str, secret: str, remote_ip: str, listener: str = "") -> Principal | AuthFailure:
         if not app_passwords.is_well_formed(secret):
             return AuthFailure(FailureReason.BAD_SECRET, login)
         key = app_passwords.keyed_hash(self._app_key, secret)
@@ -586,6 +635,10 @@ class CredentialService:
                 self.cache.put_app_password(key, snapshot, generation)
         if snapshot is None or snapshot.login != login:
             return AuthFailure(self._unknown_or_bad(login), login)
+        is_device = snapshot.kind is CredentialKind.DEVICE
+        if is_device != (listener == LEGACY_LISTENER):
+            reason = FailureReason.DEVICE_LEGACY_ONLY if is_device else FailureReason.NOT_A_DEVICE
+            return AuthFailure(reason, login, snapshot.credential_id)
         result = self._admit(snapshot, remote_ip)
         if isinstance(result, Principal):
             self._ensure_scram(snapshot.credential_id, login, secret)
@@ -803,6 +856,8 @@ class CredentialService:
             delivery_target=row.delivery_target,
             delivery_hook=tuple(row.delivery_hook or ()),
             canary=bool(row.canary),
+            legacy_auth=row.legacy_auth,
+            legacy_tls=row.legacy_tls,
         )
 
     def _account_info(self, db: Session, row: AccountRow) -> AccountInfo:

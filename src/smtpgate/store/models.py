@@ -104,6 +104,10 @@ class CredentialRow(Base):
     delivery_hook: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     # a secret planted where no one should find it: any use of it is a leak, never a login
     canary: Mapped[bool] = mapped_column(Boolean, default=False, nullable=False)
+    # devices on the legacy listener: recipients they may send to, how they authenticate, their TLS
+    allowed_recipients: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    legacy_auth: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    legacy_tls: Mapped[str | None] = mapped_column(String(10), nullable=True)
 
     account: Mapped[AccountRow] = relationship(back_populates="credentials")
 
