@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from smtpgate.cli.accounts import _actor
-from smtpgate.cli.common import ConfigOption, JsonOption, fail, out, print_json, runtime
+from smtpgate.cli.common import UNREACHABLE, ConfigOption, JsonOption, fail, out, print_json, runtime
 from smtpgate.durations import format_duration, parse_duration
 from smtpgate.guard import Guard, GuardRefused, GuardUnavailable
 from smtpgate.timefmt import iso_utc
@@ -77,10 +77,12 @@ def add(
             fail(
                 f"the ban is recorded but the guard backend is unreachable: {exc}",
                 "Servers apply it from the database within [guard] sync_interval; check Redis.",
+                code=UNREACHABLE,
             )
+        record = next((r for r in rt.guard.recorded_bans() if r.network == ban.network), None)
     until = datetime.fromtimestamp(ban.until, UTC)
-    if json:
-        print_json({"network": ban.network, "until": iso_utc(until), "reason": ban.reason})
+    if json:  # the fields of `ban list --json`
+        print_json(record.to_json() if record else {"network": ban.network, "until": iso_utc(until), "reason": ban.reason})
         return
     out.print(f"Banned {ban.network} until {until:%Y-%m-%d %H:%M:%S} UTC", markup=False)
 
@@ -101,6 +103,7 @@ def remove(
             fail(
                 f"the ban is lifted in the database but the guard backend is unreachable: {exc}",
                 "Servers apply it within [guard] sync_interval once Redis is back.",
+                code=UNREACHABLE,
             )
     if not lifted:
         fail(f"{cidr} is not banned", "See the bans in force with `smtpgate ban list`.")

@@ -34,7 +34,11 @@ ConfigOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON only, for scripts.")]
 
 
-def fail(message: str, hint: str = "", code: int = 1) -> NoReturn:
+# One exit-code table for every command (README, "Exit codes"; tests/cli/test_exit_codes.py).
+OK, REFUSED, USAGE, UNREACHABLE = 0, 1, 2, 3
+
+
+def fail(message: str, hint: str = "", code: int = REFUSED) -> NoReturn:
     err.print(f"[bold red]error:[/] {message}", markup=True) if sys.stderr.isatty() else err.print(
         f"error: {message}", markup=False
     )
@@ -63,7 +67,8 @@ def handled_errors() -> Iterator[None]:
     except CredentialError as exc:
         fail(str(exc), exc.hint, code=2 if isinstance(exc, InvalidValue) else 1)
     except StoreUnavailable as exc:
-        fail(f"the database is unreachable: {exc}", "Check [database] url in the config and that the server runs.")
+        fail(f"the database is unreachable: {exc}", "Check [database] url in the config and that the server runs.",
+             code=UNREACHABLE)
 
 
 def print_json(value: Any) -> None:

@@ -144,9 +144,13 @@ def show(credential_id: str, config: ConfigOption = None, json: JsonOption = Fal
 def revoke(credential_id: str, config: ConfigOption = None, json: JsonOption = False) -> None:
     """Revoke a credential now: its next authentication fails."""
     with runtime(config) as rt:
-        info = rt.credentials.revoke(credential_id, actor=_actor())
+        before = rt.credentials.get_credential(credential_id)
+        info = before if before.revoked_at else rt.credentials.revoke(credential_id, actor=_actor())
     if json:
-        print_json(info.to_json())
+        print_json({**info.to_json(), "already_revoked": before.revoked_at is not None})
+    elif before.revoked_at:  # the wanted state holds: exit 0, so that scripts can repeat it
+        out.print(f"{info.id} ({info.name}) of {info.account} was already revoked at {when(info.revoked_at)} UTC; "
+                  "nothing changed.", markup=False)
     else:
         out.print(f"Revoked {info.id} ({info.name}) of {info.account}.", markup=False)
 

@@ -111,7 +111,7 @@ def doctor(
         print_json(report.to_json(transcript=verbose))
     else:
         sys.stdout.write(report.render(transcript=verbose))
-    raise typer.Exit(0 if report.ok else 1)
+    raise typer.Exit(report.exit_code)
 
 
 def _domain(domain: str, config: Path | None, dns_server: str | None, cafile: Path | None, timeout: float, json: bool) -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from smtpgate.cli.common import err, fail, out, print_json, read_secret_from_stdin
+from smtpgate.cli.common import REFUSED, UNREACHABLE, err, fail, out, print_json, read_secret_from_stdin
 from smtpgate.profiles import ProfileError, ProfileStore, read_private_file
 
 if TYPE_CHECKING:
@@ -129,10 +129,11 @@ def send(
     try:
         result = send_with(settings, secret, message, to=list(to), sender=sender, timeout=timeout)
     except SendError as exc:
+        code = UNREACHABLE if exc.code == 0 and exc.stage in ("dns", "connect") else REFUSED
         if json:
             print_json({"sent": False, **exc.to_json()})
-            raise typer.Exit(1) from None
-        fail(exc.summary, f"cause: {exc.cause}\nfix:   {exc.fix}")
+            raise typer.Exit(code) from None
+        fail(exc.summary, f"cause: {exc.cause}\nfix:   {exc.fix}", code=code)
     except ProfileError as exc:
         fail(str(exc), exc.hint)
     if json:

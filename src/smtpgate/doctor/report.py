@@ -65,6 +65,18 @@ class Report:
         """True when no check failed (warnings and skips do not fail a run)."""
         return not any(c.status is Status.FAIL for c in self.checks)
 
+    @property
+    def unreachable(self) -> bool:
+        """The server was never reached: its name did not resolve, or no port answered."""
+        failed = {c.id.split(":")[0] for c in self.checks if c.status is Status.FAIL}
+        reached = any(c.id.startswith("tcp:") and c.status is Status.PASS for c in self.checks)
+        return not reached and bool(failed & {"dns", "tcp", "srv"})
+
+    @property
+    def exit_code(self) -> int:
+        """The CLI's exit code: 0 all good, 1 problems found, 3 the server was not reached."""
+        return 0 if self.ok else 3 if self.unreachable else 1
+
     def counts(self) -> dict[str, int]:
         return {s.value: sum(1 for c in self.checks if c.status is s) for s in Status}
 
