@@ -1,10 +1,10 @@
 """The `smtpgate` command: one typer app, each concern in its own module.
 
 A command imports only its own module: `creds list` should not pay for DKIM, the delivery
-worker or the token issuer. COMMANDS says which module holds which command; `--help`,
-completion and an unknown name load every module (each adds its commands with
-`register(app)`), so a command missing from COMMANDS still works, only slower
-(tests/cli/test_lazy.py keeps the table complete).
+worker or the token issuer. Which module holds which command is read from the modules'
+`register(app)` functions without importing them (command_modules()); `--help`,
+completion and an unknown name load every module, so a command the reading misses still
+works, only slower (tests/cli/test_lazy.py checks that it misses none).
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
+import re
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import click
@@ -22,15 +25,26 @@ from smtpgate.cli import helpstyle
 from smtpgate.cli.common import ConfigOption
 from smtpgate.config import CONFIG_ENV
 
-# command -> module of smtpgate.cli, in the order `--help` lists them
-COMMANDS = {
-    "init": "init_cmd", "audit": "audit", "doctor": "doctor", "send": "send", "serve": "serve",
-    "account": "accounts", "app-password": "creds", "creds": "creds", "alerts": "alerts",
-    "ban": "ban", "capture": "capture", "dkim": "dkim", "dns": "dns", "import": "import_cmd",
-    "profile": "profile", "queue": "queue", "service-account": "service_account",
-    "token": "token", "upstream": "upstream", "backup": "backup", "restore": "backup", "scan": "scan",
-}
+# the order `--help` lists commands in; others follow, by name
+ORDER = ("init", "audit", "doctor", "send", "serve", "account", "app-password", "creds", "alerts", "ban",
+         "capture", "dkim", "dns", "import", "profile", "queue", "service-account", "token", "upstream")
 NOT_COMMANDS = {"main", "common", "helpstyle"}
+_REGISTERED = re.compile(r'name="([\w-]+)"|\.command\("([\w-]+)"\)')
+
+
+@lru_cache(maxsize=1)
+def command_modules() -> dict[str, str]:
+    """command -> module of smtpgate.cli, read from each module's `register()` without
+    importing it (a millisecond, where importing them all costs most of a second)."""
+    found: dict[str, str] = {}
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        if path.stem in NOT_COMMANDS or path.stem.startswith("_"):
+            continue
+        text = path.read_text(encoding="utf-8")
+        _, marker, body = text.partition("\ndef register(")
+        for match in _REGISTERED.finditer(body if marker else ""):
+            found[match[1] or match[2]] = path.stem
+    return dict(sorted(found.items(), key=lambda item: (ORDER.index(item[0]) if item[0] in ORDER else len(ORDER), item[0])))
 
 
 def _commands_of(module_name: str) -> dict[str, click.Command]:
@@ -54,19 +68,20 @@ class LazyGroup(TyperGroup):
             return
         import smtpgate.cli as package
 
+        table = command_modules()
         names = [m.name for m in pkgutil.iter_modules(package.__path__) if m.name not in NOT_COMMANDS]
-        order = list(dict.fromkeys([*COMMANDS.values(), *sorted(names)]))
         found: dict[str, click.Command] = {}
-        for module_name in order:
+        for module_name in dict.fromkeys([*table.values(), *sorted(names)]):
             found.update(_commands_of(module_name))
-        ranked = sorted(found, key=lambda n: list(COMMANDS).index(n) if n in COMMANDS else len(COMMANDS))
+        ranked = sorted(found, key=lambda n: list(table).index(n) if n in table else len(table))
         self.commands.update({name: found[name] for name in ranked if name not in self.commands})
         self._everything_loaded = True
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in self.commands:
-            if cmd_name in COMMANDS:
-                self.commands.update(_commands_of(COMMANDS[cmd_name]))
+            table = command_modules()
+            if cmd_name in table:
+                self.commands.update(_commands_of(table[cmd_name]))
             if cmd_name not in self.commands:
                 self._load_all()
         return self.commands.get(cmd_name)
