@@ -41,6 +41,13 @@ def test_relay_route_names_the_smarthost_and_every_published_key(tmp_path: Path)
     assert f'{long_key.name}. 3600 IN TXT "' in zone
 
 
+def test_a_smarthost_given_by_address_is_named_by_address(tmp_path: Path) -> None:
+    plan = plan_for(make_config(tmp_path, delivery={"mode": "relay", "relay": {"host": "198.51.100.4"}}), "example.com")
+    assert plan.spf_term == "ip4:198.51.100.4" and plan.outbound_addresses == []
+    assert plan_for(make_config(tmp_path, delivery={"mode": "relay", "relay": {"host": "smtp.provider.test"}},
+                                deliverability={"relay_spf": "include:_spf.provider.test"}), "example.com").spf_term == "include:_spf.provider.test"
+
+
 def test_the_policy_id_changes_with_the_policy(tmp_path: Path) -> None:
     a = plan_for(make_config(tmp_path, deliverability={"mta_sts": {"mx": ["mx1.example.com"]}}), "example.com")
     b = plan_for(make_config(tmp_path, deliverability={"mta_sts": {"mx": ["mx2.example.com"]}}), "example.com")

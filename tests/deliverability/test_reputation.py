@@ -65,6 +65,8 @@ def test_a_sudden_rise_of_failures_alerts_once_per_window() -> None:
 def test_outcome_classes() -> None:
     assert outcome_class("temporary", "451 4.7.1 greylisted") == "throttled"
     assert outcome_class("temporary", "452 4.2.2 mailbox full") == "deferred"
+    assert outcome_class("temporary", "451 4.4.1 mx1.example.org[192.0.2.9]: connection refused") == "deferred"  # ours
+    assert outcome_class("temporary", "421 4.7.0 too many connections") == "throttled"
     assert outcome_class("permanent", "550 5.7.1 no") == "failed" and outcome_class("delivered", "250 ok") == "delivered"
 
 

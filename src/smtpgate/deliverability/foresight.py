@@ -163,6 +163,8 @@ class Foresight:
         return False
 
     def _spf_names_route(self, domain: str, route: str, term: str, addresses: list[str]) -> bool:
+        if not addresses and term.startswith(("ip4:", "ip6:")):
+            addresses = [t.partition(":")[2] for t in term.split()]
         if not addresses and route == "relay" and not term.startswith("a:"):
             tree = spf.lookup_tree(self.resolver, domain)
             return term.lower() in {w.lstrip("+").lower() for text in tree.texts for w in text.split()}

@@ -61,7 +61,13 @@ def spf_term_for(config: Config, route: str) -> tuple[str, list[str]]:
     """(the SPF term that names the route, the addresses mail leaves from when known)."""
     d = config.deliverability
     if route == "relay":
-        return d.relay_spf or f"a:{config.delivery.relay.host}", []
+        if d.relay_spf:
+            return d.relay_spf, []
+        host = config.delivery.relay.host
+        try:
+            return f"ip{ipaddress.ip_address(host).version}:{host}", []   # the smarthost's address is not ours to watch
+        except ValueError:
+            return f"a:{host}", []
     addresses = [a.strip() for a in d.outbound_addresses]
     if not addresses:
         return f"a:{config.hostname}", []

@@ -112,7 +112,10 @@ def outcome_class(kind: str, reply: str) -> str:
         return "delivered"
     if kind == "permanent":
         return "failed"
-    return "throttled" if reply[:3] in ("421", "451") and reply[3:4] == " " else "deferred"
+    if reply[3:4] != " " or reply[:3] not in ("421", "451"):
+        return "deferred"
+    # 4.3.x and 4.4.x 451s are our own (network, DNS, a key we could not read), not the receiver's throttling
+    return "deferred" if reply[:3] == "451" and reply[4:8].startswith(("4.3.", "4.4.")) else "throttled"
 
 
 class OutcomeWatch:
