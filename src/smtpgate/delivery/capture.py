@@ -499,6 +499,23 @@ class CaptureStore:
         except FileNotFoundError:
             raise MessageNotFound(message_id) from None
 
+    def purge(self, *, older_than: timedelta | None = None, now: datetime | None = None) -> list[str]:
+        """Delete the messages received more than `older_than` ago (None: every message);
+        the ids deleted, oldest first."""
+        cutoff = None if older_than is None else (now or datetime.now(timezone.utc)) - older_than
+        gone: list[str] = []
+        for message_id in self.ids():
+            if cutoff is not None:
+                message = self._read_meta(message_id)
+                if message is None or message.received_at > cutoff:
+                    continue
+            try:
+                self.delete(message_id)
+            except MessageNotFound:  # deleted meanwhile (another purge, a delivery)
+                continue
+            gone.append(message_id)
+        return gone
+
     def remove_stale(self, older_than: timedelta = STALE_AFTER) -> int:
         """Delete crash leftovers older than `older_than`; returns how many files went."""
         cutoff = time.time() - older_than.total_seconds()
