@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -161,6 +162,10 @@ def test_mutt_with_default_settings_logs_in_with_scram(server: RunningServer, im
         result = mutt(server, login, secret, f"mutt-{implicit}-{n}", implicit=implicit)
         assert result.returncode == 0, result.stdout + result.stderr
         assert len(captured(server, f"mutt-{implicit}-{n}")) == 1
-    assert f'"mechanism":"SCRAM-SHA-256","login":"{login}"' in server.log()  # the audit's JSON line
+    audited = f'"mechanism":"SCRAM-SHA-256","login":"{login}"'
+    deadline = time.monotonic() + 15
+    while audited not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the audit writer logs its batch a moment later (every 0.25 s)
+    assert audited in server.log()  # the audit's JSON line
     wrong = mutt(server, login, "not-" + PASSWORD, f"mutt-{implicit}-wrong", implicit=implicit)
     assert wrong.returncode != 0 and not captured(server, f"mutt-{implicit}-wrong")
