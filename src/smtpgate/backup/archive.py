@@ -193,6 +193,7 @@ def _outside(config: Config, data_dir: Path) -> list[str]:
         "app-password key": config.secrets.app_password_key_file, "token keys": config.tokens.key_dir,
         "upstream password": config.delivery.relay.password_file, "upstream key": config.delivery.relay.key_file,
         "alert webhook secret": config.alerts.webhook_secret_file,
+        "DKIM keys": config.deliverability.dkim_dir,
         **{f"DKIM key of {domain}": key.key_file for domain, key in config.delivery.dkim.items()},
     }
     return [f"{what} {config.path(value)} (outside the data dir)" for what, value in named.items()
