@@ -68,11 +68,11 @@ class SafeFormatter(logging.Formatter):
         finally:
             record.msg, record.args = saved
 
-    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+    def formatException(self, ei: Any) -> str:
         """Tracebacks keep their lines (they are ours) but lose control characters and secrets."""
         return _lines(super().formatException(ei))
 
-    def formatStack(self, stack_info: str) -> str:  # noqa: N802 - logging's name
+    def formatStack(self, stack_info: str) -> str:
         return _lines(stack_info)
 
 

@@ -74,8 +74,10 @@ def test_readable_files_are_refused(tmp_path: Path) -> None:
 
 
 def test_missing_password_says_how_to_set_it(tmp_path: Path) -> None:
-    with pytest.raises(UpstreamCredentialError, match="upstream set-password --stdin"):
+    with pytest.raises(UpstreamCredentialError, match="no upstream password is set") as exc:
         store(tmp_path).password()
+    assert exc.value.code == "upstream-password-missing"
+
 
 
 def test_cli_set_password_from_stdin_then_show_never_prints_it(cli: Cli) -> None:

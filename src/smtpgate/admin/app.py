@@ -1,39 +1,47 @@
-"""The admin HTTP application and the way a worker serves it on the shared socket."""
+"""The admin HTTP application and the way a worker serves it on the shared socket.
+
+Routers are listed here, not discovered: what the listener serves is written in one
+place. Public: /healthz, /.well-known/jwks.json, /oauth/token, /api/v1/openapi.json and
+the API's doc page; /metrics when `[admin] metrics_token_required` is off. Everything
+else under /api/v1 needs an operator token.
+"""
 
 from __future__ import annotations
 
-import importlib
 import logging
-import pkgutil
 import socket
 
 from fastapi import FastAPI
 
-import smtpgate.admin as package
 from smtpgate import __version__
+from smtpgate.admin import metrics, oauth
+from smtpgate.admin.api import OPENAPI_URL, openapi, problems
+from smtpgate.admin.api import public as api_docs
+from smtpgate.admin.api import router as api
+from smtpgate.ops import Operations
 from smtpgate.runtime import Runtime
 
 log = logging.getLogger("smtpgate.admin")
 
+ROUTERS = (metrics.router, oauth.router, api, api_docs)
+
 
 def create_app(runtime: Runtime) -> FastAPI:
-    app = FastAPI(title="smtpgate admin", version=__version__, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="smtpgate", version=__version__, docs_url=None, redoc_url=None, openapi_url=OPENAPI_URL,
+        description="The operator API of smtpgate: accounts, credentials, bans, audit, queue (docs/api.md).",
+    )
     app.state.runtime = runtime
+    app.state.ops = Operations(runtime)
+    problems.install(app)
+    openapi.install(app)
 
-    @app.get("/healthz")
+    @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
-    for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
-        if module.name in {"app"}:
-            continue
-        loaded = importlib.import_module(f"smtpgate.admin.{module.name}")
-        router = getattr(loaded, "router", None)
-        if router is not None:
-            app.include_router(router)
-        setup = getattr(loaded, "setup", None)
-        if setup is not None:
-            setup(app, runtime)
+    for router in ROUTERS:
+        app.include_router(router)
     return app
 
 

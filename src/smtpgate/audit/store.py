@@ -100,9 +100,12 @@ class AuditStore:
         result: str | None = None,
         kind: str | None = None,
         limit: int = 1000,
+        before_id: int | None = None,
     ) -> list[StoredEvent]:
-        """Newest first."""
+        """Newest first; `before_id` continues a page (cursor pagination)."""
         q = select(AuditEventRow).order_by(AuditEventRow.id.desc()).limit(limit)
+        if before_id is not None:
+            q = q.where(AuditEventRow.id < before_id)
         if since is not None:
             q = q.where(AuditEventRow.time >= since)
         if account:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from typing import Annotated
 
 import typer
@@ -13,9 +12,9 @@ from smtpgate.cli.common import (
     JsonOption,
     choose_password,
     err,
+    operations,
     out,
     print_json,
-    runtime,
     when,
 )
 from smtpgate.credentials import AccountInfo
@@ -27,10 +26,10 @@ Generate = Annotated[bool, typer.Option("--generate", help="Generate a strong pa
 
 
 def _actor() -> str:
-    try:
-        return f"cli:{getpass.getuser()}"
-    except Exception:  # noqa: BLE001 - no user name is not an error
-        return "cli"
+    """The local user as the services record it (commands not yet on `ops` use it)."""
+    from smtpgate.ops import Actor
+
+    return Actor.local().name
 
 
 def _show_account(account: AccountInfo) -> None:
@@ -62,33 +61,29 @@ def add(
     json: JsonOption = False,
 ) -> None:
     """Create an account (with a password from stdin, a prompt, or --generate)."""
-    password, generated = (None, False) if no_password else choose_password(password_stdin, generate)
-    with runtime(config) as rt:
-        account = rt.credentials.create_account(
-            email,
-            password=password,
-            display_name=name,
-            owner=owner,
-            notes=notes,
-            require_app_passwords=require_app_passwords,
-            actor=_actor(),
+    password = None if no_password else choose_password(password_stdin, generate)
+    with operations(config) as (ops, actor):
+        created = ops.accounts.create(
+            actor, email, password=password, generate=generate and not no_password, display_name=name, owner=owner,
+            notes=notes, require_app_passwords=require_app_passwords,
         )
+    account = created.account
     if json:
         data = account.to_json()
-        if generated:
-            data["password"] = password
+        if created.password:
+            data["password"] = created.password
         print_json(data)
         return
     out.print(f"Created account {account.login}", markup=False)
-    if generated:
-        out.print(f"Password (shown once): {password}", markup=False)
+    if created.password:
+        out.print(f"Password (shown once): {created.password}", markup=False)
 
 
 @app.command("list")
 def list_(config: ConfigOption = None, json: JsonOption = False) -> None:
     """List every account."""
-    with runtime(config) as rt:
-        accounts = rt.credentials.list_accounts()
+    with operations(config) as (ops, actor):
+        accounts = ops.accounts.list(actor)
     if json:
         print_json([a.to_json() for a in accounts])
         return
@@ -106,24 +101,24 @@ def list_(config: ConfigOption = None, json: JsonOption = False) -> None:
 @app.command("show")
 def show(email: str, config: ConfigOption = None, json: JsonOption = False) -> None:
     """Show one account."""
-    with runtime(config) as rt:
-        account = rt.credentials.get_account(email)
+    with operations(config) as (ops, actor):
+        account = ops.accounts.get(actor, email)
     print_json(account.to_json()) if json else _show_account(account)
 
 
 @app.command("disable")
 def disable(email: str, config: ConfigOption = None) -> None:
     """Disable an account: every one of its credentials stops at once."""
-    with runtime(config) as rt:
-        rt.credentials.set_account_enabled(email, False)
+    with operations(config) as (ops, actor):
+        ops.accounts.set_enabled(actor, email, False)
     out.print(f"Disabled {email.lower()}: none of its credentials authenticate any more.", markup=False)
 
 
 @app.command("enable")
 def enable(email: str, config: ConfigOption = None) -> None:
     """Enable a disabled account again."""
-    with runtime(config) as rt:
-        rt.credentials.set_account_enabled(email, True)
+    with operations(config) as (ops, actor):
+        ops.accounts.set_enabled(actor, email, True)
     out.print(f"Enabled {email.lower()}.", markup=False)
 
 
@@ -136,15 +131,16 @@ def set_password(
     json: JsonOption = False,
 ) -> None:
     """Set or replace the account password."""
-    password, generated = choose_password(password_stdin, generate)
-    with runtime(config) as rt:
-        account = rt.credentials.set_password(email, password, actor=_actor())
+    password = choose_password(password_stdin, generate)
+    with operations(config) as (ops, actor):
+        changed = ops.accounts.set_password(actor, email, password=password, generate=password is None)
+    account = changed.account
     if json:
-        print_json({"login": account.login, **({"password": password} if generated else {})})
+        print_json({"login": account.login, **({"password": changed.password} if changed.password else {})})
         return
     out.print(f"Password of {account.login} changed. Every client that used the old one must get the new one.", markup=False)
-    if generated:
-        out.print(f"Password (shown once): {password}", markup=False)
+    if changed.password:
+        out.print(f"Password (shown once): {changed.password}", markup=False)
 
 
 @app.command("set")
@@ -158,9 +154,9 @@ def set_(
     json: JsonOption = False,
 ) -> None:
     """Change an account's details or its app-passwords-only switch."""
-    with runtime(config) as rt:
-        account = rt.credentials.update_account(
-            email, display_name=name, owner=owner, notes=notes, require_app_passwords=require_app_passwords
+    with operations(config) as (ops, actor):
+        account = ops.accounts.update(
+            actor, email, display_name=name, owner=owner, notes=notes, require_app_passwords=require_app_passwords
         )
     print_json(account.to_json()) if json else _show_account(account)
 

@@ -7,8 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from smtpgate.cli.audit import since_option
-from smtpgate.cli.common import ConfigOption, JsonOption, out, print_json, runtime
+from smtpgate.cli.common import ConfigOption, JsonOption, operations, out, print_json
 
 app = typer.Typer(help="Anomaly alerts: leaked-credential signs, bursts of failures, volume.", no_args_is_help=True)
 
@@ -22,9 +21,8 @@ def list_(
     json: JsonOption = False,
 ) -> None:
     """Alerts, newest first."""
-    start = since_option(since)
-    with runtime(config) as rt:
-        alerts = rt.audit_store.alerts(since=start, rule=rule, limit=limit)
+    with operations(config) as (ops, actor):
+        alerts = ops.alerts.list(actor, since_=since, rule=rule, limit=limit)
     if json:
         print_json([a.to_json() for a in alerts])
         return

@@ -7,15 +7,18 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
+from smtpgate.cli.errors import exit_code, words
 from smtpgate.config import CONFIG_ENV, ConfigError, load_config
-from smtpgate.credentials.errors import CredentialError, InvalidValue
+from smtpgate.errors import OpError
 from smtpgate.runtime import Runtime
-from smtpgate.store.db import StoreUnavailable
+
+if TYPE_CHECKING:
+    from smtpgate.ops import Actor, Operations
 
 # Piped output keeps whole ids and addresses instead of wrapping at 80 columns.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
@@ -48,6 +51,15 @@ def fail(message: str, hint: str = "", code: int = REFUSED) -> NoReturn:
 
 
 @contextmanager
+def operations(config_path: Path | None) -> Iterator[tuple[Operations, Actor]]:
+    """The operations layer on this machine's runtime, and the local user as the actor."""
+    from smtpgate.ops import Actor, Operations
+
+    with runtime(config_path) as rt:
+        yield Operations(rt), Actor.local()
+
+
+@contextmanager
 def runtime(config_path: Path | None) -> Iterator[Runtime]:
     """Load the config and open the services; turn known errors into clear messages."""
     with handled_errors():
@@ -64,11 +76,14 @@ def handled_errors() -> Iterator[None]:
         yield
     except ConfigError as exc:
         fail(str(exc), code=2)
-    except CredentialError as exc:
-        fail(str(exc), exc.hint, code=2 if isinstance(exc, InvalidValue) else 1)
-    except StoreUnavailable as exc:
-        fail(f"the database is unreachable: {exc}", "Check [database] url in the config and that the server runs.",
-             code=UNREACHABLE)
+    except OpError as exc:
+        fail_with(exc)
+
+
+def fail_with(exc: OpError) -> NoReturn:
+    """An operation's refusal in the CLI's words (the command and option to use)."""
+    message, hint = words(exc)
+    fail(message, hint, code=UNREACHABLE if exc.code == "store-unavailable" else exit_code(exc))
 
 
 def print_json(value: Any) -> None:
@@ -93,18 +108,16 @@ def read_secret_from_stdin(what: str) -> str:
     return secret
 
 
-def choose_password(password_stdin: bool, generate: bool, prompt: Callable[[], str] | None = None) -> tuple[str, bool]:
-    """The new password and whether it was generated; never from the command line."""
-    from smtpgate.credentials.passwords import generate_password
-
+def choose_password(password_stdin: bool, generate: bool, prompt: Callable[[], str] | None = None) -> str | None:
+    """The new password as typed, or None when smtpgate is to generate one; never from the command line."""
     if password_stdin and generate:
         fail("--password-stdin and --generate exclude each other")
     if generate:
-        return generate_password(), True
+        return None
     if password_stdin:
-        return read_secret_from_stdin("password"), False
+        return read_secret_from_stdin("password")
     if sys.stdin.isatty():
-        return typer.prompt("New password", hide_input=True, confirmation_prompt=True), False
+        return typer.prompt("New password", hide_input=True, confirmation_prompt=True)
     fail(
         "no password given",
         "Use --password-stdin (pipe it in), --generate, or run in a terminal to be prompted. "

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from smtpgate.cli.accounts import _actor
 from smtpgate.cli.common import (
     AllowForeignOption,
     AllowFromOption,
@@ -20,9 +19,9 @@ from smtpgate.cli.common import (
     MaxRcptPerHourOption,
     err,
     fail,
+    operations,
     out,
     print_json,
-    runtime,
     scope_request,
     scope_rows,
     when,
@@ -32,19 +31,10 @@ from smtpgate.credentials import (
     CredentialState,
     IssuedSecret,
 )
-from smtpgate.durations import format_duration, parse_duration
+from smtpgate.durations import format_duration
 
 app_password_app = typer.Typer(help="App passwords: one per app or device, generated, shown once.", no_args_is_help=True)
 creds_app = typer.Typer(help="The credential inventory: list, show, revoke, rotate, due.", no_args_is_help=True)
-
-
-def _duration(value: str | None, option: str):
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        fail(f"{option}: {exc}", code=2)
 
 
 def _print_issued(issued: IssuedSecret, json: bool, verb: str) -> None:
@@ -111,11 +101,8 @@ def create(
     """Generate an app password for one app or device; its secret is printed once."""
     scopes = scope_request(allow_from, allow_ip, max_per_hour, max_per_day, max_rcpt_per_hour, max_rcpt_per_day,
                            allow_foreign_sender)
-    lifetime = _duration(expires, "--expires")
-    with runtime(config) as rt:
-        issued = rt.credentials.create_app_password(
-            email, name, scopes=scopes, expires_in=lifetime, notes=notes, actor=_actor(), canary=canary
-        )
+    with operations(config) as (ops, actor):
+        issued = ops.app_passwords.create(actor, email, name, scopes=scopes, expires=expires, notes=notes, canary=canary)
     _print_issued(issued, json, "Created canary" if canary else "Created")
 
 
@@ -127,25 +114,25 @@ def list_(
     json: JsonOption = False,
 ) -> None:
     """The inventory: every credential, whose it is, what state, last used when and where."""
-    with runtime(config) as rt:
-        creds = rt.credentials.list_credentials(account=account, state=state)
+    with operations(config) as (ops, actor):
+        creds = ops.credentials.list(actor, account=account, state=state)
     print_json([c.to_json() for c in creds]) if json else out.print(_table(creds))
 
 
 @creds_app.command("show")
 def show(credential_id: str, config: ConfigOption = None, json: JsonOption = False) -> None:
     """Everything about one credential."""
-    with runtime(config) as rt:
-        info = rt.credentials.get_credential(credential_id)
+    with operations(config) as (ops, actor):
+        info = ops.credentials.get(actor, credential_id)
     print_json(info.to_json()) if json else _show(info)
 
 
 @creds_app.command("revoke")
 def revoke(credential_id: str, config: ConfigOption = None, json: JsonOption = False) -> None:
     """Revoke a credential now: its next authentication fails."""
-    with runtime(config) as rt:
-        before = rt.credentials.get_credential(credential_id)
-        info = before if before.revoked_at else rt.credentials.revoke(credential_id, actor=_actor())
+    with operations(config) as (ops, actor):
+        before = ops.credentials.get(actor, credential_id)
+        info = before if before.revoked_at else ops.credentials.revoke(actor, credential_id)
     if json:
         print_json({**info.to_json(), "already_revoked": before.revoked_at is not None})
     elif before.revoked_at:  # the wanted state holds: exit 0, so that scripts can repeat it
@@ -168,18 +155,16 @@ def rotate(
     """Issue a successor (printed once, or delivered); the old secret keeps working for the overlap."""
     from smtpgate.credentials.secret_targets import parse_hook, parse_target
 
-    window = _duration(overlap, "--overlap")
     if due == (credential_id is not None):
         fail("name one credential to rotate, or --due for every due one", "e.g. smtpgate creds rotate ID, or smtpgate creds rotate --due", code=2)
-    with runtime(config) as rt:
+    with operations(config) as (ops, actor):
         target = parse_target(deliver) if deliver else None
         hook = parse_hook(then) if then else None
         if due:
-            _rotate_due(rt, window, json)
+            _rotate_due(ops, actor, overlap, json)
             return
         assert credential_id is not None
-        issued = rt.credentials.rotate(credential_id, overlap=window, actor=_actor(), target=target, hook=hook)
-        old = rt.credentials.get_credential(credential_id)
+        issued, old = ops.credentials.rotate(actor, credential_id, overlap=overlap, target=target, hook=hook)
     _report_rotation(issued, old, json)
 
 
@@ -209,15 +194,15 @@ def _report_rotation(issued: Any, old: Any, as_json: bool) -> None:
         out.print(f"The old secret {old.id} stops at {when(old.expires_at)} UTC; update the app before then.", markup=False)
 
 
-def _rotate_due(rt: Any, window: Any, as_json: bool) -> None:
+def _rotate_due(ops: Any, actor: Any, overlap: str | None, as_json: bool) -> None:
     from smtpgate.credentials.secret_targets import run_hook
 
     rotated, skipped, failed = [], [], 0
-    for info in rt.credentials.due():
+    for info in ops.credentials.due(actor):
         if not info.delivery_target:
             skipped.append(info.id)
             continue
-        issued = rt.credentials.rotate(info.id, overlap=window, actor=_actor())
+        issued, _ = ops.credentials.rotate(actor, info.id, overlap=overlap)
         result = run_hook(issued.credential.delivery_hook) if issued.credential.delivery_hook else None
         failed += bool(result and result.returncode)
         rotated.append({"old": info.id, "new": issued.credential.id, "delivered_to": issued.credential.delivery_target,
@@ -238,9 +223,9 @@ def _rotate_due(rt: Any, window: Any, as_json: bool) -> None:
 @creds_app.command("due")
 def due(config: ConfigOption = None, json: JsonOption = False) -> None:
     """Credentials to rotate: past their rotation age or expiring soon."""
-    with runtime(config) as rt:
-        creds = rt.credentials.due()
-        age = format_duration(rt.config.credentials.rotation_age)
+    with operations(config) as (ops, actor):
+        creds = ops.credentials.due(actor)
+        age = format_duration(ops.runtime.config.credentials.rotation_age)
     if json:
         print_json([c.to_json() for c in creds])
         return

@@ -18,7 +18,11 @@ Domain = Annotated[str, typer.Option("--domain", help="Complete bare user names:
 
 def _run(kind: str, path: Path, domain: str, dry_run: bool, as_json: bool, config: Path | None) -> None:
     from smtpgate.cli.accounts import _actor
-    from smtpgate.credentials.importing import import_records, read_csv, read_dovecot_passwd
+    from smtpgate.credentials.importing import (
+        import_records,
+        read_csv,
+        read_dovecot_passwd,
+    )
 
     reader = read_dovecot_passwd if kind == "dovecot-passwd" else read_csv
     try:

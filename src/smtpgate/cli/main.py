@@ -27,7 +27,7 @@ from smtpgate.config import CONFIG_ENV
 
 # the order `--help` lists commands in; others follow, by name
 ORDER = ("init", "audit", "doctor", "send", "serve", "account", "app-password", "creds", "alerts", "ban",
-         "capture", "dkim", "dns", "import", "profile", "queue", "service-account", "token", "upstream")
+         "capture", "dkim", "dns", "import", "profile", "queue", "service-account", "token", "api-token", "upstream")
 NOT_COMMANDS = {"main", "common", "helpstyle"}
 _REGISTERED = re.compile(r'name="([\w-]+)"|\.command\("([\w-]+)"\)')
 

@@ -7,7 +7,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from smtpgate.cli.accounts import _actor
 from smtpgate.cli.common import (
     AllowForeignOption,
     AllowFromOption,
@@ -19,16 +18,15 @@ from smtpgate.cli.common import (
     MaxRcptPerDayOption,
     MaxRcptPerHourOption,
     err,
-    fail,
+    operations,
     out,
     print_json,
-    runtime,
     scope_request,
     scope_rows,
     when,
 )
 from smtpgate.credentials.service_accounts import IssuedClient, ServiceAccountInfo
-from smtpgate.durations import format_duration, parse_duration
+from smtpgate.durations import format_duration
 
 app = typer.Typer(help="Service accounts: an OAuth client each, sending with access tokens.", no_args_is_help=True)
 
@@ -80,25 +78,19 @@ def create(
     """Create a service account; its client secret is printed once."""
     scopes = scope_request(allow_from, allow_ip, max_per_hour, max_per_day, max_rcpt_per_hour, max_rcpt_per_day,
                            allow_foreign_sender)
-    lifetime = None
-    if token_lifetime is not None:
-        try:
-            lifetime = parse_duration(token_lifetime)
-        except ValueError as exc:
-            fail(f"--token-lifetime: {exc}", code=2)
-    with runtime(config) as rt:
-        issued = rt.tokens.create_service_account(
-            login, name=name, scopes=scopes, token_lifetime=lifetime, notes=notes, actor=_actor()
+    with operations(config) as (ops, actor):
+        issued = ops.service_accounts.create(
+            actor, login, name=name, scopes=scopes, token_lifetime=token_lifetime, notes=notes,
         )
-        admin = rt.config.admin.listen
+        admin = ops.runtime.config.admin.listen
     _print_client(issued, json, "Created", admin)
 
 
 @app.command("list")
 def list_(config: ConfigOption = None, json: JsonOption = False) -> None:
     """Every service account: its client id, state, last token and last use."""
-    with runtime(config) as rt:
-        accounts = rt.tokens.list_service_accounts()
+    with operations(config) as (ops, actor):
+        accounts = ops.service_accounts.list(actor)
     if json:
         print_json([a.to_json() for a in accounts])
         return
@@ -113,8 +105,8 @@ def list_(config: ConfigOption = None, json: JsonOption = False) -> None:
 def show(account: Annotated[str, typer.Argument(help="Client id or login.")], config: ConfigOption = None,
          json: JsonOption = False) -> None:
     """Everything about one service account."""
-    with runtime(config) as rt:
-        info = rt.tokens.get_service_account(account)
+    with operations(config) as (ops, actor):
+        info = ops.service_accounts.get(actor, account)
     print_json(info.to_json()) if json else _show(info)
 
 
@@ -122,8 +114,8 @@ def show(account: Annotated[str, typer.Argument(help="Client id or login.")], co
 def revoke(account: Annotated[str, typer.Argument(help="Client id or login.")], config: ConfigOption = None,
            json: JsonOption = False) -> None:
     """Revoke now: its tokens stop working at once and it gets no new ones."""
-    with runtime(config) as rt:
-        info = rt.tokens.revoke_service_account(account, actor=_actor())
+    with operations(config) as (ops, actor):
+        info = ops.service_accounts.revoke(actor, account)
     if json:
         print_json(info.to_json())
     else:
@@ -134,9 +126,9 @@ def revoke(account: Annotated[str, typer.Argument(help="Client id or login.")], 
 def reset_secret(account: Annotated[str, typer.Argument(help="Client id or login.")], config: ConfigOption = None,
                  json: JsonOption = False) -> None:
     """A new client secret, printed once; the old one stops working now."""
-    with runtime(config) as rt:
-        issued = rt.tokens.reset_client_secret(account)
-        admin = rt.config.admin.listen
+    with operations(config) as (ops, actor):
+        issued = ops.service_accounts.reset_secret(actor, account)
+        admin = ops.runtime.config.admin.listen
     _print_client(issued, json, "New client secret for", admin)
 
 

@@ -7,18 +7,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from smtpgate.cli.accounts import _actor
 from smtpgate.cli.common import (
     ConfigOption,
     JsonOption,
     err,
-    fail,
+    operations,
     out,
     print_json,
-    runtime,
     when,
 )
-from smtpgate.durations import parse_duration
 from smtpgate.timefmt import iso_utc
 
 app = typer.Typer(help="Access tokens of the built-in issuer: issue, list, revoke; signing keys.", no_args_is_help=True)
@@ -33,14 +30,8 @@ def issue(
     json: JsonOption = False,
 ) -> None:
     """Print a new access token (only the token on stdout, for `TOKEN=$(smtpgate token issue ...)`)."""
-    duration = None
-    if lifetime is not None:
-        try:
-            duration = parse_duration(lifetime)
-        except ValueError as exc:
-            fail(f"--lifetime: {exc}", code=2)
-    with runtime(config) as rt:
-        issued = rt.tokens.issue(service_account, scope=scope, lifetime=duration)
+    with operations(config) as (ops, actor):
+        issued = ops.tokens.issue(actor, service_account, scope=scope, lifetime=lifetime)
     if json:
         print_json({**issued.to_json(), "jti": issued.jti, "service_account": issued.service_account,
                     "login": issued.login, "expires_at": iso_utc(issued.expires_at)})
@@ -58,8 +49,8 @@ def list_(
     json: JsonOption = False,
 ) -> None:
     """Tokens issued here (and revocations of external ones), never the tokens themselves."""
-    with runtime(config) as rt:
-        tokens = rt.tokens.list_tokens(service_account=service_account, include_expired=all_)
+    with operations(config) as (ops, actor):
+        tokens = ops.tokens.list(actor, service_account=service_account, include_expired=all_)
     if json:
         print_json([t.to_json() for t in tokens])
         return
@@ -78,8 +69,8 @@ def revoke(
     json: JsonOption = False,
 ) -> None:
     """Revoke one token now: its next authentication fails."""
-    with runtime(config) as rt:
-        info = rt.tokens.revoke_token(jti, issuer=issuer, actor=_actor())
+    with operations(config) as (ops, actor):
+        info = ops.tokens.revoke(actor, jti, issuer=issuer)
     if json:
         print_json(info.to_json())
     else:
@@ -89,9 +80,8 @@ def revoke(
 @app.command("rotate-key")
 def rotate_key(config: ConfigOption = None, json: JsonOption = False) -> None:
     """A new signing key; the old one keeps verifying until its last token has expired."""
-    with runtime(config) as rt:
-        kid = rt.tokens.rotate_signing_key()
-        published = [k.kid for k in rt.tokens.keys.published()]
+    with operations(config) as (ops, actor):
+        kid, published = ops.tokens.rotate_key(actor)
     if json:
         print_json({"kid": kid, "published": published})
     else:
@@ -101,8 +91,8 @@ def rotate_key(config: ConfigOption = None, json: JsonOption = False) -> None:
 @app.command("jwks")
 def jwks(config: ConfigOption = None) -> None:
     """The public signing keys, as served at /.well-known/jwks.json."""
-    with runtime(config) as rt:
-        print_json(rt.tokens.jwks())
+    with operations(config) as (ops, actor):
+        print_json(ops.tokens.jwks(actor))
 
 
 def register(root: typer.Typer) -> None:

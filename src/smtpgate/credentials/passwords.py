@@ -154,8 +154,7 @@ class PasswordPolicy:
                 suggestions.extend(feedback.get("suggestions") or [])
         if reasons:
             suggestions.append(
-                "Use a passphrase of four or more random words, or let smtpgate make one "
-                "with --generate."
+                "Use a passphrase of four or more random words, or let smtpgate generate one."
             )
             raise WeakPassword(reasons, suggestions)
 

@@ -30,6 +30,7 @@ def parse_sender_pattern(pattern: str) -> str:
         raise InvalidScope(
             f"{pattern!r} is not a sender address or domain",
             "Use a full address (billing@example.com) or a whole domain (@example.com).",
+            code="invalid-sender", field="allow_from", value=pattern,
         )
     return value if local else "@" + domain
 
@@ -45,6 +46,7 @@ def parse_network(text: str) -> IPNetwork:
         raise InvalidScope(
             f"{text!r} is not a network",
             "Use CIDR notation such as 192.0.2.0/24, 2001:db8::/32 or a single address.",
+            code="invalid-network", field="allow_ip", value=text,
         ) from None
 
 
@@ -155,7 +157,8 @@ class ScopeRequest:
         for name in ("max_per_hour", "max_per_day", "max_rcpt_per_hour", "max_rcpt_per_day"):
             value = getattr(self, name)
             if value is not None and value < 1:
-                raise InvalidScope(f"{name.replace('_', '-')} must be 1 or more, got {value}")
+                raise InvalidScope(f"{name.replace('_', '-')} must be 1 or more, got {value}", code="invalid-limit",
+                                   field=name, value=value)
         return Scopes(
             allowed_senders=senders or (normalize_address(account_login),),
             allowed_networks=networks,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import select
@@ -22,7 +22,9 @@ from sqlalchemy.orm import Session, joinedload
 
 from smtpgate.config import Config
 from smtpgate.credentials import app_passwords, redaction, scram
+from smtpgate.credentials.api_tokens import ApiTokenService
 from smtpgate.credentials.cache import CacheSettings, CredentialCache, Snapshot
+from smtpgate.credentials.devices import DeviceRequest
 from smtpgate.credentials.errors import (
     AccountExists,
     AccountNotFound,
@@ -53,14 +55,13 @@ from smtpgate.credentials.passwords import (
     PasswordPolicy,
     generate_password,
 )
-from smtpgate.credentials.devices import DeviceRequest
-from smtpgate.credentials.secret_targets import SecretTarget, parse_target
 from smtpgate.credentials.scopes import (
     ScopeRequest,
     Scopes,
     normalize_address,
     parse_sender_pattern,
 )
+from smtpgate.credentials.secret_targets import SecretTarget, parse_target
 from smtpgate.credentials.usage import UsageBook
 from smtpgate.store import Store
 from smtpgate.store.models import AccountRow, CredentialRow
@@ -77,7 +78,7 @@ Clock = Callable[[], datetime]
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -99,10 +100,12 @@ def _validate_login(login: str) -> str:
         parse_sender_pattern(value)
     except InvalidScope:
         raise InvalidOperation(
-            f"{login!r} is not an email address", "An account's login is its email address."
+            f"{login!r} is not an email address", "An account's login is its email address.",
+            code="invalid-login", field="login", login=login,
         ) from None
     if value.startswith("@"):
-        raise InvalidOperation(f"{login!r} has no local part", "Use a full address.")
+        raise InvalidOperation(f"{login!r} has no local part", "Use a full address.", code="invalid-login",
+                               field="login", login=login)
     return value
 
 
@@ -138,6 +141,7 @@ class CredentialService:
         # bearer tokens and service accounts (docs/tokens.md); a factory is called on first use,
         # so that commands that never see a token do not load the JOSE stack
         self._tokens = tokens
+        self.api_tokens = ApiTokenService(store, app_key=app_key, clock=clock)  # operator API tokens (docs/api.md)
         self._scram_iterations = scram_iterations  # None: no SCRAM keys are kept
         # Every change below is announced here, so every process's caches forget it.
         self.channel: InvalidationChannel = channel or LocalChannel()
@@ -204,10 +208,7 @@ class CredentialService:
         now = self._clock()
         with self._store.session() as db:
             if db.scalar(select(AccountRow.id).where(AccountRow.login == login)) is not None:
-                raise AccountExists(
-                    f"account {login} already exists",
-                    f"See it with `smtpgate account show {login}`.",
-                )
+                raise AccountExists(f"account {login} already exists", login=login)
             row = AccountRow(
                 login=login,
                 display_name=display_name,
@@ -222,7 +223,7 @@ class CredentialService:
             try:
                 db.flush()
             except IntegrityError:
-                raise AccountExists(f"account {login} already exists") from None
+                raise AccountExists(f"account {login} already exists", login=login) from None
             if password is not None:
                 credential = self._password_row(row, self._hashing.hash(password), actor, now)
                 db.add(credential)
@@ -343,9 +344,11 @@ class CredentialService:
         backup): it never logs in, and any use of it is refused like a wrong password and
         reported as the leak it is."""
         if not name.strip():
-            raise InvalidOperation("an app password needs a name", "Name the app or device: --name printer-3rd-floor")
+            raise InvalidOperation("an app password needs a name", "Name the app or device, e.g. printer-3rd-floor.",
+                                   code="name-required", field="name")
         if expires_in is not None and expires_in <= timedelta(0):
-            raise InvalidOperation("the expiry must be in the future", "Use a duration such as 90d.")
+            raise InvalidOperation("the expiry must be in the future", "Use a duration such as 90d.",
+                                   code="invalid-duration", field="expires")
         with self._store.session() as db:
             account = self._account_row(db, login)
             resolved = scopes.resolve(account.login)
@@ -434,14 +437,14 @@ class CredentialService:
         """
         overlap = self._settings.rotation_overlap if overlap is None else overlap
         if overlap < timedelta(0):
-            raise InvalidOperation("the overlap cannot be negative")
+            raise InvalidOperation("the overlap cannot be negative", code="invalid-duration", field="overlap")
         with self._changing() as (db, changed):
             old = self._credential_row(db, credential_id)
             changed(Change(credential_id=old.id))
             if old.kind != CredentialKind.APP_PASSWORD:
                 raise InvalidOperation(
                     f"{credential_id} is an account password; only app passwords are rotated",
-                    "Change an account password with `smtpgate account set-password`.",
+                    code="not-rotatable", credential=credential_id,
                 )
             account = old.account
             now = self._clock()
@@ -449,7 +452,7 @@ class CredentialService:
             if state in (CredentialState.REVOKED, CredentialState.EXPIRED):
                 raise InvalidOperation(
                     f"{credential_id} is {state}; there is nothing to rotate",
-                    "Create a new one with `smtpgate app-password create`.",
+                    code="credential-ended", credential=credential_id, state=str(state),
                 )
             lifetime = (old.expires_at - old.created_at) if old.expires_at else None
             secret, new = self._app_password_row(
@@ -795,17 +798,13 @@ class CredentialService:
     def _account_row(self, db: Session, login: str) -> AccountRow:
         row = db.scalar(select(AccountRow).where(AccountRow.login == normalize_address(login)))
         if row is None:
-            raise AccountNotFound(
-                f"no account {login}", "List the accounts with `smtpgate account list`."
-            )
+            raise AccountNotFound(f"no account {login}", login=login)
         return row
 
     def _credential_row(self, db: Session, credential_id: str) -> CredentialRow:
         row = db.get(CredentialRow, credential_id.strip())
         if row is None:
-            raise CredentialNotFound(
-                f"no credential {credential_id}", "List them with `smtpgate creds list`."
-            )
+            raise CredentialNotFound(f"no credential {credential_id}", credential=credential_id)
         return row
 
     @staticmethod

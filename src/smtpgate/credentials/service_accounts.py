@@ -11,42 +11,28 @@ token; the client secret only ever goes to `POST /oauth/token`.
 
 from __future__ import annotations
 
-import base64
-import hmac
 import re
 import secrets
-import zlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from smtpgate.credentials import app_passwords
 from smtpgate.credentials.app_passwords import keyed_hash
 from smtpgate.credentials.scopes import Scopes
 from smtpgate.store.models_tokens import ServiceAccountRow
 from smtpgate.timefmt import iso_utc
 
 PREFIX = "sgc_"
-_BODY, _CHECK = 32, 7
-PATTERN = re.compile(rf"^{PREFIX}[a-z2-7]{{{_BODY + _CHECK}}}$")
-
-
-def _b32(data: bytes) -> str:
-    return base64.b32encode(data).decode("ascii").rstrip("=").lower()
-
-
-def _checksum(body: str) -> str:
-    return _b32(zlib.crc32((PREFIX + body).encode("ascii")).to_bytes(4, "big"))
+PATTERN = re.compile(rf"^{PREFIX}[a-z2-7]{{{app_passwords.BODY_LENGTH + app_passwords.CHECK_LENGTH}}}$")
 
 
 def generate_client_secret() -> str:
-    body = _b32(secrets.token_bytes(20))
-    return PREFIX + body + _checksum(body)
+    return app_passwords.generate(PREFIX)
 
 
 def is_well_formed(secret: str) -> bool:
-    if not PATTERN.match(secret):
-        return False
-    return hmac.compare_digest(_checksum(secret[len(PREFIX):-_CHECK]), secret[-_CHECK:])
+    return app_passwords.is_well_formed(secret, PREFIX)
 
 
 def secret_hash(key: bytes, secret: str) -> str:

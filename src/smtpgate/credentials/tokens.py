@@ -61,6 +61,7 @@ from smtpgate.credentials.scopes import (
     normalize_address,
     parse_sender_pattern,
 )
+from smtpgate.errors import Kind
 from smtpgate.store import Store
 from smtpgate.store.models import AccountRow
 from smtpgate.store.models_tokens import OAuthTokenRow, ServiceAccountRow
@@ -217,8 +218,8 @@ class TokenService:
         now = self._clock()
         with self._store.session() as db:
             if db.scalar(select(ServiceAccountRow.id).where(ServiceAccountRow.login == login)) is not None:
-                raise InvalidOperation(f"service account {login} already exists",
-                                       "See it with `smtpgate service-account list`.")
+                raise InvalidOperation(f"service account {login} already exists", code="service-account-exists",
+                                       kind=Kind.CONFLICT, login=login)
             row = ServiceAccountRow(
                 id=sa.new_id(), login=login, name=name.strip(), notes=notes,
                 secret_hash=sa.secret_hash(self._app_key, secret),
@@ -232,7 +233,8 @@ class TokenService:
             try:
                 db.flush()
             except IntegrityError:
-                raise InvalidOperation(f"service account {login} already exists") from None
+                raise InvalidOperation(f"service account {login} already exists", code="service-account-exists",
+                                       kind=Kind.CONFLICT, login=login) from None
             return sa.IssuedClient(sa.info(row), secret)
 
     def list_service_accounts(self) -> list[sa.ServiceAccountInfo]:
@@ -258,7 +260,8 @@ class TokenService:
         with self._store.session() as db:
             row = self._account_row(db, ref)
             if row.revoked_at is not None:
-                raise InvalidOperation(f"service account {row.login} is revoked")
+                raise InvalidOperation(f"service account {row.login} is revoked", code="service-account-revoked",
+                                       kind=Kind.CONFLICT, login=row.login)
             row.secret_hash = sa.secret_hash(self._app_key, secret)
             return sa.IssuedClient(sa.info(row), secret)
 
@@ -291,7 +294,8 @@ class TokenService:
         with self._store.session() as db:
             row = self._account_row(db, ref)
             if row.revoked_at is not None:
-                raise InvalidOperation(f"service account {row.login} is revoked; it gets no tokens")
+                raise InvalidOperation(f"service account {row.login} is revoked; it gets no tokens",
+                                       code="service-account-revoked", kind=Kind.CONFLICT, login=row.login)
             return self._issue(db, row, scope, self._check_lifetime(lifetime), via="cli")
 
     def _issue(self, db: Session, row: ServiceAccountRow, scope: str | None,
@@ -326,19 +330,19 @@ class TokenService:
         issuer = issuer or self.settings.issuer
         jti = jti.strip()
         if not jti:
-            raise InvalidOperation("give the token's jti")
+            raise InvalidOperation("give the token's jti", code="jti-required", field="jti")
         now = self._clock()
         with self._store.session() as db:
             row = db.scalar(select(OAuthTokenRow).where(OAuthTokenRow.issuer == issuer, OAuthTokenRow.jti == jti))
             if row is None:
                 if issuer == self.settings.issuer:
                     raise InvalidOperation(
-                        f"no token with jti {jti} was issued here",
-                        "List them with `smtpgate token list`; for an external IdP's token add --issuer ISSUER.",
+                        f"no token with jti {jti} was issued here", code="token-not-found", kind=Kind.NOT_FOUND, jti=jti,
                     )
                 if issuer not in self.issuers:
                     raise InvalidOperation(f"{issuer} is not a configured token issuer",
-                                           "Check [[tokens.issuers]] issuer in the config.")
+                                           "Check [[tokens.issuers]] issuer in the config.",
+                                           code="unknown-issuer", field="issuer", issuer=issuer)
                 row = OAuthTokenRow(issuer=issuer, jti=jti, subject="", scope="", issued_via="revocation", revoked_by="")
                 db.add(row)
             if row.revoked_at is None:
@@ -524,7 +528,8 @@ class TokenService:
         row = db.get(ServiceAccountRow, ref) or db.scalar(
             select(ServiceAccountRow).where(ServiceAccountRow.login == normalize_address(ref)))
         if row is None:
-            raise InvalidOperation(f"no service account {ref}", "List them with `smtpgate service-account list`.")
+            raise InvalidOperation(f"no service account {ref}", code="service-account-not-found", kind=Kind.NOT_FOUND,
+                                   ref=ref)
         return row
 
     def _check_lifetime(self, lifetime: timedelta | None) -> timedelta | None:
@@ -534,6 +539,7 @@ class TokenService:
             raise InvalidOperation(
                 f"a token lifetime must be more than 0 and at most {self.settings.max_lifetime}",
                 "Use a duration such as 15m or 1h, or raise [tokens] max_token_lifetime.",
+                code="invalid-duration", field="lifetime",
             )
         return lifetime
 
@@ -546,7 +552,8 @@ def _validate_login(login: str) -> str:
         pattern = ""
     if not pattern or pattern.startswith("@"):
         raise InvalidOperation(f"{login!r} is not an address",
-                               "A service account's login looks like an address, e.g. billing-bot@example.com.")
+                               "A service account's login looks like an address, e.g. billing-bot@example.com.",
+                               code="invalid-login", field="login", login=login)
     return value
 
 

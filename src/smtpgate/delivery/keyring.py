@@ -26,10 +26,18 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from smtpgate.delivery.dkim import DkimError, DkimKey, DkimSigner, check_selector, generate_key, load_key, txt_record
+from smtpgate.delivery.dkim import (
+    DkimError,
+    DkimKey,
+    DkimSigner,
+    check_selector,
+    generate_key,
+    load_key,
+    txt_record,
+)
 
 __all__ = ["KeyEntry", "Keyring", "KeyringSigner"]
 
@@ -38,7 +46,7 @@ PUBLISHED = (PENDING, ACTIVE, RETIRING)
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from smtpgate.errors import Kind, OpError
+
 __all__ = ["KEY_ENV", "UpstreamCredentialError", "UpstreamPassword", "UpstreamSecretStore"]
 
 KEY_ENV = "SMTPGATE_UPSTREAM_KEY"
@@ -28,8 +30,11 @@ MAGIC = b"smtpgate-upstream-v1:"
 AAD = b"smtpgate upstream password v1"
 
 
-class UpstreamCredentialError(Exception):
-    """The upstream password cannot be read or written; the message says how to fix it."""
+class UpstreamCredentialError(OpError):
+    """The upstream password cannot be read or written; `code` says which fix applies."""
+
+    code = "upstream-password-unreadable"
+    kind = Kind.CONFLICT
 
 
 class UpstreamPassword:
@@ -75,13 +80,14 @@ class UpstreamSecretStore:
         except FileNotFoundError:
             if not create:
                 raise UpstreamCredentialError(
-                    f"the upstream key file {self.key_path} does not exist; "
-                    "set the password with `smtpgate upstream set-password --stdin` (it creates the key)"
+                    f"the upstream key file {self.key_path} does not exist; setting the password creates it",
+                    code="upstream-password-missing", path=str(self.key_path),
                 ) from None
             return self._create_key()
         if mode & 0o077:
             raise UpstreamCredentialError(
-                f"{self.key_path}: the upstream key file is readable by others (mode {mode:o}); run `chmod 600 {self.key_path}`"
+                f"{self.key_path}: the upstream key file is readable by others (mode {mode:o}); run `chmod 600 {self.key_path}`",
+                code="upstream-file-mode", path=str(self.key_path),
             )
         return _decode_key(self.key_path.read_text(encoding="ascii", errors="replace").strip(), str(self.key_path))
 
@@ -109,7 +115,8 @@ class UpstreamSecretStore:
 
     def set_password(self, password: str) -> None:
         if not password:
-            raise UpstreamCredentialError("the upstream password is empty")
+            raise UpstreamCredentialError("the upstream password is empty", code="password-required", kind=Kind.INVALID,
+                                          field="password")
         key = self.key(create=True)
         nonce = os.urandom(12)
         sealed = AESGCM(key).encrypt(nonce, password.encode("utf-8"), AAD)
@@ -121,17 +128,18 @@ class UpstreamSecretStore:
             raw = self.password_path.read_bytes().strip()
         except FileNotFoundError:
             raise UpstreamCredentialError(
-                f"no upstream password is set ({self.password_path} does not exist); "
-                "set it with `smtpgate upstream set-password --stdin`"
+                f"no upstream password is set ({self.password_path} does not exist)",
+                code="upstream-password-missing", path=str(self.password_path),
             ) from None
         if mode & 0o077:
             raise UpstreamCredentialError(
-                f"{self.password_path}: readable by others (mode {mode:o}); run `chmod 600 {self.password_path}`"
+                f"{self.password_path}: readable by others (mode {mode:o}); run `chmod 600 {self.password_path}`",
+                code="upstream-file-mode", path=str(self.password_path),
             )
         if not raw.startswith(MAGIC):
             raise UpstreamCredentialError(
-                f"{self.password_path} is not an smtpgate upstream password file; "
-                "set the password again with `smtpgate upstream set-password --stdin`"
+                f"{self.password_path} is not an smtpgate upstream password file; set the password again",
+                path=str(self.password_path),
             )
         try:
             blob = base64.b64decode(raw[len(MAGIC):], validate=True)
@@ -139,7 +147,7 @@ class UpstreamSecretStore:
         except (binascii.Error, ValueError, InvalidTag):
             raise UpstreamCredentialError(
                 f"{self.password_path} does not decrypt with the upstream key (a different key, or a damaged file); "
-                "set the password again with `smtpgate upstream set-password --stdin`"
+                "set the password again", path=str(self.password_path),
             ) from None
         return UpstreamPassword(clear.decode("utf-8"))
 

@@ -35,11 +35,11 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from smtpgate.cidr import HostBitsSet, exact_network
+from smtpgate.errors import Kind, OpError
 from smtpgate.guard.backend import Ban, GuardBackend, GuardUnavailable, QuotaCounter
-from smtpgate.guard.spray import LOGINS_KEY, SOURCES_KEY, SprayWatch
 from smtpgate.guard.networks import (
     NetworkSet,
     NotANetwork,
@@ -47,6 +47,7 @@ from smtpgate.guard.networks import (
     parse_network,
     parse_source,
 )
+from smtpgate.guard.spray import LOGINS_KEY, SOURCES_KEY, SprayWatch
 
 if TYPE_CHECKING:
     from smtpgate.config import GuardConfig
@@ -60,12 +61,15 @@ KnownGood = Callable[[str | None, str, datetime], bool]
 """(login or None for any login, source key, since) -> a successful AUTH came from there."""
 
 
-class GuardRefused(ValueError):
+class GuardRefused(OpError, ValueError):
     """An operator asked for something the guard will not do (ban an allow-listed network)."""
 
-    def __init__(self, message: str, hint: str = "", *, malformed: bool = False) -> None:
-        super().__init__(message)
-        self.hint = hint
+    code = "ban-refused"
+    kind = Kind.CONFLICT
+
+    def __init__(self, message: str, hint: str = "", *, malformed: bool = False, **details: Any) -> None:
+        details.setdefault("kind", Kind.INVALID if malformed else Kind.CONFLICT)
+        super().__init__(message, hint, **details)
         self.malformed = malformed  # the input is not well-formed (a usage error), rather than refused
 
 
@@ -454,10 +458,10 @@ class Guard:
             network = parse_network(cidr)
             exact_network(cidr)  # parsed, so only HostBitsSet can come out of it
         except NotANetwork as exc:
-            raise GuardRefused(str(exc), malformed=True) from None
+            raise GuardRefused(str(exc), malformed=True, code="invalid-network", field="network", network=cidr) from None
         except HostBitsSet as exc:
             raise GuardRefused(str(exc), f"Ban {exc.address} for that one address, or {exc.network} for the whole network.",
-                               malformed=True) from None
+                               malformed=True, code="host-bits-set", field="network", network=cidr) from None
         clash = self._allow.overlaps(network)
         inside = [net for net in clash if network.subnet_of(ipaddress.ip_network(net))]  # type: ignore[arg-type]
         if inside:
@@ -471,9 +475,11 @@ class Guard:
             raise GuardRefused(
                 f"{network} contains the allow-listed {', '.join(clash)}; allow-listed networks are never banned",
                 "Ban a narrower network that leaves them out, or remove them from [guard] allow_networks first.",
+                code="network-allow-listed", network=str(network),
             )
         if duration <= timedelta(0):
-            raise GuardRefused("the ban duration must be positive", "Use --for 1h, 30m or 7d.")
+            raise GuardRefused("the ban duration must be positive", "Use a duration such as 1h, 30m or 7d.",
+                               malformed=True, code="invalid-duration", field="duration")
         now = self._clock()
         ban = Ban(str(network), now, now + duration.total_seconds(), 1, reason or "banned by an operator", "manual")
         if self.book is not None:
@@ -486,7 +492,7 @@ class Guard:
         try:
             network = str(parse_network(cidr))
         except NotANetwork as exc:
-            raise GuardRefused(str(exc), malformed=True) from None
+            raise GuardRefused(str(exc), malformed=True, code="invalid-network", field="network", network=cidr) from None
         lifted = self.book.lift(network, actor=actor) is not None if self.book is not None else False
         removed = await self.backend.unban(network)
         address = network.rpartition("/")[0]

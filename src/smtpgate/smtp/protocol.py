@@ -422,8 +422,7 @@ def _split_path_argument(argument: str, keyword: str) -> tuple[str, str] | None:
     if argument[: len(prefix)].upper() != prefix:
         return None
     rest = argument[len(prefix) :]
-    if rest.startswith(" "):
-        rest = rest[1:]
+    rest = rest.removeprefix(" ")
     if not rest.startswith("<"):
         return None
     end = _closing_bracket(rest)

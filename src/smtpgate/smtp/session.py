@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-from concurrent.futures import Executor
 import logging
 import random
 import secrets
 import time
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 from smtpgate.audit import events as ev
@@ -32,14 +32,27 @@ from smtpgate.credentials import (
     CredentialService,
     FailureReason,
     Principal,
+    app_passwords,
 )
-from smtpgate.credentials import app_passwords
 from smtpgate.credentials.redaction import redact_login
 from smtpgate.credentials.service import TOKEN_MECHANISMS
 from smtpgate.deliverability.foresight import Foresight
 from smtpgate.delivery import Envelope, MessageWriter, Spool
-from smtpgate.delivery.headers import addresses, header_values, mailboxes, shown_addresses
-from smtpgate.guard import FailureOutcome, Guard, GuardUnavailable, QuotaHit, QuotaPlan, Refusal, Throttled
+from smtpgate.delivery.headers import (
+    addresses,
+    header_values,
+    mailboxes,
+    shown_addresses,
+)
+from smtpgate.guard import (
+    FailureOutcome,
+    Guard,
+    GuardUnavailable,
+    QuotaHit,
+    QuotaPlan,
+    Refusal,
+    Throttled,
+)
 from smtpgate.metrics import metrics
 from smtpgate.smtp.protocol import (
     AUTH_CREDENTIALS_INVALID,
@@ -384,7 +397,7 @@ class Session:
         """Create the message's file in the disk pool: a create can wait for the file
         system's journal, and the event loop must not wait with it."""
         assert self.principal is not None
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         self._flags, self._received_token = [], ""
         envelope = Envelope(
             mail_from=self._mail_from,
@@ -520,7 +533,7 @@ class Session:
             return None
         try:
             verdict = await foresight.check(found[0].rpartition("@")[2], self._mail_from)
-        except Exception:  # noqa: BLE001 - a foresight failure never costs a message
+        except Exception:
             log.exception("DMARC foresight failed")
             return None
         if verdict is None or not verdict.refuse:

@@ -14,14 +14,18 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from smtpgate.errors import Unavailable
+
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-class StoreUnavailable(Exception):
-    """The database cannot be reached; callers answer 454 / exit 1, never crash."""
+class StoreUnavailable(Unavailable):
+    """The database cannot be reached; callers answer 454 / exit 1 / 503, never crash."""
+
+    code = "store-unavailable"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

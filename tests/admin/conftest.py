@@ -1,0 +1,54 @@
+"""A real server in a subprocess, and operator tokens of each role, for the HTTP API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from smtpgate.credentials.api_tokens import IssuedApiToken
+from tests.smtp.server_harness import RunningServer, init_data_dir, wait_for_port
+
+
+@dataclass
+class Api:
+    """The running server's API, with one token per role (the secrets live only here)."""
+
+    server: RunningServer
+    base: str
+    tokens: dict[str, IssuedApiToken]
+
+    def client(self, role: str | None = "admin", **kwargs: object) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {self.tokens[role].secret}"} if role else {}
+        return httpx.Client(base_url=self.base, headers=headers, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+    def secrets(self) -> list[str]:
+        return [t.secret for t in self.tokens.values()]
+
+
+def start_api(data: Path, *, guard: dict[str, str] | None = None) -> tuple[RunningServer, Api]:
+    config = init_data_dir(data)
+    if guard:
+        text = config.read_text()
+        for key, value in guard.items():
+            lines = [line for line in text.splitlines() if not line.startswith(f"{key} ")]
+            text = "\n".join(lines).replace("[guard]\n", f"[guard]\n{key} = {value}\n", 1) + "\n"
+        config.write_text(text)
+    server = RunningServer(config)
+    tokens = {role: server.credentials.api_tokens.create(f"test-{role}", role, actor="test")
+              for role in ("viewer", "operator", "admin")}
+    server.start()
+    host, _, port = server.config.admin.listen.rpartition(":")
+    wait_for_port(int(port), server.proc, server.log_path)  # type: ignore[arg-type]
+    return server, Api(server, f"http://{host}:{port}", tokens)
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    """One server with the API, shared by a test module."""
+    server, api = start_api(tmp_path_factory.mktemp("api") / "data")
+    yield api
+    server.close()
