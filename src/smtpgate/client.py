@@ -180,7 +180,7 @@ def send_with(settings: ServerSettings, password: str, message: Message | bytes 
             if settings.user:
                 smtp.login(settings.user, password)
             refused = smtp.send_message(msg, from_addr=sender or None, to_addrs=to)
-            code, text = smtp.last_data_reply
+            code, text = getattr(smtp, "last_data_reply", (0, b""))  # _Recording keeps it
     except SendError:
         raise
     except Exception as exc:  # noqa: BLE001 - every failure becomes one explained SendError

@@ -561,7 +561,7 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _format_error(path: Path, error: dict[str, Any]) -> str:
+def _format_error(path: Path, error: Any) -> str:  # a pydantic ErrorDetails
     key = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
         return f"{path}: unknown key `{key}` (a typo?); remove it or check the documented keys"

@@ -238,6 +238,11 @@ class Runtime:
         owner = account.owner.strip()
         return owner if "@" in owner else account.login
 
+    def close_after_schema(self) -> None:
+        """Create or upgrade the schema (what `init` does), then close."""
+        self.store
+        self.close()
+
     def close(self) -> None:
         if "credentials" in self.__dict__:
             try:

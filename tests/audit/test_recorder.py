@@ -17,6 +17,7 @@ from smtpgate.audit import (
     AuditStore,
 )
 from smtpgate.audit import events as ev
+from smtpgate.credentials import FailureReason
 
 
 def classify(ip: str) -> tuple[str, str]:
@@ -42,7 +43,7 @@ def test_events_are_written_in_batches_and_logged_as_json_lines(store, caplog: p
     recorder, audit = recorder_for(store)
     with caplog.at_level(logging.INFO, logger="smtpgate.audit"):
         for i in range(1200):
-            recorder.record(AuditEvent(ev.AUTH, ev.FAIL, ev.BAD_SECRET, remote_ip="192.0.2.1", login=f"u{i}@example.com"))
+            recorder.record(AuditEvent(ev.AUTH, ev.FAIL, FailureReason.BAD_SECRET, remote_ip="192.0.2.1", login=f"u{i}@example.com"))
         assert recorder.flush()
     recorder.close()
     assert len(audit.query(limit=5000)) == 1200 and recorder.dropped == 0
@@ -93,14 +94,14 @@ def test_two_workers_raise_a_new_network_alert_once(store) -> None:
 
 def test_leaked_secret_and_out_of_scope_and_bursts_raise_alerts(store) -> None:
     recorder, audit = recorder_for(store, AlertSettings(failure_burst=5))
-    recorder.record(AuditEvent(ev.AUTH, ev.FAIL, ev.REVOKED, remote_ip="203.0.113.9", login="a@example.com", credential_id="ap_old"))
-    recorder.record(AuditEvent(ev.AUTH, ev.FAIL, ev.REVOKED, remote_ip="203.0.113.9", login="a@example.com", credential_id="ap_old"))
-    recorder.record(AuditEvent(ev.AUTH, ev.FAIL, ev.EXPIRED, remote_ip="203.0.113.9", login="a@example.com", credential_id="ap_exp"))
-    recorder.record(AuditEvent(ev.AUTH, ev.FAIL, ev.IP_NOT_ALLOWED, remote_ip="203.0.113.9", login="a@example.com", credential_id="ap_2"))
+    recorder.record(AuditEvent(ev.AUTH, ev.FAIL, FailureReason.REVOKED, remote_ip="203.0.113.9", login="a@example.com", credential_id="ap_old"))
+    recorder.record(AuditEvent(ev.AUTH, ev.FAIL, FailureReason.REVOKED, remote_ip="203.0.113.9", login="a@example.com", credential_id="ap_old"))
+    recorder.record(AuditEvent(ev.AUTH, ev.FAIL, FailureReason.EXPIRED, remote_ip="203.0.113.9", login="a@example.com", credential_id="ap_exp"))
+    recorder.record(AuditEvent(ev.AUTH, ev.FAIL, FailureReason.IP_NOT_ALLOWED, remote_ip="203.0.113.9", login="a@example.com", credential_id="ap_2"))
     recorder.record(AuditEvent(ev.MESSAGE, ev.FAIL, ev.SENDER_NOT_ALLOWED, remote_ip="192.0.2.1", login="a@example.com",
                                credential_id="ap_2", details={"where": "mail-from", "address": "ceo@example.com"}))
     for n in (4, 5, 6):
-        recorder.record(AuditEvent(ev.AUTH, ev.FAIL, ev.BAD_SECRET, remote_ip="203.0.113.9", login="b@example.com",
+        recorder.record(AuditEvent(ev.AUTH, ev.FAIL, FailureReason.BAD_SECRET, remote_ip="203.0.113.9", login="b@example.com",
                                    details={"login_failures": n}))
     assert recorder.flush()
     recorder.close()

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from smtpgate.audit import AuditEvent, AuditStore
 from smtpgate.audit import events as ev
+from smtpgate.credentials import FailureReason
 from smtpgate.audit.store import Alert
 
 T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -22,8 +23,8 @@ def test_insert_and_query_with_filters(store) -> None:
     audit = AuditStore(store)
     ids = audit.insert([
         (auth(ev.OK, login="Alice@Example.com"), "192.0.2.0/24", "192.0.2.1"),
-        (auth(ev.FAIL, reason=ev.BAD_SECRET, credential=None, minutes=1), "192.0.2.0/24", "192.0.2.1"),
-        (auth(ev.FAIL, login="bob@example.com", reason=ev.UNKNOWN_LOGIN, credential=None, minutes=2), "198.51.100.0/24", "198.51.100.7"),
+        (auth(ev.FAIL, reason=FailureReason.BAD_SECRET, credential=None, minutes=1), "192.0.2.0/24", "192.0.2.1"),
+        (auth(ev.FAIL, login="bob@example.com", reason=FailureReason.UNKNOWN_LOGIN, credential=None, minutes=2), "198.51.100.0/24", "198.51.100.7"),
         (AuditEvent(kind=ev.MESSAGE, result=ev.OK, reason=ev.ACCEPTED, login="alice@example.com", credential_id="ap_1",
                     details={"rcpts": 2}, time=T0 + timedelta(minutes=3)), "192.0.2.0/24", "192.0.2.1"),
     ])
@@ -45,7 +46,7 @@ def test_known_good_and_credential_networks(store) -> None:
     audit = AuditStore(store)
     ids = audit.insert([
         (auth(ev.OK), "192.0.2.0/24", "192.0.2.1"),
-        (auth(ev.FAIL, ip="203.0.113.9", reason=ev.BAD_SECRET), "203.0.113.0/24", "203.0.113.9"),
+        (auth(ev.FAIL, ip="203.0.113.9", reason=FailureReason.BAD_SECRET), "203.0.113.0/24", "203.0.113.9"),
         (auth(ev.OK, ip="198.51.100.4", minutes=5), "198.51.100.0/24", "198.51.100.4"),
     ])
     since = T0 - timedelta(days=30)

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from smtpgate.audit import events as ev
+from smtpgate.credentials import FailureReason
 from tests.guard.servers import eventually, guarded_config
 from tests.guard.test_metrics import scrape, value
 from tests.smtp.raw_client import RawClient
@@ -57,7 +58,7 @@ def test_plain_authorization_identity_must_be_the_login(guarded: RunningServer) 
     assert (code, lines) == (535, ["535 5.7.8 Authentication credentials invalid"])
     assert raw.cmd("AUTH PLAIN " + b64(f"{LOGIN}\0{LOGIN}\0{PASSWORD}"))[0] == 235
     raw.close()
-    assert audited(guarded, "127.0.0.21", 2) == [("", "PLAIN", LOGIN), (ev.AUTHZID_REFUSED, "PLAIN", LOGIN)]
+    assert audited(guarded, "127.0.0.21", 2) == [("", "PLAIN", LOGIN), (FailureReason.AUTHZID_REFUSED, "PLAIN", LOGIN)]
 
 
 def test_cancelled_and_malformed_exchanges_are_audited_counted_and_measured(guarded: RunningServer) -> None:
@@ -112,4 +113,4 @@ def test_scram_with_the_login_as_authzid_logs_in(guarded: RunningServer, tmp_pat
     code, lines = other.cmd(base64.b64encode(client.final(base64.b64decode(lines[0][4:]))).decode())
     assert (code, lines) == (535, ["535 5.7.8 Authentication credentials invalid"])
     other.close()
-    assert audited(guarded, "127.0.0.25", 1) == [(ev.AUTHZID_REFUSED, "SCRAM-SHA-256", LOGIN)]
+    assert audited(guarded, "127.0.0.25", 1) == [(FailureReason.AUTHZID_REFUSED, "SCRAM-SHA-256", LOGIN)]

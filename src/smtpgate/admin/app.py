@@ -14,7 +14,7 @@ import socket
 from fastapi import FastAPI
 
 from smtpgate import __version__
-from smtpgate.admin import metrics, oauth
+from smtpgate.admin import metrics, mta_sts, oauth
 from smtpgate.admin.api import OPENAPI_URL, openapi, problems
 from smtpgate.admin.api import public as api_docs
 from smtpgate.admin.api import router as api
@@ -23,7 +23,7 @@ from smtpgate.runtime import Runtime
 
 log = logging.getLogger("smtpgate.admin")
 
-ROUTERS = (metrics.router, oauth.router, api, api_docs)
+ROUTERS = (metrics.router, mta_sts.router, oauth.router, api, api_docs)
 
 
 def create_app(runtime: Runtime) -> FastAPI:

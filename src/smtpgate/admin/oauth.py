@@ -32,7 +32,7 @@ from smtpgate.audit.events import AuditEvent
 from smtpgate.credentials.redaction import redact_login
 from smtpgate.credentials.tokens import TokenError
 from smtpgate.guard import Refusal
-from smtpgate.store.db import StoreUnavailable
+from smtpgate.errors import Unavailable as StoreUnavailable  # the store's, or any dependency's
 
 log = logging.getLogger("smtpgate.admin")
 router = APIRouter()

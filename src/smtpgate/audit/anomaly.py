@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 
 from smtpgate.audit import events as ev
 from smtpgate.audit.store import Alert, AuditStore
+from smtpgate.credentials.model import FailureReason
 
 
 @dataclass(frozen=True)
@@ -73,21 +74,21 @@ class AnomalyDetector:
         if e.kind == ev.AUTH and e.result == ev.OK and e.credential_id:
             return self._new_network(event_id, e, network)
         if e.kind == ev.AUTH and e.result == ev.FAIL:
-            if e.reason in (ev.REVOKED, ev.EXPIRED):
-                what = "revoked" if e.reason == ev.REVOKED else "expired"
+            if e.reason in (FailureReason.REVOKED, FailureReason.EXPIRED):
+                what = "revoked" if e.reason == FailureReason.REVOKED else "expired"
                 return self._alert(
                     f"{what}-credential", "critical", e,
                     f"the {what} credential {e.credential_id} of {e.login} was tried from {e.remote_ip}",
                     f"{e.credential_id}:{e.remote_ip}:{_bucket(e.time, 3600)}",
                 )
-            if e.reason == ev.CANARY:
+            if e.reason == FailureReason.CANARY:
                 return self._alert(
                     "canary", "critical", e,
                     f"the canary credential {e.credential_id} of {e.login} was used from {e.remote_ip}: "
                     f"it has leaked from where it was planted; the source is banned",
                     f"{e.credential_id}:{e.remote_ip}:{_bucket(e.time, 3600)}",
                 )
-            if e.reason == ev.IP_NOT_ALLOWED:
+            if e.reason == FailureReason.IP_NOT_ALLOWED:
                 return self._alert(
                     "out-of-scope", "warning", e,
                     f"credential {e.credential_id} of {e.login} was used from {e.remote_ip}, outside its allowed networks",

@@ -21,16 +21,8 @@ CONNECT = "connect"
 OK = "ok"
 FAIL = "fail"
 
-# AUTH failures: the credential core's reasons, plus the guard's
-UNKNOWN_LOGIN = "unknown-login"
-BAD_SECRET = "bad-secret"
-REVOKED = "revoked"
-CANARY = "canary"
-EXPIRED = "expired"
-DISABLED = "disabled"
-IP_NOT_ALLOWED = "ip-not-allowed"
-APP_PASSWORD_REQUIRED = "app-password-required"
-AUTHZID_REFUSED = "authzid-refused"      # a SASL authorization identity other than the login
+# AUTH failures: the credential core's own `FailureReason` values (never copied here),
+# plus the reasons only the wire and the guard know
 SASL_CANCELLED = "sasl-cancelled"        # the client ended the exchange with "*"
 SASL_MALFORMED = "sasl-malformed"        # a response that cannot be parsed (bad base64, syntax)
 BANNED = "banned"                      # the source is banned (at connect, or during a session)

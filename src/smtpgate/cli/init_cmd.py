@@ -12,8 +12,8 @@ from smtpgate import pki
 from smtpgate.cli.common import err, fail, handled_errors, out
 from smtpgate.config import CONFIG_NAME, load_config
 from smtpgate.credentials.app_passwords import generate_key
+from smtpgate.runtime import Runtime
 from smtpgate.secret_files import write_secret_file
-from smtpgate.store import open_store
 
 TEMPLATE = """\
 # smtpgate configuration. Relative paths are relative to this file's folder.
@@ -259,8 +259,7 @@ def init(
             tls = pki.ensure_local_ca_and_server_cert(data_dir / "tls", names)
         except pki.PkiError as exc:
             fail(str(exc))
-        store = open_store(config.database_url)
-        store.dispose()
+        Runtime(config).close_after_schema()
     out.print(f"Initialised {data_dir.resolve()}", markup=False)
     out.print(f"  config:        {config_path.resolve()}", markup=False)
     if tls.ca_cert:

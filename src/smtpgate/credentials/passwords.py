@@ -57,7 +57,7 @@ class PasswordHashing:
 
     def prepare(self) -> None:
         """Make the dummy hash now (a server does, before its first login)."""
-        self._dummy  # noqa: B018 - computes and keeps it
+        self._dummy
 
     def hash(self, password: str) -> str:
         return self._hasher.hash(password)

@@ -153,7 +153,7 @@ class CredentialService:
         """What a server does once before serving, so no login pays for it: the dummy hash
         unknown logins are verified against, and the token checks."""
         self._hashing.prepare()
-        self.tokens  # noqa: B018 - builds the token service
+        self.tokens
 
     @property
     def tokens(self) -> TokenService | None:

@@ -124,6 +124,8 @@ class PortProbe:
 
     def _walk(self, spec: PortSpec, wire: Wire | None, address: str, session: PortSession) -> None:
         implicit, trusted = spec.mode == "tls", False
+        if wire is None:  # the TCP check opened none: nothing to walk
+            return
         if implicit:
             wire, trusted = self._handshake(spec, wire, address, implicit=True)
             if wire is None:
@@ -139,6 +141,7 @@ class PortProbe:
         plain = self._ehlo(spec, wire, tls=implicit)
         if plain is None:
             return
+        after: dict[str, str] | None
         if implicit:
             after, plain = plain, None
         else:
@@ -244,7 +247,7 @@ class PortProbe:
             how = ", self-signed, trusted via --cafile" if facts.self_signed else f", issued by {facts.issuer}"
             self._add("cert", spec, Status.PASS,
                       f"trusted, for {_names(facts)}{how}, expires {facts.not_after:%Y-%m-%d} ({facts.days_left} days)",
-                      **facts.to_json())
+                      None, **facts.to_json())
         return wire, True
 
     def _tls_ok(self, spec: PortSpec, wire: Wire, implicit: bool) -> None:

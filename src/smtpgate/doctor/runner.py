@@ -13,7 +13,7 @@ import email.utils
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from email.message import EmailMessage
 
 from smtpgate.doctor import explain
@@ -41,7 +41,7 @@ class DoctorOptions:
     dns_server: str | None = None
     insecure: bool = False
     ehlo_name: str = ""
-    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
 
 
 def diagnose(options: DoctorOptions) -> Report:

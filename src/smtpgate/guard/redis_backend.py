@@ -299,7 +299,8 @@ class RedisBackend:
     async def active_bans(self, *, now: float) -> list[Ban]:
         client = self._redis()
         try:
-            rows = await client.zrangebyscore(self._key("bans"), f"({_ms(now)}", "+inf", withscores=True)
+            rows: list[tuple[Any, float]] = await client.zrangebyscore(
+                self._key("bans"), f"({_ms(now)}", "+inf", withscores=True)
             metas = await client.hmget(self._key("banmeta"), [net for net, _ in rows]) if rows else []
         except (RedisError, OSError) as exc:
             raise GuardUnavailable(f"Redis at {_safe_url(self.url)}: {type(exc).__name__}") from None

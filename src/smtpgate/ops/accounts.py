@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from dataclasses import dataclass, field
 
 from smtpgate.credentials import AccountInfo
@@ -36,7 +37,7 @@ class Accounts(Concern):
             )
         return AccountWithPassword(account, secret if generate else None)
 
-    def list(self, actor: Actor) -> list[AccountInfo]:
+    def list(self, actor: Actor) -> builtins.list[AccountInfo]:
         return self.rt.credentials.list_accounts()
 
     def get(self, actor: Actor, login: str) -> AccountInfo:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from datetime import timedelta
 
 from smtpgate.audit.store import Alert
@@ -12,6 +13,6 @@ from smtpgate.ops.base import Concern
 
 class Alerts(Concern):
     def list(self, actor: Actor, *, since_: str | timedelta | None = None, rule: str | None = None,
-             limit: int = 100) -> list[Alert]:
+             limit: int = 100) -> builtins.list[Alert]:
         _limit(limit)
         return self.rt.audit_store.alerts(since=since(since_), rule=rule, limit=limit)

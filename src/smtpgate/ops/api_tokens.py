@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from datetime import timedelta
 
 from smtpgate.credentials.api_tokens import ApiTokenInfo, IssuedApiToken, Role
@@ -21,7 +22,7 @@ class ApiTokens(Concern):
             details["id"] = issued.info.id
         return issued
 
-    def list(self, actor: Actor) -> list[ApiTokenInfo]:
+    def list(self, actor: Actor) -> builtins.list[ApiTokenInfo]:
         self.journal.allow(actor, Role.ADMIN, "api-token.list")  # who holds which token is an admin's business
         return self.rt.credentials.api_tokens.list()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from datetime import timedelta
 
 from smtpgate.credentials.api_tokens import Role
@@ -13,7 +14,7 @@ from smtpgate.ops.base import Concern, duration
 
 
 class Bans(Concern):
-    def list(self, actor: Actor) -> list[BanRecord]:
+    def list(self, actor: Actor) -> builtins.list[BanRecord]:
         return self.rt.guard.recorded_bans()
 
     async def add(self, actor: Actor, network: str, length: str | timedelta = "1h", *, reason: str = "") -> Ban:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import BinaryIO
 
 from smtpgate.credentials.api_tokens import Role
@@ -12,7 +13,7 @@ from smtpgate.ops.base import Concern
 
 
 class Capture(Concern):
-    def list(self, actor: Actor, *, limit: int | None = None) -> list[CapturedMessage]:
+    def list(self, actor: Actor, *, limit: int | None = None) -> builtins.list[CapturedMessage]:
         return self.rt.capture.list(limit=limit)
 
     def get(self, actor: Actor, message_id: str) -> CapturedMessage:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from datetime import timedelta
 from typing import Any
 
@@ -24,7 +25,7 @@ def parse_state(value: str | CredentialState | None) -> CredentialState | None:
 
 class Credentials(Concern):
     def list(self, actor: Actor, *, account: str | None = None,
-             state: str | CredentialState | None = None) -> list[CredentialInfo]:
+             state: str | CredentialState | None = None) -> builtins.list[CredentialInfo]:
         return self.rt.credentials.list_credentials(account=account, state=parse_state(state))
 
     def get(self, actor: Actor, credential_id: str) -> CredentialInfo:
@@ -44,5 +45,5 @@ class Credentials(Concern):
             details["successor"] = issued.credential.id
         return issued, self.rt.credentials.get_credential(credential_id)
 
-    def due(self, actor: Actor) -> list[CredentialInfo]:
+    def due(self, actor: Actor) -> builtins.list[CredentialInfo]:
         return self.rt.credentials.due()

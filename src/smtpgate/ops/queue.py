@@ -9,6 +9,7 @@ is being sent.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -71,7 +72,7 @@ class Queue(Concern):
     def _queue(self) -> QueueStore:
         return self.rt.queue
 
-    def list(self, actor: Actor, *, held_only: bool = False) -> list[QueuedMessage]:
+    def list(self, actor: Actor, *, held_only: bool = False) -> builtins.list[QueuedMessage]:
         rules = self._queue.hold_rules()
         items = [QueuedMessage(e, e.held_by(rules)) for e in self._queue.entries()]
         return [i for i in items if i.held or not held_only]
@@ -161,7 +162,7 @@ class Queue(Concern):
         except MessageNotFound:
             raise _not_found(message_id) from None
 
-    def _select(self, s: Selection) -> list[str]:
+    def _select(self, s: Selection) -> builtins.list[str]:
         chosen = [x for x in (s.message_id, s.credential, s.account) if x]
         if len(chosen) != 1 and not (s.everything and not chosen):
             raise Invalid("name the messages: one id, a credential or an account", code="selection-required",
@@ -176,8 +177,8 @@ class Queue(Concern):
             return [e.message.id for e in entries if (e.message.account or "").lower() == s.account.lower()]
         return [e.message.id for e in entries]
 
-    def _each(self, ids: list[str], change: Callable[[QueueEntry], MessageState | None],
-              tick: Tick | None) -> tuple[int, list[str]]:
+    def _each(self, ids: builtins.list[str], change: Callable[[QueueEntry], MessageState | None],
+              tick: Tick | None) -> tuple[int, builtins.list[str]]:
         """Apply `change` to each message under its lock; (changed, busy ids)."""
         changed, busy = 0, []
         for done, message_id in enumerate(ids, 1):

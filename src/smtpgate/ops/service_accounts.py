@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from datetime import timedelta
 
 from smtpgate.credentials import ScopeRequest
@@ -25,7 +26,7 @@ class ServiceAccounts(Concern):
             details["client_id"] = issued.account.id
         return issued
 
-    def list(self, actor: Actor) -> list[ServiceAccountInfo]:
+    def list(self, actor: Actor) -> builtins.list[ServiceAccountInfo]:
         return self.rt.tokens.list_service_accounts()
 
     def get(self, actor: Actor, ref: str) -> ServiceAccountInfo:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from datetime import timedelta
 from typing import Any
 
@@ -20,14 +21,14 @@ class Tokens(Concern):
             details["jti"] = issued.jti
         return issued
 
-    def list(self, actor: Actor, *, service_account: str | None = None, include_expired: bool = False) -> list[TokenInfo]:
+    def list(self, actor: Actor, *, service_account: str | None = None, include_expired: bool = False) -> builtins.list[TokenInfo]:
         return self.rt.tokens.list_tokens(service_account=service_account, include_expired=include_expired)
 
     def revoke(self, actor: Actor, jti: str, *, issuer: str | None = None) -> TokenInfo:
         with self.journal.step(actor, "token.revoke", jti, needs=Role.OPERATOR, issuer=issuer):
             return self.rt.tokens.revoke_token(jti, issuer=issuer, actor=actor.name)
 
-    def rotate_key(self, actor: Actor) -> tuple[str, list[str]]:
+    def rotate_key(self, actor: Actor) -> tuple[str, builtins.list[str]]:
         """The new signing key's kid, and every published kid."""
         with self.journal.step(actor, "token.rotate-key") as details:
             kid = self.rt.tokens.rotate_signing_key()

@@ -446,7 +446,7 @@ class SmtpConnection(asyncio.Protocol):
         except asyncio.CancelledError:
             if not self._ended:  # ended by the server (shed, timed out): not a cancellation of ours
                 raise
-        except Exception:
+        except Exception:  # noqa: BLE001 - one broken session must not take the server down
             log.exception("session from %s failed", self.ip)
             self._send_now(Reply(421, "4.3.0", "Internal error, closing connection"))
         finally:

@@ -44,6 +44,7 @@ from smtpgate.delivery.headers import (
     mailboxes,
     shown_addresses,
 )
+from smtpgate.errors import Unavailable as StoreUnavailable  # the store's, or any dependency's
 from smtpgate.guard import (
     FailureOutcome,
     Guard,
@@ -74,7 +75,6 @@ from smtpgate.smtp.protocol import (
     ServerConnection,
 )
 from smtpgate.smtp.sasl import ScramCandidate, ScramKeys
-from smtpgate.store.db import StoreUnavailable
 
 log = logging.getLogger("smtpgate.session")
 

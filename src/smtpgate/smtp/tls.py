@@ -112,7 +112,7 @@ def _key_problem(key_path: Path) -> str | None:
         return f"TLS private key {key_path} is encrypted; smtpgate needs an unencrypted key"
     except ValueError:
         return f"TLS private key file {key_path} does not contain a valid PEM private key"
-    except Exception:  # unsupported algorithms and the like
+    except Exception:  # noqa: BLE001 - unsupported algorithms and the like
         return f"TLS private key file {key_path} contains an unsupported private key"
     return None
 
@@ -121,7 +121,7 @@ def _mismatch(cert_path: Path, key_path: Path) -> bool:
     try:
         cert = x509.load_pem_x509_certificates(cert_path.read_bytes())[0]
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    except Exception:
+    except Exception:  # noqa: BLE001 - any unreadable pair is "does not match"
         return False
     spki = serialization.PublicFormat.SubjectPublicKeyInfo
     der = serialization.Encoding.DER

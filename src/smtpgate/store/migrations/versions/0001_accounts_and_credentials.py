@@ -1,7 +1,7 @@
 """accounts and credentials
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-28 03:35:17.348755
 """
 import sqlalchemy as sa
