@@ -125,6 +125,8 @@ class Credential(Out):
     scopes: Scopes
     rotated_from: str | None
     replaced_by: str | None
+    delivery_target: str | None = Field(description="Where rotation writes the successor's secret (never the secret).")
+    delivery_hook: list[str] = Field(description="The command run after such a delivery.")
 
 
 class IssuedCredential(Credential):
