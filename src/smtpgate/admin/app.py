@@ -55,5 +55,5 @@ async def serve_admin(runtime: Runtime, sock: socket.socket) -> None:
     config = uvicorn.Config(create_app(runtime), log_level="warning", access_log=False, lifespan="off",
                             proxy_headers=False, log_config=None)
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the SMTP server owns signals
+    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined,method-assign]  # the SMTP server owns signals
     await server.serve(sockets=[sock])

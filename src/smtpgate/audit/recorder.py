@@ -122,7 +122,7 @@ class AuditRecorder:
             self._wake.clear()
             stopping = self._stopping
             while self._pending:
-                batch = []
+                batch: list[AuditEvent] = []
                 while self._pending and len(batch) < self.max_batch:
                     batch.append(self._pending.popleft())
                 self._write(batch)

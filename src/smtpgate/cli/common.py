@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-from smtpgate.cli.errors import exit_code, words
 from smtpgate.config import CONFIG_ENV, ConfigError, load_config
 from smtpgate.errors import OpError
 from smtpgate.runtime import Runtime
@@ -82,6 +81,8 @@ def handled_errors() -> Iterator[None]:
 
 def fail_with(exc: OpError) -> NoReturn:
     """An operation's refusal in the CLI's words (the command and option to use)."""
+    from smtpgate.cli.errors import exit_code, words
+
     message, hint = words(exc)
     fail(message, hint, code=UNREACHABLE if exc.code == "store-unavailable" else exit_code(exc))
 

@@ -29,7 +29,7 @@ import json
 import os
 import secrets
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -299,8 +299,8 @@ class RedisBackend:
     async def active_bans(self, *, now: float) -> list[Ban]:
         client = self._redis()
         try:
-            rows: list[tuple[Any, float]] = await client.zrangebyscore(
-                self._key("bans"), f"({_ms(now)}", "+inf", withscores=True)
+            rows = cast(list[tuple[Any, float]], await client.zrangebyscore(
+                self._key("bans"), f"({_ms(now)}", "+inf", withscores=True))
             metas = await client.hmget(self._key("banmeta"), [net for net, _ in rows]) if rows else []
         except (RedisError, OSError) as exc:
             raise GuardUnavailable(f"Redis at {_safe_url(self.url)}: {type(exc).__name__}") from None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 
@@ -15,7 +15,7 @@ router = APIRouter(tags=["queue and capture"])
 Who = Annotated[Actor, Depends(actor)]
 Ops = Annotated[Operations, Depends(operations)]
 MessageId = Annotated[str, Path(max_length=64)]
-RFC822 = {200: {"content": {"message/rfc822": {}}, "description": "The message as received."}}
+RFC822: dict[int | str, dict[str, Any]] = {200: {"content": {"message/rfc822": {}}, "description": "The message as received."}}
 
 
 def _result(result: QueueResult) -> s.QueueResult:
