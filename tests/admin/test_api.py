@@ -187,7 +187,7 @@ def test_bans_add_list_remove(api: Api) -> None:
         listed = http.get("/api/v1/bans").json()
         assert [b["network"] for b in listed] == ["192.0.2.0/24"] and listed[0]["created_by"] == "api:test-operator"
         body = problem(http.post("/api/v1/bans", json={"network": "127.0.0.1"}), 409, "network-allow-listed")
-        assert "127.0.0.0/8" in body["detail"]
+        assert "127.0.0.0/8" in body["detail"] and body["hint"]
         problem(http.post("/api/v1/bans", json={"network": "nonsense"}), 422, "invalid-network")
         problem(http.post("/api/v1/bans", json={"network": "192.0.2.1", "duration": "-1"}), 422, "invalid-duration")
         assert http.delete("/api/v1/bans/192.0.2.0/24").status_code == 204

@@ -31,8 +31,8 @@ from smtpgate.audit import events as ev
 from smtpgate.audit.events import AuditEvent
 from smtpgate.credentials.redaction import redact_login
 from smtpgate.credentials.tokens import TokenError
-from smtpgate.guard import Refusal
 from smtpgate.errors import Unavailable as StoreUnavailable  # the store's, or any dependency's
+from smtpgate.guard import Refusal
 
 log = logging.getLogger("smtpgate.admin")
 router = APIRouter()

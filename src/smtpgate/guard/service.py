@@ -470,6 +470,7 @@ class Guard:
                 "allow-listed sources are never counted or banned, so no narrower ban can help",
                 f"To ban it, take {inside[0]} out of [guard] allow_networks (or list a narrower network "
                 "that leaves it out) and restart the servers; then ban it again.",
+                code="network-allow-listed", network=str(network),
             )
         if clash:
             raise GuardRefused(

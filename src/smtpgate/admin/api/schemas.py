@@ -49,6 +49,7 @@ class Scopes(Out):
     max_per_day: int | None
     max_rcpt_per_hour: int | None
     max_rcpt_per_day: int | None
+    allowed_recipients: list[str] | None = Field(None, description="A device credential's only recipients.")
 
 
 class Account(Out):
@@ -127,6 +128,8 @@ class Credential(Out):
     replaced_by: str | None
     delivery_target: str | None = Field(description="Where rotation writes the successor's secret (never the secret).")
     delivery_hook: list[str] = Field(description="The command run after such a delivery.")
+    canary: bool = Field(description="A decoy that must never be used; any use raises an alert.")
+    legacy: dict[str, Any] | None = Field(None, description="Devices on the legacy listener: auth, tls, weaknesses.")
 
 
 class IssuedCredential(Credential):
