@@ -68,11 +68,11 @@ class SafeFormatter(logging.Formatter):
         finally:
             record.msg, record.args = saved
 
-    def formatException(self, ei: Any) -> str:
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
         """Tracebacks keep their lines (they are ours) but lose control characters and secrets."""
         return _lines(super().formatException(ei))
 
-    def formatStack(self, stack_info: str) -> str:
+    def formatStack(self, stack_info: str) -> str:  # noqa: N802 - logging's name
         return _lines(stack_info)
 
 

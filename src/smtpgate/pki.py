@@ -13,7 +13,7 @@ import ipaddress
 import os
 import socket
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +164,7 @@ def make_ca(
     not_after: datetime | None = None,
 ) -> tuple[x509.Certificate, PrivateKey]:
     """A self-signed ECDSA P-256 CA that may only sign certificates and CRLs."""
-    now = datetime.now(UTC)
+    now = datetime.now(timezone.utc)
     not_before = not_before or now - CLOCK_SKEW
     not_after = not_after or now + timedelta(days=CA_DAYS)
     _validate_period(not_before, not_after)
@@ -296,7 +296,7 @@ def make_self_signed_cert(
     signed by that CA and `path_cert` holds the chain (leaf, then CA).
     """
     hostnames = [hostname] if isinstance(hostname, str) else list(hostname)
-    now = datetime.now(UTC)
+    now = datetime.now(timezone.utc)
     not_before = not_before or now - CLOCK_SKEW
     not_after = not_after or now + timedelta(days=825)
     if ca is None:
@@ -383,7 +383,7 @@ def _issue_local_server(
 ) -> None:
     if days < 1:
         raise PkiError("certificate validity must be at least one day")
-    now = datetime.now(UTC)
+    now = datetime.now(timezone.utc)
     if ca_cert.not_valid_after_utc <= now + timedelta(days=1):
         raise PkiError(
             f"local CA {paths['ca_cert']} expires {ca_cert.not_valid_after_utc:%Y-%m-%d}; "

@@ -11,12 +11,6 @@ Restore checks every checksum before it writes anything, and refuses a non-empty
 dir unless told to replace it (the old contents are kept aside, never deleted).
 """
 
-from smtpgate.backup.archive import (
-    BackupError,
-    BackupSummary,
-    create_backup,
-    describe,
-    restore_backup,
-)
+from smtpgate.backup.archive import BackupError, BackupSummary, create_backup, describe, restore_backup
 
 __all__ = ["BackupError", "BackupSummary", "create_backup", "describe", "restore_backup"]

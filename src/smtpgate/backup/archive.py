@@ -6,18 +6,12 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from smtpgate import __version__
 from smtpgate.backup import database as db
-from smtpgate.backup.manifest import (
-    Manifest,
-    ManifestError,
-    copy_file,
-    copy_tree,
-    entry_of,
-)
+from smtpgate.backup.manifest import Manifest, ManifestError, copy_file, copy_tree, entry_of
 from smtpgate.config import CONFIG_NAME, Config, ConfigError, load_config
 
 DATA = "data/"
@@ -79,7 +73,7 @@ def restore_backup(source: Path, data_dir: Path, *, force: bool = False) -> Back
         config = _load(staging / manifest.config)
         _restore_database(source, manifest, config, force=force)
         if data_dir.exists() and any(data_dir.iterdir()):
-            replaced = data_dir.with_name(f"{data_dir.name}.replaced-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+            replaced = data_dir.with_name(f"{data_dir.name}.replaced-{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
             data_dir.rename(replaced)
         elif data_dir.exists():
             data_dir.rmdir()
@@ -97,7 +91,7 @@ def restore_backup(source: Path, data_dir: Path, *, force: bool = False) -> Back
 def _take(config: Config, data_dir: Path, staging: Path) -> Manifest:
     sqlite_file = db.sqlite_path(config.database_url)
     manifest = Manifest(
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         version=__version__,
         config=(config.source or data_dir / CONFIG_NAME).resolve().relative_to(data_dir).as_posix(),
         database={},

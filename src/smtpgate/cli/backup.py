@@ -8,15 +8,7 @@ from typing import Annotated
 
 import typer
 
-from smtpgate.cli.common import (
-    ConfigOption,
-    JsonOption,
-    err,
-    fail,
-    handled_errors,
-    out,
-    print_json,
-)
+from smtpgate.cli.common import ConfigOption, JsonOption, err, fail, handled_errors, out, print_json
 from smtpgate.config import CONFIG_ENV, load_config
 
 

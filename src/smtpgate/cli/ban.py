@@ -16,15 +16,7 @@ import typer
 from rich.table import Table
 
 from smtpgate.cli.accounts import _actor
-from smtpgate.cli.common import (
-    UNREACHABLE,
-    ConfigOption,
-    JsonOption,
-    fail,
-    out,
-    print_json,
-    runtime,
-)
+from smtpgate.cli.common import UNREACHABLE, ConfigOption, JsonOption, fail, out, print_json, runtime
 from smtpgate.durations import format_duration, parse_duration
 from smtpgate.guard import Guard, GuardRefused, GuardUnavailable
 from smtpgate.timefmt import iso_utc

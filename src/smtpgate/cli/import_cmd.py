@@ -17,12 +17,8 @@ Domain = Annotated[str, typer.Option("--domain", help="Complete bare user names:
 
 
 def _run(kind: str, path: Path, domain: str, dry_run: bool, as_json: bool, config: Path | None) -> None:
-    from smtpgate.credentials.importing import (
-        import_records,
-        read_csv,
-        read_dovecot_passwd,
-    )
-    from smtpgate.ops import Actor
+    from smtpgate.cli.accounts import _actor
+    from smtpgate.credentials.importing import import_records, read_csv, read_dovecot_passwd
 
     reader = read_dovecot_passwd if kind == "dovecot-passwd" else read_csv
     try:
@@ -30,7 +26,7 @@ def _run(kind: str, path: Path, domain: str, dry_run: bool, as_json: bool, confi
     except UnicodeDecodeError:
         fail(f"{path} is not UTF-8 text", "Convert it first, e.g. iconv -f latin1 -t utf-8.", code=2)
     with runtime(config) as rt:
-        report = import_records(rt.credentials, reader(text, domain=domain), actor=Actor.local().name, dry_run=dry_run)
+        report = import_records(rt.credentials, reader(text, domain=domain), actor=_actor(), dry_run=dry_run)
     if as_json:
         print_json(report.to_json())
     else:

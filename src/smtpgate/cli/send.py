@@ -16,15 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from smtpgate.cli.common import (
-    REFUSED,
-    UNREACHABLE,
-    err,
-    fail,
-    out,
-    print_json,
-    read_secret_from_stdin,
-)
+from smtpgate.cli.common import REFUSED, UNREACHABLE, err, fail, out, print_json, read_secret_from_stdin
 from smtpgate.profiles import ProfileError, ProfileStore, read_private_file
 
 if TYPE_CHECKING:

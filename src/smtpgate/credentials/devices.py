@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from smtpgate.credentials.errors import InvalidOperation, InvalidScope
 from smtpgate.credentials.scopes import normalize_address, parse_sender_pattern
 
-__all__ = ["AUTH_CHOICES", "MAX_DEVICE_ADDRESSES", "TLS_CHOICES", "DeviceRequest", "weaknesses"]
+__all__ = ["AUTH_CHOICES", "TLS_CHOICES", "DeviceRequest", "weaknesses", "MAX_DEVICE_ADDRESSES"]
 
 AUTH_CHOICES = ("none", "plain")
 TLS_CHOICES = ("none", "legacy", "modern")

@@ -30,9 +30,9 @@ from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
 from passlib.hash import md5_crypt, sha256_crypt, sha512_crypt
 
-__all__ = ["SCHEMES", "UnsupportedHash", "is_imported", "normalise", "scheme_of", "verify"]
+__all__ = ["UnsupportedHash", "normalise", "verify", "is_imported", "scheme_of", "SCHEMES"]
 
-_SCHEME = re.compile(r"^\{([A-Z0-9.-]+)\}(.*)$", re.DOTALL)
+_SCHEME = re.compile(r"^\{([A-Z0-9.-]+)\}(.*)$", re.S)
 _DIGESTS = {"SHA": "sha1", "SHA1": "sha1", "SHA256": "sha256", "SHA512": "sha512", "LDAP-MD5": "md5"}
 _SALTED = {"SSHA": ("sha1", 20), "SSHA256": ("sha256", 32), "SSHA512": ("sha512", 64), "SMD5": ("md5", 16)}
 _REFUSED = {

@@ -20,7 +20,7 @@ from smtpgate.credentials.imported_hashes import UnsupportedHash, normalise, sch
 if TYPE_CHECKING:
     from smtpgate.credentials.service import CredentialService
 
-__all__ = ["ImportProblem", "ImportRecord", "ImportReport", "import_records", "read_csv", "read_dovecot_passwd"]
+__all__ = ["ImportRecord", "ImportProblem", "ImportReport", "read_dovecot_passwd", "read_csv", "import_records"]
 
 LOGIN_COLUMNS = ("login", "email", "user", "username")
 HASH_COLUMNS = ("hash", "password_hash", "crypt")

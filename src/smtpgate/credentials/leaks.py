@@ -21,7 +21,7 @@ from pathlib import Path
 
 from smtpgate.credentials import app_passwords, service_accounts
 
-__all__ = ["KINDS", "Finding", "SecretKind", "find_in_text", "scan_git", "scan_paths", "shown"]
+__all__ = ["Finding", "SecretKind", "KINDS", "find_in_text", "scan_paths", "scan_git", "shown"]
 
 SHOWN = 8          # characters of a secret ever printed: the prefix and four more
 MAX_FILE = 50 * 1024 * 1024

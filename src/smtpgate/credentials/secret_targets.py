@@ -27,7 +27,7 @@ from pathlib import Path
 
 from smtpgate.credentials.errors import InvalidOperation
 
-__all__ = ["SecretTarget", "parse_hook", "parse_target", "run_hook"]
+__all__ = ["SecretTarget", "parse_target", "parse_hook", "run_hook"]
 
 _VAR = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HOOK_TIMEOUT = 120

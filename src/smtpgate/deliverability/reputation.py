@@ -25,9 +25,9 @@ from pathlib import Path
 from smtpgate.audit.store import Alert
 from smtpgate.config import Config
 from smtpgate.deliverability.dns import resolver_for
+from smtpgate.metrics import metrics
 from smtpgate.mailauth import dnsbl
 from smtpgate.mailauth.resolver import DnsTrouble, Resolver
-from smtpgate.metrics import metrics
 
 __all__ = ["BlocklistWatch", "OutcomeWatch", "Watch"]
 
@@ -215,5 +215,5 @@ class Watch:
     async def _safely(work: Callable[[], object]) -> None:
         try:
             await asyncio.to_thread(work)
-        except Exception:
+        except Exception:  # noqa: BLE001 - the watch must outlive one bad round
             log.exception("reputation watch round failed")

@@ -38,7 +38,7 @@ import stat
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -123,7 +123,7 @@ class CapturedMessage:
     def from_json(cls, data: dict[str, Any]) -> CapturedMessage:
         return cls(
             id=str(data["id"]),
-            received_at=datetime.fromisoformat(data["received_at"]).astimezone(UTC),
+            received_at=datetime.fromisoformat(data["received_at"]).astimezone(timezone.utc),
             credential_id=data.get("credential_id"),
             account=data.get("account"),
             mail_from=str(data["mail_from"]),
@@ -197,7 +197,7 @@ def _clean(text: str) -> str:
 def new_message_id(received_at: datetime) -> str:
     """"20261128T033001Z-<10 base32 chars>": sortable by second, unique by chance."""
     suffix = base64.b32encode(secrets.token_bytes(10)).decode("ascii")[:10]
-    return f"{received_at.astimezone(UTC):%Y%m%dT%H%M%S}Z-{suffix}"
+    return f"{received_at.astimezone(timezone.utc):%Y%m%dT%H%M%S}Z-{suffix}"
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -382,7 +382,7 @@ class SpoolWriter:
         env = self.envelope
         return CapturedMessage(
             id=self.message_id,
-            received_at=env.received_at.astimezone(UTC),
+            received_at=env.received_at.astimezone(timezone.utc),
             credential_id=env.credential_id,
             account=env.account,
             mail_from=env.mail_from,

@@ -12,7 +12,7 @@ import email.utils
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 __all__ = ["FailedRecipient", "build_dsn", "status_of"]
 
@@ -57,7 +57,7 @@ def build_dsn(
     now: datetime | None = None,
 ) -> bytes:
     """The whole DSN message (CRLF line ends) for the given failed recipients."""
-    now = now or datetime.now(UTC)
+    now = now or datetime.now(timezone.utc)
     boundary = f"=_smtpgate_{secrets.token_hex(12)}"
     expired = any(f.status == "4.4.7" for f in failed)
     lines = "\r\n".join(
@@ -88,7 +88,7 @@ def build_dsn(
     status = (
         f"Reporting-MTA: dns; {hostname}\r\n"
         f"X-Smtpgate-Queue-ID: {queue_id}\r\n"
-        f"Arrival-Date: {email.utils.format_datetime(arrival.astimezone(UTC))}\r\n"
+        f"Arrival-Date: {email.utils.format_datetime(arrival.astimezone(timezone.utc))}\r\n"
         f"{per_recipient}"
     )
     headers = (

@@ -26,18 +26,10 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from smtpgate.delivery.dkim import (
-    DkimError,
-    DkimKey,
-    DkimSigner,
-    check_selector,
-    generate_key,
-    load_key,
-    txt_record,
-)
+from smtpgate.delivery.dkim import DkimError, DkimKey, DkimSigner, check_selector, generate_key, load_key, txt_record
 
 __all__ = ["KeyEntry", "Keyring", "KeyringSigner"]
 
@@ -46,7 +38,7 @@ PUBLISHED = (PENDING, ACTIVE, RETIRING)
 
 
 def _now() -> datetime:
-    return datetime.now(UTC)
+    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,7 @@ class MessageState:
         nxt = data.get("next_attempt")
         return cls(
             attempts=int(data.get("attempts", 0)),
-            next_attempt=datetime.fromisoformat(nxt).astimezone(UTC) if nxt else None,
+            next_attempt=datetime.fromisoformat(nxt).astimezone(timezone.utc) if nxt else None,
             held=bool(data.get("held", False)),
             last_error=str(data.get("last_error", "")),
             recipients={k: RecipientResult.from_json(v) for k, v in (data.get("recipients") or {}).items()},
@@ -179,7 +179,7 @@ class QueueStore(CaptureStore):
         for listener in self._listeners:
             try:
                 listener(message)
-            except Exception:
+            except Exception:  # noqa: BLE001 - a listener must never fail a commit
                 log.exception("queue commit listener failed")
 
     def wake(self) -> None:
@@ -364,4 +364,4 @@ class QueueStore(CaptureStore):
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return datetime.now(timezone.utc)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Protocol
 
 from smtpgate.config import Config, dns_server_address
@@ -49,7 +49,7 @@ class CaptureRoute:
                     account=message.account,
                     client_ip="",
                     helo="",
-                    received_at=datetime.now(UTC),
+                    received_at=datetime.now(timezone.utc),
                 )
             )
             with writer:

@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from smtpgate.delivery.capture import CapturedMessage, Envelope, MessageNotFound
 from smtpgate.delivery.dkim import DkimError, DkimSigner
@@ -36,19 +36,19 @@ from smtpgate.delivery.queue import (
     QueueEntry,
     RecipientResult,
 )
+from smtpgate.delivery.spool import MessageQueue
 from smtpgate.delivery.retry import RetryPolicy
 from smtpgate.delivery.routes import RouteTable
-from smtpgate.delivery.spool import MessageQueue
 
 __all__ = ["DeliveryWorker"]
 
 log = logging.getLogger("smtpgate.delivery")
 
-PARKED = datetime.max.replace(tzinfo=UTC)  # held: not due until something changes
+PARKED = datetime.max.replace(tzinfo=timezone.utc)  # held: not due until something changes
 
 
 def _utcnow() -> datetime:
-    return datetime.now(UTC)
+    return datetime.now(timezone.utc)
 
 
 class DeliveryWorker:
@@ -266,7 +266,7 @@ class DeliveryWorker:
             for rcpt, outcome in outcomes.items():
                 try:
                     self.observer(rcpt, outcome.kind, outcome.reply)
-                except Exception:
+                except Exception:  # noqa: BLE001 - counting never stops delivery
                     log.exception("the delivery outcome observer failed")
         next_due = await asyncio.to_thread(self._record, entry, route.name, outcomes)
         if next_due is None:
@@ -343,7 +343,7 @@ class DeliveryWorker:
                 account=None,
                 client_ip="",
                 helo=self.hostname,
-                received_at=datetime.now(UTC),
+                received_at=datetime.now(timezone.utc),
             ),
             dsn,
         )

@@ -18,12 +18,7 @@ import httpx
 from smtpgate.doctor.report import Check, Report, Status
 from smtpgate.mailauth import dnsbl, spf
 from smtpgate.mailauth.dmarc import DmarcError, find_policy
-from smtpgate.mailauth.mta_sts import (
-    MAX_POLICY_BYTES,
-    PolicyError,
-    parse_policy,
-    parse_txt,
-)
+from smtpgate.mailauth.mta_sts import MAX_POLICY_BYTES, PolicyError, parse_policy, parse_txt
 from smtpgate.mailauth.resolver import DnsTrouble, Resolver
 from smtpgate.mailauth.tags import TagError, dkim_public_key, parse_tags
 

@@ -75,7 +75,7 @@ class Wire:
         sock.settimeout(connect_timeout)
         try:
             sock.connect((address, port))
-        except TimeoutError:
+        except (TimeoutError, socket.timeout):
             sock.close()
             raise ConnectFailed("timeout", f"timed out after {connect_timeout:g} s") from None
         except ConnectionRefusedError:
@@ -104,7 +104,7 @@ class Wire:
         else:
             try:
                 data = self.sock.recv(4096)
-            except TimeoutError:
+            except (TimeoutError, socket.timeout):
                 kind, message = "timeout", f"no answer in {self.timeout:g} s"
             except ssl.SSLError as exc:
                 kind, message = "closed", f"TLS error: {exc.reason or exc}"

@@ -13,13 +13,7 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from smtpgate.guard.backend import (
-    QUOTA_BUCKETS,
-    Ban,
-    QuotaCounter,
-    QuotaMode,
-    SlotRefusal,
-)
+from smtpgate.guard.backend import QUOTA_BUCKETS, Ban, QuotaCounter, QuotaMode, SlotRefusal
 
 
 @dataclass

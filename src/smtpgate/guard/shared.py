@@ -16,13 +16,7 @@ import socket
 from collections.abc import Sequence
 from typing import Any
 
-from smtpgate.guard.backend import (
-    Ban,
-    GuardUnavailable,
-    QuotaCounter,
-    QuotaMode,
-    SlotRefusal,
-)
+from smtpgate.guard.backend import Ban, GuardUnavailable, QuotaCounter, QuotaMode, SlotRefusal
 from smtpgate.guard.channel import (
     OK,
     ChannelError,

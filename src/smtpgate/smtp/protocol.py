@@ -422,7 +422,8 @@ def _split_path_argument(argument: str, keyword: str) -> tuple[str, str] | None:
     if argument[: len(prefix)].upper() != prefix:
         return None
     rest = argument[len(prefix) :]
-    rest = rest.removeprefix(" ")
+    if rest.startswith(" "):
+        rest = rest[1:]
     if not rest.startswith("<"):
         return None
     end = _closing_bracket(rest)

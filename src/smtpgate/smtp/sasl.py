@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import ClassVar, TypeAlias
 
+
 __all__ = [
     "DEFAULT_MECHANISMS",
     "Challenge",
