@@ -20,11 +20,13 @@ def _hex_address(host: str, port: int) -> str:
     return f"{int.from_bytes(packed, 'little'):08X}:{port:04X}"
 
 
-def _server_inode(client_host: str, client_port: int) -> str | None:
-    wanted = _hex_address(client_host, client_port)
+def _server_inode(client: tuple[str, int], server: tuple[str, int]) -> str | None:
+    """The inode of the server's socket: local address the server's, remote the client's
+    (a closed connection in TIME_WAIT may share the client's port; it has inode 0)."""
+    local, remote = _hex_address(*server), _hex_address(*client)
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
-        if fields[2] == wanted:  # rem_address of the server's socket is the client
+        if fields[1] == local and fields[2] == remote and fields[9] != "0":
             return fields[9]
     return None
 
@@ -45,9 +47,10 @@ def children(parent: int) -> list[int]:
 def worker_of(parent: int, sock: socket.socket, timeout: float = 5.0) -> int:
     """The pid of the child of `parent` that holds the server side of `sock`."""
     host, port = sock.getsockname()[:2]
+    server_host, server_port = sock.getpeername()[:2]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        inode = _server_inode(host, port)
+        inode = _server_inode((host, port), (server_host, server_port))
         if inode is not None:
             target = f"socket:[{inode}]"
             for pid in children(parent):
