@@ -142,7 +142,7 @@ def test_volume_far_above_the_baseline_raises_one_alert(store) -> None:
 def test_a_password_spray_found_by_the_guard_raises_one_critical_alert(store) -> None:
     recorder, audit = recorder_for(store)
     for i, spray in enumerate((True, True, False)):  # two workers saw it start: one alert
-        recorder.record(AuditEvent(ev.AUTH, ev.FAIL, ev.BAD_SECRET, remote_ip=f"203.0.113.{i}", login=f"u{i}@example.com",
+        recorder.record(AuditEvent(ev.AUTH, ev.FAIL, FailureReason.BAD_SECRET, remote_ip=f"203.0.113.{i}", login=f"u{i}@example.com",
                                    details={"spray": True} if spray else {}))
     assert recorder.flush()
     recorder.close()

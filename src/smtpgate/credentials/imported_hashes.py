@@ -24,11 +24,10 @@ import hmac
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-import bcrypt
 from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
-from passlib.hash import md5_crypt, sha256_crypt, sha512_crypt
 
 __all__ = ["UnsupportedHash", "normalise", "verify", "is_imported", "scheme_of", "SCHEMES"]
 
@@ -80,10 +79,19 @@ def _salted(algorithm: str, size: int) -> Callable[[str, str], bool]:
     return check
 
 
+def _crypt_handlers() -> tuple[Any, ...]:
+    """passlib's crypt families, loaded only when an imported hash is met (not by every command)."""
+    from passlib.hash import md5_crypt, sha256_crypt, sha512_crypt
+
+    return sha512_crypt, sha256_crypt, md5_crypt
+
+
 def _crypt(value: str, password: str) -> bool:
     if value.startswith(("$2y$", "$2a$", "$2b$")):
+        import bcrypt
+
         return bcrypt.checkpw(password.encode()[:72], value.encode())
-    for handler in (sha512_crypt, sha256_crypt, md5_crypt):
+    for handler in _crypt_handlers():
         if handler.identify(value):
             return bool(handler.verify(password, value))
     if value.startswith("$argon2"):
@@ -190,7 +198,7 @@ def _check_shape(scheme: str, value: str) -> None:
             if value.startswith("$argon2"):
                 _check_shape("ARGON2ID", value)
             return
-        for handler in (sha512_crypt, sha256_crypt, md5_crypt):
+        for handler in _crypt_handlers():
             if handler.identify(value):
                 try:
                     complete = handler.from_string(value).checksum is not None
