@@ -74,6 +74,7 @@ def test_signing_keys(cli: Cli) -> None:
     (("token", "issue", "nobody@example.com"), 1, "service-account list"),
     (("token", "issue", "x", "--lifetime", "forever"), 2, "--lifetime"),
     (("token", "revoke", "no-such-jti"), 1, "no token with jti no-such-jti"),
+    (("token", "revoke", "--", "-an-idp-jti"), 1, "no token with jti -an-idp-jti"),
     (("token", "revoke", "j", "--issuer", "https://unknown.test/"), 1, "not a configured token issuer"),
 ])
 def test_clear_errors(shared_cli: Cli, args: tuple[str, ...], code: int, message: str) -> None:

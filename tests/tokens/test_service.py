@@ -3,6 +3,7 @@ every reason a token is refused (the audit's reason codes), for our tokens and a
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -177,6 +178,13 @@ def test_revoking_one_token_or_the_account_takes_effect_at_once(tokens: TokenSer
     assert reason(tokens.authenticate("", second.access_token, IP)) is FailureReason.REVOKED
     with pytest.raises(InvalidOperation, match="no token with jti"):
         tokens.revoke_token("never-issued")
+
+
+def test_jti_is_safe_to_type_as_a_command_argument(tokens: TokenService, bot) -> None:
+    """A jti is pasted into `smtpgate token revoke JTI`: one that began with '-' was read as an option."""
+    jtis = [tokens.issue(bot.account.id).jti for _ in range(64)]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", jti) for jti in jtis), jtis
+    assert len(set(jtis)) == len(jtis)
 
 
 def test_reset_secret_keeps_tokens_but_not_the_old_secret(tokens: TokenService, bot) -> None:

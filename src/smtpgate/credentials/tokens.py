@@ -307,7 +307,7 @@ class TokenService:
         lifetime = lifetime or (timedelta(seconds=row.token_lifetime) if row.token_lifetime else self.settings.lifetime)
         now = self._clock().replace(microsecond=0)
         expires = now + lifetime
-        jti = secrets.token_urlsafe(18)
+        jti = secrets.token_hex(16)  # hex: never begins with "-", so it can be typed as an argument
         key = self.keys.active()
         claims = {
             "iss": self.settings.issuer, "sub": row.login, "aud": self.settings.audience,
