@@ -392,6 +392,7 @@ class AlertsConfig(_Section):
     failure_burst: int = Field(default=20, ge=1)
     volume_factor: float = Field(default=10.0, gt=1)
     volume_min_messages: int = Field(default=50, ge=1)
+    device_volume_min_messages: int = Field(default=10, ge=1)  # devices on the legacy listener
     volume_baseline: timedelta = timedelta(days=7)
 
     _check_durations = field_validator(
@@ -404,6 +405,31 @@ class AlertsConfig(_Section):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("expected an http:// or https:// URL, or empty for no webhook")
         return value
+
+
+class LegacyConfig(_Section):
+    """The opt-in listener for devices that cannot do modern TLS or AUTH (docs/legacy-devices.md).
+
+    Off unless `listen` is set; then `networks` must name who may connect at all: everyone
+    else is closed on before the greeting.
+    """
+
+    listen: str = ""
+    networks: list[str] = []
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        return _listen(value) if value else value
+
+    _check_networks = field_validator("networks")(classmethod(lambda cls, v: _cidrs(v)))
+
+    @model_validator(mode="after")
+    def _networks_when_on(self) -> LegacyConfig:
+        if self.listen and not self.networks:
+            raise ValueError("[legacy] listen is set but networks is empty: list the networks of the devices, "
+                             "such as networks = [\"192.0.2.0/24\"]")
+        return self
 
 
 _TOKEN_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519")
@@ -496,6 +522,7 @@ class Config(_Section):
     tokens: TokensConfig = TokensConfig()
     deliverability: DeliverabilityConfig = DeliverabilityConfig()
     reputation: ReputationConfig = ReputationConfig()
+    legacy: LegacyConfig = LegacyConfig()
     base_dir: Path = Field(default=Path("."), exclude=True)
     source: Path | None = Field(default=None, exclude=True)
 
