@@ -199,3 +199,35 @@ def test_587_and_465_still_refuse_old_tls_and_auth_in_clear(office: Office, vers
         assert code == 530
         with pytest.raises((ssl.SSLError, smtplib.SMTPServerDisconnected)):
             modern.starttls(context=context)
+
+
+def doctor(office: Office, source: str, *, port: str = "", user: str = "", password: str = "", **more: str):
+    from smtpgate.doctor import DoctorOptions, PortSpec, diagnose
+
+    return diagnose(DoctorOptions(host="127.0.0.1", ports=[PortSpec.parse(port or str(office.port))], user=user,
+                                  password=password, legacy=True, source=source, timeout=5, **more))
+
+
+def test_doctor_sees_what_the_printer_sees_and_names_the_weaknesses(office: Office) -> None:
+    report = doctor(office, PRINTER, user=LOGIN, password=office.printer.secret,
+                    send_to="it@example.com", mail_from="scanner@example.com")
+    assert report.get("auth").summary == f"logged in as {LOGIN} with PLAIN without TLS"
+    assert report.get("send").status.value == "pass"
+    weaknesses = report.get("weaknesses")
+    assert weaknesses.status.value == "warn"
+    assert [w.split(":")[0] for w in weaknesses.data["weaknesses"]] == ["weak TLS", "no TLS in this session", "AUTH without TLS"]
+    assert "TLS 1.0" in weaknesses.summary and report.exit_code == 0
+    assert office.printer.secret not in "\n".join(report.transcript)
+    over_tls = doctor(office, OLD_PRINTER, port=f"{office.port}:starttls", user=LOGIN, password=office.old_printer.secret)
+    assert over_tls.get("auth").status.value == "pass" and "AUTH without TLS" not in over_tls.get("weaknesses").summary
+
+
+def test_doctor_from_outside_the_networks_and_as_the_ups(office: Office) -> None:
+    outside = doctor(office, OUTSIDER)
+    assert outside.get("greeting").summary == "closed before the greeting" and outside.exit_code == 1
+    assert "[legacy] networks" in outside.get("greeting").cause
+    ups = doctor(office, UPS, mail_from="ups@example.com")
+    assert ups.get("no-auth").status.value == "pass"
+    assert any(w.startswith("no AUTH") for w in ups.get("weaknesses").data["weaknesses"])
+    stranger = doctor(office, STRANGER, user=LOGIN, password=office.printer.secret)
+    assert stranger.get("auth").status.value == "fail" and "its own address" in stranger.get("auth").cause
