@@ -165,6 +165,7 @@ def test_a_tls10_printer_works_on_the_legacy_listener_and_not_on_465(office: Off
         with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
             stripped.login(LOGIN, office.old_printer.secret)
         assert refused.value.smtp_code == 530
+    assert office.alert("device-no-tls", "device printer-basement")
 
 
 def test_a_device_without_auth_is_known_by_its_address_alone(office: Office) -> None:
@@ -216,10 +217,10 @@ def test_doctor_sees_what_the_printer_sees_and_names_the_weaknesses(office: Offi
     weaknesses = report.get("weaknesses")
     assert weaknesses.status.value == "warn"
     assert [w.split(":")[0] for w in weaknesses.data["weaknesses"]] == ["weak TLS", "no TLS in this session", "AUTH without TLS"]
-    assert "TLS 1.0" in weaknesses.summary and report.exit_code == 0
+    assert "TLS 1.0" in weaknesses.cause and weaknesses.summary.startswith("3: weak TLS") and report.exit_code == 0
     assert office.printer.secret not in "\n".join(report.transcript)
     over_tls = doctor(office, OLD_PRINTER, port=f"{office.port}:starttls", user=LOGIN, password=office.old_printer.secret)
-    assert over_tls.get("auth").status.value == "pass" and "AUTH without TLS" not in over_tls.get("weaknesses").summary
+    assert over_tls.get("auth").status.value == "pass" and "AUTH without TLS" not in over_tls.get("weaknesses").cause
 
 
 def test_doctor_from_outside_the_networks_and_as_the_ups(office: Office) -> None:

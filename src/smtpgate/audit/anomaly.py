@@ -15,6 +15,8 @@
 - `device-elsewhere`: a device's right secret from an address other than its own, or on
   587/465 (where a device's secret never works): someone copied it out of the device.
 - `device-recipient`: a device wrote to a recipient outside its list (refused 550 5.7.1).
+- `device-no-tls`: a device set up for TLS logged in without it (refused): STARTTLS was
+  stripped on the way, or the device was reset; its secret crossed the network in clear.
 
 The rules run in the audit writer's thread, after a batch is stored, so their database
 questions see every worker's events. Each alert has a dedupe key (rule, subject, time
@@ -100,6 +102,15 @@ class AnomalyDetector:
                     "device-elsewhere", "critical", e,
                     f"the secret of device {device} ({e.credential_id}, {e.login}) was used {where}: {e.remote_ip}",
                     f"{e.credential_id}:{e.remote_ip}:{e.listener}:{_bucket(e.time, 3600)}",
+                    {"device": device},
+                )
+            if device and e.reason == ev.TLS_REQUIRED:
+                return self._alert(
+                    "device-no-tls", "critical", e,
+                    f"device {device} ({e.credential_id}, {e.login}) logged in without TLS from {e.remote_ip} though "
+                    f"set up for it: STARTTLS stripped on the way, or the device reset; its secret crossed the "
+                    f"network in clear, rotate it",
+                    f"{e.credential_id}:{_bucket(e.time, 3600)}",
                     {"device": device},
                 )
             if e.reason == FailureReason.IP_NOT_ALLOWED:

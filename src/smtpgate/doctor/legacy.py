@@ -20,13 +20,14 @@ from smtpgate.doctor.wire import ConnectFailed, Reply, Wire, WireError
 
 DEFAULT_LEGACY_PORT = PortSpec(2525, "auto")
 
-NO_TLS = "no TLS: the listener offers no STARTTLS, so everything a device sends crosses the network in clear"
-PLAIN_SESSION = "no TLS in this session: the device's mail crosses the network in clear, readable by anyone on the way"
+# each weakness: its short name (the summary line) and what it means (the cause)
+NO_TLS = "no TLS: the listener offers no STARTTLS, so everything a device sends crosses the network in clear."
+PLAIN_SESSION = "no TLS in this session: the device's mail crosses the network in clear, readable by anyone on the way."
 AUTH_IN_CLEAR = ("AUTH without TLS: PLAIN and LOGIN are base64, not encryption; the device's password can be read "
-                 "by anyone on the network path")
-WEAK_TLS = "weak TLS: the listener accepts {version}, deprecated since 2021 (RFC 8996)"
+                 "by anyone on the network path.")
+WEAK_TLS = "weak TLS: the listener accepts {version}, deprecated since 2021 (RFC 8996)."
 NO_AUTH = ("no AUTH: this address sends as a device without any password; whoever takes the address "
-           "(a laptop on the same socket) sends as that device")
+           "(a laptop plugged in where the device was) sends as that device.")
 
 
 def legacy_context(version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
@@ -111,9 +112,10 @@ class LegacyDoctor(Doctor):
             self.report.add(Check("greeting", "greeting", Status.FAIL, "closed before the greeting", *_pair(
                 explain.Explanation(
                     "The legacy listener closes on every address outside its [legacy] networks, before a word: "
-                    f"{self.o.source or 'this machine'}'s address is not among them.",
+                    f"{'the address ' + self.o.source if self.o.source else 'the address of this machine'} "
+                    "is not among them.",
                     "Run the doctor from the device's network (--source ADDRESS on a machine there), or add "
-                    "the device's network to [legacy] networks in smtpgate.toml and reload.",
+                    "the device's network to [legacy] networks in smtpgate.toml and restart the server.",
                 ))))
             return False
         if reply.code != 220:
@@ -252,9 +254,10 @@ class LegacyDoctor(Doctor):
         if not found:
             self.report.add(Check("weaknesses", "weaknesses", Status.PASS, "none seen: TLS 1.2+ and AUTH"))
             return
-        self.report.add(Check("weaknesses", "weaknesses", Status.WARN, f"{len(found)}: " + "; ".join(found),
-                              "The legacy listener is there for devices that cannot do better; each weakness "
-                              "above is what it costs.",
+        names = ", ".join(w.partition(":")[0] for w in found)
+        self.report.add(Check("weaknesses", "weaknesses", Status.WARN, f"{len(found)}: {names}",
+                              " ".join(w[0].upper() + w[1:] for w in found) + " The legacy listener is there for devices that cannot do "
+                              "better; this is what it costs them.",
                               "Keep [legacy] networks to the devices' own network, each device bound to its "
                               "address with a short recipient list; give every device that can do TLS 1.2 "
                               "--tls modern.", data={"weaknesses": found}))

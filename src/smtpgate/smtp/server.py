@@ -182,7 +182,8 @@ class SmtpServer:
                     lambda listener=listener: SmtpConnection(self, listener), sock=sock, backlog=1024,
                 ))
             log.info("listening on %s:%d (%s, %s)", listener.host, listener.port, listener.name,
-                     "implicit TLS" if listener.implicit_tls else "STARTTLS")
+                     "implicit TLS" if listener.implicit_tls else "STARTTLS" if listener.name != LEGACY else
+                     f"devices only, TLS 1.0+ or none, from {', '.join(self.config.legacy.networks)}")
         self._sweeper = loop.create_task(self._sweep())
 
     def admit(self, ip: str) -> Reply | None:
