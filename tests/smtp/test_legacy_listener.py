@@ -38,7 +38,7 @@ class Office:
             "ups-1", UPS, "ups@example.com", ("it@example.com",), "none", "none", 20))
 
     def client(self, source: str, port: int | None = None) -> smtplib.SMTP:
-        return smtplib.SMTP("127.0.0.1", port or self.port, local_hostname="device.test", timeout=10,
+        return smtplib.SMTP("127.0.0.1", port or self.port, local_hostname="device.test", timeout=30,
                             source_address=(source, 0))
 
     def events(self, **query: str) -> list:
@@ -46,7 +46,7 @@ class Office:
 
     def alert(self, rule: str, text: str) -> list:
         return eventually(lambda: [a for a in self.server.runtime.audit_store.alerts() if a.rule == rule and text in a.summary],
-                          bool)
+                          bool, timeout=30)
 
 
 @pytest.fixture(scope="module")
@@ -99,16 +99,16 @@ def test_the_printer_logs_in_without_tls_and_its_scans_are_delivered(office: Off
     raw = office.server.runtime.capture.open_raw(captured[0].id).read()
     assert b"with ESMTPA id" in raw and b"(tls no TLS)" in raw and office.printer.secret.encode() not in raw
     events = eventually(lambda: office.events(credential_id=office.printer.credential.id),
-                        lambda found: len([e for e in found if e.kind == "message"]) >= 4)
+                        lambda found: len([e for e in found if e.kind == "message"]) >= 4, timeout=30)
     assert all(e.details.get("device") == "printer-2f" and e.listener == "legacy" for e in events)
     assert office.alert("volume", "device printer-2f")
 
 
 def test_an_address_outside_the_networks_is_closed_on_before_the_greeting(office: Office) -> None:
-    with socket.create_connection(("127.0.0.1", office.port), timeout=5, source_address=(OUTSIDER, 0)) as sock:
+    with socket.create_connection(("127.0.0.1", office.port), timeout=30, source_address=(OUTSIDER, 0)) as sock:
         assert sock.recv(100) == b""
     refused = eventually(lambda: office.events(kind="connect"),
-                         lambda found: any(e.remote_ip == OUTSIDER for e in found))
+                         lambda found: any(e.remote_ip == OUTSIDER for e in found), timeout=30)
     assert [(e.result, e.reason, e.listener) for e in refused if e.remote_ip == OUTSIDER][:1] == [
         ("fail", "network-not-allowed", "legacy")]
     with pytest.raises(smtplib.SMTPServerDisconnected):
@@ -126,12 +126,12 @@ def test_a_recipient_outside_the_list_is_refused_and_alerted(office: Office) -> 
 
 def test_the_device_secret_fails_on_587_and_465_and_from_another_address(office: Office) -> None:
     server = office.server
-    with smtplib.SMTP("127.0.0.1", server.submission_port, timeout=10) as modern:
+    with smtplib.SMTP("127.0.0.1", server.submission_port, timeout=30) as modern:
         modern.starttls(context=server.client_context())
         with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
             modern.login(LOGIN, office.printer.secret)
         assert refused.value.smtp_code == 535
-    with smtplib.SMTP_SSL("127.0.0.1", server.submissions_port, context=server.client_context(), timeout=10) as modern:
+    with smtplib.SMTP_SSL("127.0.0.1", server.submissions_port, context=server.client_context(), timeout=30) as modern:
         with pytest.raises(smtplib.SMTPAuthenticationError):
             modern.login(LOGIN, office.printer.secret)
     with office.client(STRANGER) as copied, pytest.raises(smtplib.SMTPAuthenticationError):
@@ -158,7 +158,7 @@ def test_a_tls10_printer_works_on_the_legacy_listener_and_not_on_465(office: Off
         next(m.id for m in office.server.runtime.capture.list() if m.subject == "tls10 scan")).read()
     assert b"with ESMTPSA id" in raw and b"(tls TLSv1 " in raw
     with pytest.raises(ssl.SSLError):
-        smtplib.SMTP_SSL("127.0.0.1", office.server.submissions_port, context=tls10_context(office.server), timeout=10)
+        smtplib.SMTP_SSL("127.0.0.1", office.server.submissions_port, context=tls10_context(office.server), timeout=30)
     # set up for TLS, it may not log in without: a stripped STARTTLS is refused, not obeyed
     with office.client(OLD_PRINTER) as stripped:
         stripped.ehlo()
@@ -180,7 +180,7 @@ def test_a_device_without_auth_is_known_by_its_address_alone(office: Office) -> 
         impostor.ehlo()
         code, reply = impostor.mail("ups@example.com")
         assert (code, reply[:5]) == (530, b"5.7.0")
-    events = eventually(lambda: office.events(credential_id=office.ups.credential.id, kind="auth"), bool)
+    events = eventually(lambda: office.events(credential_id=office.ups.credential.id, kind="auth"), bool, timeout=30)
     assert events and events[0].mechanism == "address" and events[0].details["device"] == "ups-1"
 
 
@@ -192,8 +192,8 @@ def test_587_and_465_still_refuse_old_tls_and_auth_in_clear(office: Office, vers
         warnings.simplefilter("ignore", DeprecationWarning)
         context.maximum_version = getattr(ssl.TLSVersion, version)
     with pytest.raises(ssl.SSLError):
-        smtplib.SMTP_SSL("127.0.0.1", server.submissions_port, context=context, timeout=10)
-    with smtplib.SMTP("127.0.0.1", server.submission_port, timeout=10) as modern:
+        smtplib.SMTP_SSL("127.0.0.1", server.submissions_port, context=context, timeout=30)
+    with smtplib.SMTP("127.0.0.1", server.submission_port, timeout=30) as modern:
         modern.ehlo()
         assert not modern.has_extn("auth")
         code, _ = modern.mail("ups@example.com")
@@ -206,7 +206,7 @@ def doctor(office: Office, source: str, *, port: str = "", user: str = "", passw
     from smtpgate.doctor import DoctorOptions, PortSpec, diagnose
 
     return diagnose(DoctorOptions(host="127.0.0.1", ports=[PortSpec.parse(port or str(office.port))], user=user,
-                                  password=password, legacy=True, source=source, timeout=5, **more))
+                                  password=password, legacy=True, source=source, timeout=20, **more))
 
 
 def test_doctor_sees_what_the_printer_sees_and_names_the_weaknesses(office: Office) -> None:
