@@ -232,3 +232,27 @@ def test_doctor_from_outside_the_networks_and_as_the_ups(office: Office) -> None
     assert any(w.startswith("no AUTH") for w in ups.get("weaknesses").data["weaknesses"])
     stranger = doctor(office, STRANGER, user=LOGIN, password=office.printer.secret)
     assert stranger.get("auth").status.value == "fail" and "its own address" in stranger.get("auth").cause
+
+
+def test_a_device_quota_holds(office: Office) -> None:
+    secret = office.server.credentials.create_device(LOGIN, DeviceRequest(
+        "label-printer", "127.0.0.1", "labels@example.com", ("@example.com",), "plain", "none", 1)).secret
+    with office.client("127.0.0.1") as printer:
+        printer.login(LOGIN, secret)
+        assert printer.sendmail("labels@example.com", ["it@example.com"],
+                                message("labels@example.com", "it@example.com", "label")) == {}
+        code, reply = printer.docmd("MAIL", "FROM:<labels@example.com>")
+        assert (code, reply[:5]) == (451, b"4.7.1")
+
+
+def test_doctor_legacy_through_the_command_line(office: Office) -> None:
+    from tests.cli.conftest import Cli
+
+    cli = Cli(None)
+    printer = cli("doctor", "127.0.0.1", "--legacy", "--port", str(office.port), "--source", PRINTER,
+                  "--user", LOGIN, "--password-stdin", input=office.printer.secret + "\n")
+    assert printer.code == 0, printer.stdout + printer.stderr
+    assert "WARN  weaknesses  3: weak TLS, no TLS in this session, AUTH without TLS" in printer.stdout
+    assert office.printer.secret not in printer.stdout + printer.stderr
+    bad = cli("doctor", "127.0.0.1", "--legacy", "--source", "printer")
+    assert bad.code == 2 and "--source 'printer' is not an IP address" in bad.stderr
