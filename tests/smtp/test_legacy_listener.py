@@ -256,3 +256,14 @@ def test_doctor_legacy_through_the_command_line(office: Office) -> None:
     assert office.printer.secret not in printer.stdout + printer.stderr
     bad = cli("doctor", "127.0.0.1", "--legacy", "--source", "printer")
     assert bad.code == 2 and "--source 'printer' is not an IP address" in bad.stderr
+
+
+def test_a_login_made_in_clear_is_forgotten_after_starttls(office: Office) -> None:
+    with office.client(PRINTER) as printer:
+        printer.login(LOGIN, office.printer.secret)
+        printer.starttls(context=tls10_context(office.server))
+        printer.ehlo()
+        code, reply = printer.mail("scanner@example.com")
+        assert (code, reply[:5]) == (530, b"5.7.0")
+        printer.login(LOGIN, office.printer.secret)
+        assert printer.mail("scanner@example.com")[0] == 250

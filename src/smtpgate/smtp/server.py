@@ -537,6 +537,7 @@ class SmtpConnection(asyncio.Protocol):
                 self._flush()
                 await self._start_tls()
                 conn.tls_established()
+                self.session.tls_started()
                 continue
             await self.session.handle(conn, event)
             if conn.authenticated:

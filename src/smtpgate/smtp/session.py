@@ -306,6 +306,13 @@ class Session:
         self._record(ev.AUTH, ev.OK, "", login=found.login, credential_id=found.credential_id)
         return True
 
+    def tls_started(self) -> None:
+        """RFC 3207: what was learnt before STARTTLS is forgotten. A login made in clear on
+        the legacy listener must be made again; a device known by its address stays bound."""
+        if self.principal is not None and self.mechanism != ev.DEVICE_ADDRESS:
+            self.principal, self.mechanism, self._plan = None, "", QuotaPlan()
+        self._tls_version = ""
+
     async def _supply_scram_keys(self, conn: ServerConnection, event: AuthKeysNeeded) -> None:
         """SCRAM-SHA-256 mid-exchange: the login's stored salt and keys (the proof is checked next)."""
         try:
