@@ -232,7 +232,7 @@ def due(config: ConfigOption = None, json: JsonOption = False) -> None:
         print_json([c.to_json() for c in creds])
         return
     if not creds:
-        out.print(f"Nothing due: no app password is older than {age} or expiring soon.", markup=False)
+        out.print(f"Nothing due: no app password is older than {age} or expiring soon, no device silent for a month.", markup=False)
         return
     out.print(_table(creds))
     silent = [c for c in creds if str(c.kind) == "device"]
