@@ -365,13 +365,21 @@ def smtpgate_ready(exe: Path) -> tuple[bool, str]:
 # --------------------------------------------------------------------------- driving
 
 
+def generator_procs(opts: argparse.Namespace, scenario: str) -> int:
+    """c: enough generator processes that each stays within this machine's open-files limit."""
+    if scenario != "c":
+        return opts.procs
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return max(opts.procs, -(-(opts.connections + 512) // max(1, nofile - 512)))
+
+
 def loadgen(server, opts: argparse.Namespace, scenario: str, *, warmup: bool = False) -> dict:
     env = dict(os.environ, BENCH_SMTP_PASSWORD=server.password)
     cmd = [sys.executable, str(LOADGEN), "--host", "127.0.0.1", "--port", str(server.port),
            "--user", server.user, "--password-env", "BENCH_SMTP_PASSWORD",
            "--cafile", server.cafile, "--tls-name", "localhost", "--scenario", scenario,
            "--clients", str(opts.clients), "--size", str(opts.size),
-           "--op-timeout", str(opts.op_timeout), "--procs", str(opts.procs),
+           "--op-timeout", str(opts.op_timeout), "--procs", str(generator_procs(opts, scenario)),
            "--pipelining", opts.pipelining]
     if warmup:
         cmd += ["--duration", "10", "--max-messages", str(opts.warmup)]
@@ -591,7 +599,8 @@ def main() -> int:
     ap.add_argument("--source-ips", type=int, default=0,
                     help="c: loopback source addresses to spread the connections over "
                          "(default: one per 100 connections)")
-    ap.add_argument("--procs", type=int, default=1, help="generator processes for a/b")
+    ap.add_argument("--procs", type=int, default=1,
+                    help="generator processes (c: at least as many as the open-files limit needs)")
     ap.add_argument("--skip-postfix-c", action="store_true",
                     help="do not run scenario c against Postfix")
     ap.add_argument("--postfix-process-limit", type=int, default=0,
