@@ -76,7 +76,7 @@ class SmtpConfig(_Section):
     submissions: str = "127.0.0.1:2465"
     max_message_size: int = Field(default=25 * 1024 * 1024, gt=0)
     max_recipients: int = Field(default=100, gt=0)
-    max_connections: int = Field(default=10000, gt=0)
+    max_connections: int = Field(default=20000, gt=0)  # per machine: all workers share it (guard slots)
     max_connections_per_ip: int = Field(default=200, gt=0)
     command_timeout: timedelta = timedelta(minutes=5)
     data_timeout: timedelta = timedelta(minutes=10)
