@@ -482,6 +482,7 @@ class Session:
         m.message_seconds.observe(time.monotonic() - started)
         details: dict[str, object] = {
             "id": stored.id, "from": self._mail_from, "rcpts": len(self._rcpt_to), "size": stored.size,
+            "domains": sorted({r.rpartition("@")[2].lower() for r in self._rcpt_to})[:50],
         }
         if self._received_token:
             details["received_token"] = self._received_token
