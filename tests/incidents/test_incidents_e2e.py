@@ -5,10 +5,12 @@ attacker but not the owner's office, alerts the webhook, and the report lists it
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from pathlib import Path
 
+from smtpgate.ops import Actor, Operations
 from smtpgate.ops.journal import Journal
 from tests.delivery.harness import wait_until
 from tests.guard.servers import eventually
@@ -136,6 +138,27 @@ def test_incident_through_the_api_reports_what_had_left_and_releases_on_close(ga
     events = trail if isinstance(trail, list) else trail.get("events", trail.get("items", []))
     assert any(e["action"] == "incident.open" and e["actor"] == "api:test-operator" for e in events)
     assert any(e["action"] == "incident.open" and e["outcome"] == "forbidden" and e["actor"] == "api:test-viewer" for e in events)
+
+
+def test_an_account_incident_revokes_every_credential_and_the_password_until_reset(gate: Gate) -> None:
+    login, attacker = "ivan@example.com", "127.0.0.11"
+    creds = gate.server.credentials
+    creds.create_account(login, password=PASSWORD)
+    app = creds.create_app_password(login, "phone")
+    sent = gate.send(attacker, login, PASSWORD, ["q@victim.example"], "guessed password")
+    password_id = next(c.id for c in creds.list_credentials(account=login) if c.kind == "password")
+    _audited(gate, password_id, [sent])
+    ops = Operations(gate.server.runtime)
+    incident = asyncio.run(ops.incidents.open(Actor.local(), account=login.upper(), reason="phished"))
+    assert {c["id"] for c in incident.contained["revoked"]} == {password_id, app.credential.id}
+    assert incident.contained["password_reset"] and not creds.get_account(login).has_password
+    assert sent in incident.contained["held"] + incident.contained["left"]
+    assert [b["network"] for b in incident.contained["banned"]] == [f"{attacker}/32"]
+    assert gate.login_refused("127.0.0.1", login, PASSWORD) and gate.login_refused("127.0.0.1", login, app.secret)
+    creds.set_password(login, PASSWORD + "-new")  # the owner sets a new one: it works from the office
+    assert not gate.login_refused("127.0.0.1", login, PASSWORD + "-new")
+    page = ops.incidents.report(Actor.local(), incident.id).to_html()
+    assert f"account of {login}" in page and "unusable until its owner sets a new one" in page
 
 
 def test_leak_reports_act_only_on_a_valid_signature(gate: Gate) -> None:

@@ -16,6 +16,7 @@ what was held and what had already left. `close` releases, deletes or keeps what
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import logging
 from dataclasses import dataclass, field
@@ -149,25 +150,26 @@ class Incidents(Concern):
         if len(reason) > 2000:
             raise Invalid("the reason is longer than 2000 characters", code="reason-too-long", field="reason")
         target = f"credential:{credential}" if credential else f"account:{account}"
+        # the database, the queue's locks and the alert run in threads: on a server this runs on the
+        # event loop that also serves SMTP and delivers, which must never wait for a lock it holds
         with self.journal.step(actor, "incident.open", target, needs=Role.OPERATOR, reason=reason[:200]) as details:
-            credentials, login = self._subject(credential, account)
-            settings = self.rt.config.incidents
-            now = datetime.now(UTC)
-            row_id = self._insert(actor, "credential" if credential else "account", credential or login, login, reason,
-                                  now - settings.window)
+            credentials, login = await asyncio.to_thread(self._subject, credential, account)
+            since = datetime.now(UTC) - self.rt.config.incidents.window
+            row_id = await asyncio.to_thread(self._insert, actor, "credential" if credential else "account",
+                                             credential or login, login, reason, since)
             details["incident"] = row_id
             contained: dict[str, Any] = {"problems": []}
             ids = [c.id for c in credentials]
-            contained["revoked"], contained["password_reset"] = self._revoke(actor, credentials)
-            contained["held"], contained["left"] = self._hold(actor, credential, login, ids, now - settings.window,
-                                                              contained["problems"])
+            contained["revoked"], contained["password_reset"] = await asyncio.to_thread(self._revoke, actor, credentials)
+            contained["held"], contained["left"] = await asyncio.to_thread(
+                self._hold, actor, credential, login, ids, since, contained["problems"])
             contained["banned"], contained["spared"] = await self._ban(
-                actor, row_id, login, ids, now - settings.window, account is not None, contained["problems"])
-            self._save(row_id, contained)
-            contained["alert_id"] = self._alert(row_id, credential, login, contained, reason)
-            self._save(row_id, contained)
+                actor, row_id, login, ids, since, account is not None, contained["problems"])
+            await asyncio.to_thread(self._save, row_id, contained)
+            contained["alert_id"] = await asyncio.to_thread(self._alert, row_id, credential, login, contained, reason)
+            await asyncio.to_thread(self._save, row_id, contained)
             details.update(revoked=ids, held=len(contained["held"]), banned=[b["network"] for b in contained["banned"]])
-            return self._get(row_id)
+            return await asyncio.to_thread(self._get, row_id)
 
     def _subject(self, credential: str | None, account: str | None) -> tuple[builtins.list[CredentialInfo], str]:
         if credential:
@@ -220,9 +222,9 @@ class Incidents(Concern):
         left = sorted({str(e.event.details["id"]) for e in accepted} - queued)
         return sorted(queued), left
 
-    async def _ban(self, actor: Actor, incident_id: int, login: str, ids: builtins.list[str], since: datetime,
-                   whole_account: bool, problems: builtins.list[str]) -> tuple[builtins.list[dict[str, Any]], builtins.list[dict[str, str]]]:
-        """Ban each source that logged in with these credentials in the window, but the owner's."""
+    def _sources(self, login: str, ids: builtins.list[str], since: datetime,
+                 whole_account: bool) -> tuple[set[str], set[str]]:
+        """(the sources that logged in with these credentials in the window, the owner's sources)."""
         audit = self.rt.audit_store
         used = {e.source for e in self._events(ids, login if whole_account else None, since)
                 if e.event.kind == AUTH and e.event.result == OK and e.source and e.event.credential_id in ids}
@@ -232,6 +234,12 @@ class Incidents(Concern):
         owner = audit.login_sources(login, known_since, excluding=ids)
         if whole_account:
             owner |= audit.login_sources(login, known_since, before=since)
+        return used, owner
+
+    async def _ban(self, actor: Actor, incident_id: int, login: str, ids: builtins.list[str], since: datetime,
+                   whole_account: bool, problems: builtins.list[str]) -> tuple[builtins.list[dict[str, Any]], builtins.list[dict[str, str]]]:
+        """Ban each source that logged in with these credentials in the window, but the owner's."""
+        used, owner = await asyncio.to_thread(self._sources, login, ids, since, whole_account)
         banned, spared = [], []
         length = self.rt.config.incidents.ban_for
         for source in sorted(used):

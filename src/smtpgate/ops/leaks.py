@@ -13,6 +13,7 @@ public is what it was planted for, and its use is what sounds the alarm.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import logging
 from dataclasses import dataclass
@@ -104,7 +105,7 @@ class Leaks(Concern):
         return "", "unknown", None
 
     async def _one(self, actor: Actor, token: ReportedToken, policy: str) -> Verdict:
-        kind, state, ident = self._status(token.token)
+        kind, state, ident = await asyncio.to_thread(self._status, token.token)
         label = TRUE_POSITIVE if ident is not None else FALSE_POSITIVE
         verdict = Verdict(token.token_hash, token.type, label, kind, state, ident)
         if state != "live" or ident is None:
@@ -112,22 +113,26 @@ class Leaks(Concern):
         where = redact(token.url) or "an unnamed place"
         reason = f"leaked: reported by {actor.name.removeprefix('leaks:')} at {where}" + (
             f" ({redact(token.source)})" if token.source else "")
-        info = self.rt.credentials.get_credential(ident) if kind == "app-password" else None
+        info = await asyncio.to_thread(self.rt.credentials.get_credential, ident) if kind == "app-password" else None
         canary, login = (info.canary, info.account) if info is not None else (False, "")
         if policy == "revoke" and not canary:
             if kind == "app-password":
                 incident = await self._incidents.open(actor, credential=ident, reason=reason)
                 return _with(verdict, action="incident", incident_id=incident.id)
-            if kind == "api-token":
-                with self.journal.step(actor, "api-token.revoke", ident, needs=Role.OPERATOR, reason="leaked"):
-                    self.rt.credentials.api_tokens.revoke(ident, actor=actor.name)
-            else:
-                with self.journal.step(actor, "service-account.revoke", ident, needs=Role.OPERATOR, reason="leaked"):
-                    self.rt.tokens.revoke_service_account(ident, actor=actor.name)
-            self._alert(verdict, reason, login, revoked=True)
+            await asyncio.to_thread(self._revoke, actor, kind, ident)
+            await asyncio.to_thread(self._alert, verdict, reason, login, revoked=True)
             return _with(verdict, action="revoked")
-        self._alert(verdict, reason, login, revoked=False)
+        await asyncio.to_thread(self._alert, verdict, reason, login, revoked=False)
         return _with(verdict, action="alerted")
+
+    def _revoke(self, actor: Actor, kind: str, ident: str) -> None:
+        """A leaked API token or service account: revoked at once (an app password gets an incident)."""
+        if kind == "api-token":
+            with self.journal.step(actor, "api-token.revoke", ident, needs=Role.OPERATOR, reason="leaked"):
+                self.rt.credentials.api_tokens.revoke(ident, actor=actor.name)
+        else:
+            with self.journal.step(actor, "service-account.revoke", ident, needs=Role.OPERATOR, reason="leaked"):
+                self.rt.tokens.revoke_service_account(ident, actor=actor.name)
 
     def _alert(self, verdict: Verdict, reason: str, login: str, *, revoked: bool) -> None:
         summary = f"the {verdict.kind} {verdict.credential_id} was found in public" + (
