@@ -74,7 +74,7 @@ class ReporterKeys:
         """The key id that signed the body; Unauthorized without a signature, Forbidden for a bad one."""
         if not key_id or not signature:
             raise Unauthorized(f"a leak report must be signed ({KEY_ID_HEADER} and {SIGNATURE_HEADER})",
-                               code="leak-signature-missing")
+                               code="unauthorized")
         key = self.keys.get(key_id.strip())
         if key is None:
             raise Forbidden("the leak report is signed with an unknown key", code="leak-signature-invalid",

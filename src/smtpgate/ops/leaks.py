@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from smtpgate.audit.store import Alert
 from smtpgate.credentials import api_tokens, app_passwords, service_accounts
 from smtpgate.credentials.api_tokens import Role
-from smtpgate.credentials.leak_reports import ReportedToken, ReporterKeys, parse_report
+from smtpgate.credentials.leak_reports import KEY_ID_HEADER, SIGNATURE_HEADER, ReportedToken, ReporterKeys, parse_report
 from smtpgate.credentials.redaction import redact
 from smtpgate.errors import Forbidden, NotFound, Unauthorized
 from smtpgate.ops.actor import Actor
@@ -70,6 +70,9 @@ class Leaks(Concern):
                      remote_ip: str = "") -> builtins.list[Verdict]:
         """Verify, then classify each token and act on the live ones by policy."""
         settings = self.rt.config.incidents
+        if not key_id or not signature:  # unsigned is refused first, configured or not
+            raise Unauthorized(f"a leak report must be signed ({KEY_ID_HEADER} and {SIGNATURE_HEADER})",
+                               code="unauthorized")
         if not settings.leak_report_keys:
             raise NotFound("leak reports are not taken here", "Set [incidents] leak_report_keys to the reporters' keys.",
                            code="leak-reports-off")
