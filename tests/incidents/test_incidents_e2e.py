@@ -8,12 +8,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import smtplib
 from pathlib import Path
+
+import pytest
 
 from smtpgate.ops import Actor, Operations
 from smtpgate.ops.journal import Journal
 from tests.delivery.harness import wait_until
-from tests.guard.servers import eventually
+from tests.guard.servers import client, eventually
 from tests.incidents.conftest import KEY_ID, Gate
 from tests.smtp.server_harness import PASSWORD
 
@@ -159,6 +162,23 @@ def test_an_account_incident_revokes_every_credential_and_the_password_until_res
     assert not gate.login_refused("127.0.0.1", login, PASSWORD + "-new")
     page = ops.incidents.report(Actor.local(), incident.id).to_html()
     assert f"account of {login}" in page and "unusable until its owner sets a new one" in page
+
+
+def test_a_session_opened_before_the_incident_sends_no_more(gate: Gate) -> None:
+    login = "kim@example.com"
+    gate.server.credentials.create_account(login)
+    leaked = gate.server.credentials.create_app_password(login, "smtp-relay")
+    message = f"From: {login}\r\nSubject: held open\r\n\r\nx\r\n".encode()
+    with client(gate.server, "127.0.0.12") as smtp:
+        smtp.login(login, leaked.secret)
+        assert smtp.sendmail(login, ["a@victim.example"], message) == {}
+        asyncio.run(Operations(gate.server.runtime).incidents.open(Actor.local(), credential=leaked.credential.id))
+        with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+            smtp.sendmail(login, ["b@victim.example"], message)
+    assert refused.value.smtp_code == 421  # and the connection is closed
+    events = eventually(lambda: gate.server.runtime.audit_store.query(credential_id=leaked.credential.id, kind="message"),
+                        lambda found: any(e.event.reason == "credential-ended" for e in found))
+    assert any(e.event.reason == "credential-ended" and e.event.remote_ip == "127.0.0.12" for e in events)
 
 
 def test_leak_reports_act_only_on_a_valid_signature(gate: Gate) -> None:

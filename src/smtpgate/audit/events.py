@@ -42,6 +42,7 @@ STORAGE_FAILED = "storage-failed"
 PROTOCOL = "protocol"                  # refused by the protocol: too big, bare CR/LF, ...
 GUARD_UNAVAILABLE = "guard-unavailable"
 DMARC_MISALIGNED = "dmarc-misaligned"      # the From: domain's DMARC policy would refuse what the route can send
+CREDENTIAL_ENDED = "credential-ended"      # revoked, expired or disabled while the session was open
 
 
 def utcnow() -> datetime:
