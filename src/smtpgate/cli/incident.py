@@ -7,6 +7,7 @@ options and prints.
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -30,6 +31,7 @@ def open_(
     """Revoke, hold its queued mail, ban the sources that used it (not the owner's), alert, record."""
     if bool(credential) == bool(account):
         fail("name what leaked: --credential ID or --account EMAIL (one of them)", code=2)
+    logging.getLogger("smtpgate.alerts").setLevel(logging.ERROR)  # the alert is printed below, not logged twice
     with operations(config) as (ops, actor):
         incident = asyncio.run(ops.incidents.open(actor, credential=credential, account=account, reason=reason))
     data = incident.to_json()
