@@ -432,6 +432,18 @@ class LegacyConfig(_Section):
         return self
 
 
+class IncidentsConfig(_Section):
+    """Incident response (docs/incidents.md): how far back an incident looks, how long it bans,
+    and what a secret scanner's leak report does."""
+
+    window: timedelta = timedelta(days=7)       # the timeline and the sources to ban: this far back
+    ban_for: timedelta = timedelta(days=7)      # how long the sources that used a leaked credential stay out
+    on_leak: Literal["revoke", "alert"] = "revoke"
+    leak_report_keys: str = ""                  # the reporters' public keys (JSON); empty: POST /api/v1/leaks is off
+
+    _check_durations = field_validator("window", "ban_for", mode="before")(classmethod(lambda cls, v: _duration(v)))
+
+
 _TOKEN_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519")
 
 
@@ -523,6 +535,7 @@ class Config(_Section):
     deliverability: DeliverabilityConfig = DeliverabilityConfig()
     reputation: ReputationConfig = ReputationConfig()
     legacy: LegacyConfig = LegacyConfig()
+    incidents: IncidentsConfig = IncidentsConfig()
     base_dir: Path = Field(default=Path("."), exclude=True)
     source: Path | None = Field(default=None, exclude=True)
 

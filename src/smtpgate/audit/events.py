@@ -47,6 +47,7 @@ GUARD_UNAVAILABLE = "guard-unavailable"
 DMARC_MISALIGNED = "dmarc-misaligned"      # the From: domain's DMARC policy would refuse what the route can send
 RECIPIENT_NOT_ALLOWED = "recipient-not-allowed"  # a device wrote to a recipient outside its list (550 5.7.1)
 AUTH_REQUIRED = "auth-required"        # legacy listener: MAIL without AUTH from an address no device has
+CREDENTIAL_ENDED = "credential-ended"      # revoked, expired or disabled while the session was open
 
 
 def utcnow() -> datetime:

@@ -148,6 +148,7 @@ class CredentialService:
         self.cache = CredentialCache(self.channel, cache)
         self.usage = UsageBook(store)  # last use and counts, written in batches
         self._hashing_pool = hashing_pool  # argon2 runs there, bounded, apart from disk and database
+        self._admitted: dict[str, tuple[int, datetime | None]] = {}  # still_admitted(): (generation, expiry)
 
     def prepare(self) -> None:
         """What a server does once before serving, so no login pays for it: the dummy hash
@@ -720,6 +721,29 @@ class CredentialService:
         self.usage.note(snapshot.credential_id, now, remote_ip)
         return Principal(snapshot.account_id, snapshot.login, snapshot.credential_id, snapshot.kind, scopes,
                          device=device, device_tls=snapshot.legacy_tls if device else None)
+
+    def still_admitted(self, credential_id: str) -> bool:
+        """May a session that authenticated with this credential go on sending? Asked before each
+        message, so a revocation, an expiry or a disabled account also ends the sessions already
+        open. Costs one read of the change counter while nothing changed. A bearer token has no
+        row here: its own short lifetime ends it."""
+        generation = self.cache.fresh()
+        now = self._clock()
+        known = self._admitted.get(credential_id)
+        if known is not None and known[0] == generation and (known[1] is None or known[1] > now):
+            return True
+        with self._store.session() as db:
+            row = db.get(CredentialRow, credential_id)
+            if row is None:
+                return True
+            refusal = _refusal(_snapshot(row, row.account), now)
+            expires = row.expires_at
+        if refusal is not None:
+            return False
+        if len(self._admitted) > 10_000:
+            self._admitted.clear()
+        self._admitted[credential_id] = (generation, expires)
+        return True
 
     def flush_usage(self) -> int:
         """Write the batched last-use times and counts (the server calls it every second)."""

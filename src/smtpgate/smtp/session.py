@@ -83,6 +83,9 @@ SENDER_NOT_ALLOWED = Reply(553, "5.7.1", "Sender address not allowed for this cr
 STORAGE_FAILED = Reply(451, "4.3.0", "Could not store the message, try again later")
 NO_FROM_HEADER = Reply(550, "5.6.0", "Message has no From: header (RFC 5322 requires one)")
 BANNED = Reply(421, "4.7.0", "Too many failed logins from your address, try again later")
+# the credential of an open session was revoked, expired or disabled meanwhile: a 4xx, so that a
+# client with a rotated secret reconnects and sends with its successor
+CREDENTIAL_ENDED = Reply(421, "4.7.0", "Your credential is no longer valid, closing connection; authenticate again")
 GUARD_UNAVAILABLE = Reply(451, "4.3.0", "Temporary failure checking the sending quota, try again later")
 NULL_SENDER_REFUSED = Reply(550, "5.7.1", "Null sender <> not allowed for submission")
 RECIPIENT_NOT_ALLOWED = Reply(550, "5.7.1", "Recipient not allowed for this device")
@@ -397,6 +400,11 @@ class Session:
             self._message_refused(ev.AUTH_REQUIRED, {"where": "mail-from", "address": event.address})
             conn.reject(DEVICE_AUTH_REQUIRED)
             return
+        if not await self._still_admitted():
+            log.info("credential ended during the session credential=%s ip=%s", self.principal.credential_id, self.client_ip)
+            self._message_refused(ev.CREDENTIAL_ENDED, {"where": "mail-from"})
+            conn.refuse(CREDENTIAL_ENDED)
+            return
         if not event.address and not self._services.policy.allow_null_sender:
             log.info("null sender refused credential=%s ip=%s", self.principal.credential_id, self.client_ip)
             self._message_refused(ev.NULL_SENDER, {"where": "mail-from"})
@@ -542,6 +550,7 @@ class Session:
         m.message_seconds.observe(time.monotonic() - started)
         details: dict[str, object] = {
             "id": stored.id, "from": self._mail_from, "rcpts": len(self._rcpt_to), "size": stored.size,
+            "domains": sorted({r.rpartition("@")[2].lower() for r in self._rcpt_to})[:50],
         }
         if self._received_token:
             details["received_token"] = self._received_token
@@ -549,6 +558,14 @@ class Session:
             details["flags"] = [{"reason": ev.DISPLAY_NAME_ADDRESS, **flag} for flag in self._flags]
         self._record(ev.MESSAGE, ev.OK, ev.ACCEPTED, details=details)
         conn.accept(f"Ok: queued as {stored.id}")
+
+    async def _still_admitted(self) -> bool:
+        assert self.principal is not None
+        try:
+            return await asyncio.to_thread(self._services.credentials.still_admitted, self.principal.credential_id)
+        except Exception as exc:  # noqa: BLE001 - an unreachable store must not stop mail that was admitted
+            log.warning("could not check the session's credential: %s", type(exc).__name__)
+            return True
 
     async def _refund(self) -> None:
         if self._plan.counters and self._services.guard is not None:
