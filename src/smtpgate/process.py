@@ -1,8 +1,8 @@
 """The server process: binds the sockets, forks the workers, runs each worker's services.
 
-One worker runs the SMTP listeners (`smtp.server`), the admin HTTP listener
-(`admin.app`), the audit writer, guard housekeeping and, in worker 0, the delivery
-worker. This is the one place where the faces meet, so the wire never imports the admin
+Every worker runs the SMTP listeners (`smtp.server`), the audit writer and guard
+housekeeping; worker 0 also runs the admin HTTP listener (`admin.app`) and the delivery
+worker, so the others never load the admin stack. This is the one place where the faces meet, so the wire never imports the admin
 face. Per process: connections, TLS contexts. Shared: the listening sockets, the
 database, the spool on disk, and the guard (counters, bans, quotas, connection caps).
 The parent supervises: it forwards SIGTERM, SIGINT and SIGHUP, starts a new worker when
