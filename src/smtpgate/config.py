@@ -478,6 +478,36 @@ class TokensConfig(_Section):
         return self
 
 
+def _incoming_server(value: str) -> str:
+    """"imap:HOST:PORT:SSL|STARTTLS|plain" or "pop3:...": the organisation's mailbox server."""
+    if not value:
+        return value
+    parts = str(value).split(":")
+    if len(parts) != 4 or parts[0] not in ("imap", "pop3") or not parts[1] or not parts[2].isdigit() \
+            or not 0 < int(parts[2]) < 65536 or parts[3] not in ("SSL", "STARTTLS", "plain"):
+        raise ValueError('expected PROTOCOL:HOST:PORT:SECURITY such as "imap:imap.example.com:993:SSL" '
+                         "(imap or pop3; SSL, STARTTLS or plain)")
+    return value
+
+
+class AutoconfigConfig(_Section):
+    """Client auto-configuration (docs/autoconfig.md): what mail clients are told to use."""
+
+    incoming: str = ""            # "imap:imap.example.com:993:SSL"; empty: no document is served (404)
+    hostname: str = ""            # the submission host clients connect to; empty: `hostname`
+    submission_port: int = Field(default=0, ge=0, lt=65536)    # 0: the port [smtp] submission listens on
+    submissions_port: int = Field(default=0, ge=0, lt=65536)   # 0: the port [smtp] submissions listens on
+    domains: list[str] = []       # the mail domains described; empty: any
+    provider_name: str = ""       # shown by clients; empty: the hostname
+
+    _check_incoming = field_validator("incoming")(classmethod(lambda cls, v: _incoming_server(v)))
+
+    @field_validator("domains")
+    @classmethod
+    def _check_domains(cls, value: list[str]) -> list[str]:
+        return [_domain(v) for v in value]
+
+
 class Config(_Section):
     """The whole configuration; `base_dir` is the folder of the file it came from."""
 
@@ -496,6 +526,7 @@ class Config(_Section):
     tokens: TokensConfig = TokensConfig()
     deliverability: DeliverabilityConfig = DeliverabilityConfig()
     reputation: ReputationConfig = ReputationConfig()
+    autoconfig: AutoconfigConfig = AutoconfigConfig()
     base_dir: Path = Field(default=Path("."), exclude=True)
     source: Path | None = Field(default=None, exclude=True)
 

@@ -52,6 +52,8 @@ HINTS: dict[str, Words] = {
                                    f"(`smtpgate api-token create NAME --role {p.get('needed')}`).",
     "store-unavailable": lambda p: "Check [database] url in the config and that the server runs.",
     "unauthorized": lambda p: "Give a valid operator token in $SMTPGATE_API_TOKEN or --api-token-file.",
+    "autoconfig-unavailable": lambda p: "Set [autoconfig] incoming (and domains) in the config; see docs/autoconfig.md.",
+    "not-an-app-password": lambda p: "Profiles are for app passwords: `smtpgate app-password create EMAIL --name NAME`.",
 }
 
 # where the CLI's own wording of the problem differs from the core's sentence

@@ -503,6 +503,15 @@ class CredentialService:
             row = self._credential_row(db, credential_id)
             return self._credential_info(row, row.account)
 
+    def is_secret_of(self, credential_id: str, secret: str) -> bool:
+        """Whether `secret` is this app password's own (for a profile that embeds it); never raises."""
+        if not app_passwords.is_well_formed(secret):
+            return False
+        with self._store.session() as db:
+            row = db.get(CredentialRow, credential_id.strip())
+            key = app_passwords.keyed_hash(self._app_key, secret)
+            return row is not None and row.lookup_key is not None and _random.compare_digest(row.lookup_key, key)
+
     def due(self) -> list[CredentialInfo]:
         """App passwords past their rotation age, or expiring soon, with no successor yet."""
         now = self._clock()
