@@ -119,8 +119,21 @@ class AdminConfig(_Section):
     listen: str = "127.0.0.1:8025"
     # proxies whose X-Forwarded-For is believed; empty: the peer's address is the client's
     trusted_proxies: list[str] = []
+    # where people reach the web pages (invitation links); empty: http://<listen>
+    public_url: str = ""
 
     _check_listen = field_validator("listen")(classmethod(lambda cls, v: _listen(v)))
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        if value and (not value.startswith(("https://", "http://")) or any(c.isspace() for c in value)):
+            raise ValueError("expected the web pages' base URL, such as https://mail-admin.example.com")
+        return value.rstrip("/")
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.listen}"
     _check_proxies = field_validator("trusted_proxies")(classmethod(lambda cls, v: _cidrs(v)))
 
 

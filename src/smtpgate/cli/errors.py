@@ -53,6 +53,9 @@ HINTS: dict[str, Words] = {
     "store-unavailable": lambda p: "Check [database] url in the config and that the server runs.",
     "unauthorized": lambda p: "Give a valid operator token in $SMTPGATE_API_TOKEN or --api-token-file.",
     "autoconfig-unavailable": lambda p: "Set [autoconfig] incoming (and domains) in the config; see docs/autoconfig.md.",
+    "invalid-role": lambda p: "--role takes viewer, operator or admin (and none for `smtpgate account set`).",
+    "account-disabled": lambda p: f"Enable it first: `smtpgate account enable {p.get('login', 'EMAIL')}`.",
+    "invite-unknown": lambda p: "Make a new link with `smtpgate account invite EMAIL`.",
     "not-an-app-password": lambda p: "Profiles are for app passwords: `smtpgate app-password create EMAIL --name NAME`.",
 }
 

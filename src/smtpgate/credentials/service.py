@@ -16,15 +16,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from smtpgate.config import Config
-from smtpgate.credentials import app_passwords, redaction, scram
-from smtpgate.credentials.api_tokens import ApiTokenService
+from smtpgate.credentials import app_passwords, invites, redaction, scram
+from smtpgate.credentials.api_tokens import ApiTokenService, Role
 from smtpgate.credentials.cache import CacheSettings, CredentialCache, Snapshot
 from smtpgate.credentials.devices import DeviceRequest
+from smtpgate.credentials.invites import InviteInfo, InviteInvalid, IssuedInvite
 from smtpgate.credentials.errors import (
     AccountExists,
     AccountNotFound,
@@ -32,6 +33,7 @@ from smtpgate.credentials.errors import (
     DuplicateName,
     InvalidOperation,
     InvalidScope,
+    InvalidValue,
 )
 from smtpgate.credentials.invalidation import (
     Change,
@@ -63,8 +65,10 @@ from smtpgate.credentials.scopes import (
 )
 from smtpgate.credentials.secret_targets import SecretTarget, parse_target
 from smtpgate.credentials.usage import UsageBook
+from smtpgate.errors import Kind
 from smtpgate.store import Store
 from smtpgate.store.models import AccountRow, CredentialRow
+from smtpgate.store.models_console import AccountPolicyRow, InviteRow
 
 if TYPE_CHECKING:
     from smtpgate.credentials.tokens import TokenService
@@ -272,8 +276,15 @@ class CredentialService:
             return self._account_info(db, self._account_row(db, login))
 
     def set_account_enabled(self, login: str, enabled: bool) -> AccountInfo:
-        """Disabling an account stops every one of its credentials at once."""
-        return self._update_account(login, enabled=enabled)
+        """Disabling an account stops every one of its credentials at once, and its open invitations."""
+        with self._changing() as (db, changed):
+            row = self._account_row(db, login)
+            row.enabled = enabled
+            row.updated_at = self._clock()
+            if not enabled:
+                self._withdraw_invites(db, row.id, row.updated_at)
+            changed(Change(account_id=row.id))
+            return self._account_info(db, row)
 
     def update_account(
         self,
@@ -307,19 +318,120 @@ class CredentialService:
         with self._changing() as (db, changed):
             account = self._account_row(db, login)
             changed(Change(account_id=account.id))
-            self._policy.check(password, user_inputs=self._user_inputs(account.login, account.display_name))
-            now = self._clock()
-            current = self._password_credential(db, account.id)
-            if current is None:
-                current = self._password_row(account, self._hashing.hash(password), actor, now)
-                db.add(current)
-            else:
-                current.secret_hash = self._hashing.hash(password)
-                current.created_at = now
-                current.created_by = actor
-            self._store_scram(db, current, account.login, password)
-            account.updated_at = now
+            self._replace_password(db, account, password, actor)
             return self._account_info(db, account)
+
+    def _replace_password(self, db: Session, account: AccountRow, password: str, actor: str) -> None:
+        self._policy.check(password, user_inputs=self._user_inputs(account.login, account.display_name))
+        now = self._clock()
+        current = self._password_credential(db, account.id)
+        if current is None:
+            current = self._password_row(account, self._hashing.hash(password), actor, now)
+            db.add(current)
+        else:
+            current.secret_hash = self._hashing.hash(password)
+            current.created_at = now
+            current.created_by = actor
+        self._store_scram(db, current, account.login, password)
+        account.updated_at = now
+
+    # ------------------------------------------------- invitations and console policy
+
+    def create_invite(self, login: str, *, expires_in: timedelta, actor: str = "") -> IssuedInvite:
+        """A one-time link to set the password; any older open invitation of the account ends."""
+        if expires_in <= timedelta(0) or expires_in > timedelta(days=30):
+            raise InvalidOperation("an invitation lasts more than nothing and at most 30 days", "Use a duration such as 7d.",
+                                   code="invalid-duration", field="expires")
+        with self._store.session() as db:
+            account = self._account_row(db, login)
+            if not account.enabled:
+                raise InvalidOperation(f"account {account.login} is disabled", "Enable it first.",
+                                       code="account-disabled", kind=Kind.CONFLICT, login=account.login)
+            now = self._clock()
+            self._withdraw_invites(db, account.id, now)
+            secret = invites.generate()
+            row = InviteRow(id=f"iv_{_random.token_hex(6)}", account_id=account.id,
+                            secret_hash=app_passwords.keyed_hash(self._app_key, secret), created_by=actor,
+                            created_at=now, expires_at=now + expires_in)
+            db.add(row)
+            db.flush()
+            return IssuedInvite(self._invite_info(db, row, account), secret)
+
+    def check_invite(self, secret: str) -> InviteInfo:
+        """The invitation this link is, while it can be used; InviteInvalid (with why) otherwise."""
+        with self._store.session() as db:
+            row, account = self._usable_invite(db, secret)
+            return self._invite_info(db, row, account)
+
+    def accept_invite(self, secret: str, password: str, *, remote_ip: str = "") -> AccountInfo:
+        """Set the password through the link, which is used up in the same transaction."""
+        with self._changing() as (db, changed):
+            row, account = self._usable_invite(db, secret)
+            self._replace_password(db, account, password, f"invite:{row.id}")
+            taken = db.execute(update(InviteRow).where(
+                InviteRow.id == row.id, InviteRow.used_at.is_(None), InviteRow.revoked_at.is_(None),
+            ).values(used_at=self._clock(), used_ip=remote_ip[:64]).execution_options(synchronize_session=False))
+            if getattr(taken, "rowcount", 0) != 1:  # another request used it first: nothing of ours is committed
+                raise InviteInvalid(invites.REFUSALS["used"][0], "Ask for a new invitation.", code="invite-used")
+            changed(Change(account_id=account.id))
+            return self._account_info(db, account)
+
+    def list_invites(self, login: str | None = None) -> list[InviteInfo]:
+        with self._store.session() as db:
+            query = select(InviteRow, AccountRow).join(AccountRow, AccountRow.id == InviteRow.account_id)
+            if login:
+                query = query.where(AccountRow.id == self._account_row(db, login).id)
+            return [self._invite_info(db, r, a) for r, a in db.execute(query.order_by(InviteRow.created_at)).all()]
+
+    def set_account_policy(self, login: str, *, role: str | None = None,
+                           require_second_factor: bool | None = None) -> AccountInfo:
+        """`role`: viewer, operator or admin opens the operators' console to the account; "none" closes it."""
+        if role is not None and role != "none" and role not in {r.value for r in Role}:
+            raise InvalidValue(f"{role!r} is not a role; use viewer, operator, admin or none", code="invalid-role",
+                               field="role", role=role)
+        with self._changing() as (db, changed):
+            account = self._account_row(db, login)
+            policy = db.get(AccountPolicyRow, account.id)
+            if policy is None:
+                policy = AccountPolicyRow(account_id=account.id, role=None, require_second_factor=False)
+                db.add(policy)
+            if role is not None:
+                policy.role = None if role == "none" else role
+            if require_second_factor is not None:
+                policy.require_second_factor = require_second_factor
+            account.updated_at = self._clock()
+            changed(Change(account_id=account.id))
+            db.flush()
+            return self._account_info(db, account)
+
+    def _usable_invite(self, db: Session, secret: str) -> tuple[InviteRow, AccountRow]:
+        row = db.scalar(select(InviteRow).where(
+            InviteRow.secret_hash == app_passwords.keyed_hash(self._app_key, secret))) if invites.is_well_formed(secret) else None
+        if row is None:
+            raise InviteInvalid("this invitation link is not valid", "Ask for a new invitation.")
+        account = db.get(AccountRow, row.account_id)
+        assert account is not None  # the foreign key cascades
+        state = invites.state_of(row.used_at, row.revoked_at, row.expires_at, self._clock())
+        if state == "pending" and not account.enabled:
+            state = "revoked"
+        if state != "pending":
+            message, code = invites.REFUSALS[state]
+            raise InviteInvalid(message, "Ask for a new invitation.", code=code)
+        return row, account
+
+    def _withdraw_invites(self, db: Session, account_id: int, now: datetime) -> None:
+        db.execute(update(InviteRow).where(
+            InviteRow.account_id == account_id, InviteRow.used_at.is_(None), InviteRow.revoked_at.is_(None),
+        ).values(revoked_at=now).execution_options(synchronize_session=False))
+
+    def _invite_info(self, db: Session, row: InviteRow, account: AccountRow) -> InviteInfo:
+        policy = db.get(AccountPolicyRow, account.id)
+        return InviteInfo(
+            id=row.id, login=account.login, created_by=row.created_by, created_at=row.created_at,
+            expires_at=row.expires_at, used_at=row.used_at, revoked_at=row.revoked_at,
+            state=invites.state_of(row.used_at, row.revoked_at, row.expires_at, self._clock()),
+            require_second_factor=bool(policy and policy.require_second_factor),
+        )
 
     @staticmethod
     def generate_password() -> str:
@@ -869,6 +981,7 @@ class CredentialService:
         )
 
     def _account_info(self, db: Session, row: AccountRow) -> AccountInfo:
+        policy = db.get(AccountPolicyRow, row.id)
         return AccountInfo(
             id=row.id,
             login=row.login,
@@ -880,6 +993,8 @@ class CredentialService:
             has_password=self._password_credential(db, row.id) is not None,
             created_at=row.created_at,
             updated_at=row.updated_at,
+            role=policy.role if policy else None,
+            require_second_factor=bool(policy and policy.require_second_factor),
         )
 
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from smtpgate.ops.client_setup import ClientSetup
     from smtpgate.ops.credentials import Credentials
     from smtpgate.ops.dkim import Dkim
+    from smtpgate.ops.onboarding import Onboarding
     from smtpgate.ops.queue import Queue
     from smtpgate.ops.service_accounts import ServiceAccounts
     from smtpgate.ops.tokens import Tokens
@@ -129,3 +130,9 @@ class Operations:
         from smtpgate.ops.client_setup import ClientSetup
 
         return ClientSetup(self.runtime, self.journal)
+
+    @cached_property
+    def onboarding(self) -> Onboarding:
+        from smtpgate.ops.onboarding import Onboarding
+
+        return Onboarding(self.runtime, self.journal)
