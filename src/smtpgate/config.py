@@ -124,6 +124,20 @@ class AdminConfig(_Section):
     _check_proxies = field_validator("trusted_proxies")(classmethod(lambda cls, v: _cidrs(v)))
 
 
+class WebConfig(_Section):
+    """[web]: the owners' web console on the admin listener (docs/web.md)."""
+
+    # the console's address as owners reach it (e.g. https://mail.example.com:8025); empty: the admin listener's
+    public_url: str = ""
+    # the WebAuthn relying party (a domain, never an IP address); empty: the host of public_url, or the request's
+    rp_id: str = ""
+    idle_timeout: timedelta = timedelta(minutes=30)
+    absolute_timeout: timedelta = timedelta(hours=12)
+
+    _check_durations = field_validator("idle_timeout", "absolute_timeout", mode="before")(
+        classmethod(lambda cls, v: _duration(v)))
+
+
 class PasswordConfig(_Section):
     argon2_memory_kib: int = Field(default=19456, ge=8192)
     argon2_time_cost: int = Field(default=2, ge=1)
@@ -496,6 +510,7 @@ class Config(_Section):
     tokens: TokensConfig = TokensConfig()
     deliverability: DeliverabilityConfig = DeliverabilityConfig()
     reputation: ReputationConfig = ReputationConfig()
+    web: WebConfig = WebConfig()
     base_dir: Path = Field(default=Path("."), exclude=True)
     source: Path | None = Field(default=None, exclude=True)
 
@@ -509,6 +524,11 @@ class Config(_Section):
         if self.database.url:
             return self.database.url
         return f"sqlite:///{self.path('smtpgate.db')}"
+
+    @property
+    def console_url(self) -> str:
+        """Where owners reach the web console: [web] public_url, or the admin listener."""
+        return (self.web.public_url or f"http://{self.admin.listen}").rstrip("/")
 
     @property
     def capture_dir(self) -> Path:

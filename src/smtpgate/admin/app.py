@@ -20,10 +20,11 @@ from smtpgate.admin.api import public as api_docs
 from smtpgate.admin.api import router as api
 from smtpgate.ops import Operations
 from smtpgate.runtime import Runtime
+from smtpgate.web import router as web_console
 
 log = logging.getLogger("smtpgate.admin")
 
-ROUTERS = (metrics.router, mta_sts.router, oauth.router, api, api_docs)
+ROUTERS = (metrics.router, mta_sts.router, oauth.router, api, api_docs, web_console)
 
 
 def create_app(runtime: Runtime) -> FastAPI:

@@ -206,8 +206,11 @@ class AuditStore:
             with self._store.session() as db:
                 db.execute(update(AlertRow).where(AlertRow.id == alert_id).values(**values))
 
-    def alerts(self, *, since: datetime | None = None, rule: str | None = None, limit: int = 200) -> list[Alert]:
+    def alerts(self, *, since: datetime | None = None, rule: str | None = None, limit: int = 200,
+               login: str | None = None) -> list[Alert]:
         q = select(AlertRow).order_by(AlertRow.id.desc()).limit(limit)
+        if login:
+            q = q.where(AlertRow.login == login)
         if since is not None:
             q = q.where(AlertRow.time >= since)
         if rule:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from smtpgate.ops.capture import Capture
     from smtpgate.ops.credentials import Credentials
     from smtpgate.ops.dkim import Dkim
+    from smtpgate.ops.portal import Portal
     from smtpgate.ops.queue import Queue
     from smtpgate.ops.service_accounts import ServiceAccounts
     from smtpgate.ops.tokens import Tokens
@@ -122,3 +123,10 @@ class Operations:
         from smtpgate.ops.upstream import Upstream
 
         return Upstream(self.runtime, self.journal)
+
+    @cached_property
+    def portal(self) -> Portal:
+        """Self-service for account owners (the web console)."""
+        from smtpgate.ops.portal import Portal
+
+        return Portal(self.runtime, self.journal)
