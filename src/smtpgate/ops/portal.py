@@ -82,8 +82,8 @@ class Portal(Concern):
         self._audit(ev.OK, "", ip, login, "password", result.credential_id)
         has_factor = bool(await asyncio.to_thread(self.rt.credentials.second_factors.list, login))
         stage = SECOND_FACTOR if has_factor else FULL
-        token = await asyncio.to_thread(self.rt.credentials.web_sessions.start, result.account_id, stage,
-                                        remote_ip=ip, user_agent=user_agent)
+        sessions, account_id = self.rt.credentials.web_sessions, int(result.account_id)  # a person's account
+        token = await asyncio.to_thread(lambda: sessions.start(account_id, stage, remote_ip=ip, user_agent=user_agent))
         return SignedIn(token, login, not has_factor)
 
     async def second_factor(self, token: str, method: str, answer: str, *, ip: str, rp_id: str = "",

@@ -8,6 +8,7 @@ with SameSite=Strict cookies: either alone would already stop a cross-site form.
 from __future__ import annotations
 
 import secrets
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from fastapi import Request
@@ -15,6 +16,7 @@ from fastapi.responses import Response
 
 from smtpgate.admin.oauth import _ip
 
+R = TypeVar("R", bound=Response)
 SESSION_COOKIE = "sg_session"
 NONCE_COOKIE = "sg_form"
 CSRF_FIELD = "csrf"
@@ -56,7 +58,7 @@ def rp_id(request: Request) -> str:
     return configured or (urlsplit(origin(request)).hostname or "localhost")
 
 
-def secure(response: Response) -> Response:
+def secure(response: R) -> R:
     response.headers.update(HEADERS)
     return response
 
