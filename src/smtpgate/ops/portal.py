@@ -116,6 +116,13 @@ class Portal(Concern):
         fresh = await asyncio.to_thread(sessions.promote, token)
         return SignedIn(fresh, login, True)
 
+    def second_factor_kinds(self, token: str) -> set[str]:
+        """Which second factors a half-signed-in session may use (to show only those)."""
+        session = self.session(token)
+        if session is None:
+            return set()
+        return {factor.kind for factor in self.rt.credentials.second_factors.list(session.login)}
+
     def webauthn_sign_in_options(self, token: str, *, rp_id: str) -> str | None:
         """Options for the browser's security key step of sign-in (None: the account has no key)."""
         session = self.session(token)

@@ -191,7 +191,7 @@ async def second_factor_form(request: Request) -> Response:
 
 def _second_factor_page(request: Request, token: str, status: int = 200, error: str = "") -> Response:
     return render(request, "second_factor.html", status, title="Second step", error=error,
-                  csrf=_ops(request).portal.csrf_token(token))
+                  csrf=_ops(request).portal.csrf_token(token), kinds=_ops(request).portal.second_factor_kinds(token))
 
 
 @router.post("/signin/second-factor")
