@@ -119,22 +119,23 @@ class AdminConfig(_Section):
     listen: str = "127.0.0.1:8025"
     # proxies whose X-Forwarded-For is believed; empty: the peer's address is the client's
     trusted_proxies: list[str] = []
-    # where people reach the web pages (invitation links); empty: http://<listen>
-    public_url: str = ""
 
     _check_listen = field_validator("listen")(classmethod(lambda cls, v: _listen(v)))
-
-    @field_validator("public_url")
-    @classmethod
-    def _check_public_url(cls, value: str) -> str:
-        if value and (not value.startswith(("https://", "http://")) or any(c.isspace() for c in value)):
-            raise ValueError("expected the web pages' base URL, such as https://mail-admin.example.com")
-        return value.rstrip("/")
-
-    @property
-    def base_url(self) -> str:
-        return self.public_url or f"http://{self.listen}"
     _check_proxies = field_validator("trusted_proxies")(classmethod(lambda cls, v: _cidrs(v)))
+
+
+class WebConfig(_Section):
+    """[web]: the owners' web console on the admin listener (docs/web.md)."""
+
+    # the console's address as owners reach it (e.g. https://mail.example.com:8025); empty: the admin listener's
+    public_url: str = ""
+    # the WebAuthn relying party (a domain, never an IP address); empty: the host of public_url, or the request's
+    rp_id: str = ""
+    idle_timeout: timedelta = timedelta(minutes=30)
+    absolute_timeout: timedelta = timedelta(hours=12)
+
+    _check_durations = field_validator("idle_timeout", "absolute_timeout", mode="before")(
+        classmethod(lambda cls, v: _duration(v)))
 
 
 class PasswordConfig(_Section):
@@ -540,6 +541,7 @@ class Config(_Section):
     deliverability: DeliverabilityConfig = DeliverabilityConfig()
     reputation: ReputationConfig = ReputationConfig()
     autoconfig: AutoconfigConfig = AutoconfigConfig()
+    web: WebConfig = WebConfig()
     base_dir: Path = Field(default=Path("."), exclude=True)
     source: Path | None = Field(default=None, exclude=True)
 
@@ -553,6 +555,11 @@ class Config(_Section):
         if self.database.url:
             return self.database.url
         return f"sqlite:///{self.path('smtpgate.db')}"
+
+    @property
+    def console_url(self) -> str:
+        """Where owners reach the web console: [web] public_url, or the admin listener."""
+        return (self.web.public_url or f"http://{self.admin.listen}").rstrip("/")
 
     @property
     def capture_dir(self) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import smtplib
 from collections.abc import Iterator
 
@@ -22,6 +23,12 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     server.close()
 
 
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html
+    return found.group(1)
+
+
 def smtp_login(api: Api, login: str, secret: str) -> int:
     server = api.server
     with smtplib.SMTP("127.0.0.1", server.submission_port, timeout=20) as client:
@@ -38,21 +45,26 @@ def test_an_invited_owner_sets_the_password_through_the_link_once(api: Api) -> N
     url = created["invite"]["url"]
     assert created["has_password"] is False and created["invite"]["state"] == "pending"
     assert url.startswith(api.base + "/invite/sgi_")
-    page = httpx.get(url, timeout=10)
+    browser = httpx.Client(timeout=10)
+    page = browser.get(url)
     assert page.status_code == 200 and "grace@example.com" in page.text
     csp = page.headers["content-security-policy"]
     assert "default-src 'none'" in csp and "unsafe-inline" not in csp
     assert (page.headers["referrer-policy"], page.headers["x-frame-options"], page.headers["cache-control"]) == (
         "no-referrer", "DENY", "no-store")
-    differ = httpx.post(url, data={"password": PASSWORD, "confirm": PASSWORD + "x"}, timeout=10)
-    assert differ.status_code == 422 and "the two passwords differ" in differ.text
-    weak = httpx.post(url, data={"password": "password1", "confirm": "password1"}, timeout=10)
-    assert weak.status_code == 422 and 'role="alert"' in weak.text
+    csrf = csrf_of(page.text)
+    assert browser.post(url, data={"password": PASSWORD, "confirm": PASSWORD}).status_code == 403  # no CSRF token
+    differ = browser.post(url, data={"csrf": csrf, "password": PASSWORD, "confirm": PASSWORD + "x"})
+    assert differ.status_code == 400 and "not the same" in differ.text
+    weak = browser.post(url, data={"csrf": csrf, "password": "password1", "confirm": "password1"})
+    assert weak.status_code == 400 and 'role="alert"' in weak.text
     assert smtp_login(api, "grace@example.com", PASSWORD) == 535
-    done = httpx.post(url, data={"password": PASSWORD, "confirm": PASSWORD}, timeout=10)
-    assert done.status_code == 200 and "Your password is set" in done.text
+    done = browser.post(url, data={"csrf": csrf, "password": PASSWORD, "confirm": PASSWORD})
+    assert done.status_code == 303 and done.headers["location"] == "/apps?done=welcome"
+    assert "sg_session" in browser.cookies   # signed in: the next page is Apps and devices
+    assert "Your password is set" in browser.get(api.base + "/apps?done=welcome").text
     assert smtp_login(api, "grace@example.com", PASSWORD) == 235
-    again = httpx.post(url, data={"password": "velvet-harbor-pencil-44", "confirm": "velvet-harbor-pencil-44"}, timeout=10)
+    again = browser.post(url, data={"csrf": csrf, "password": "velvet-harbor-pencil-44", "confirm": "velvet-harbor-pencil-44"})
     assert again.status_code == 410 and "used already" in again.text
     assert smtp_login(api, "grace@example.com", PASSWORD) == 235
     trail = Operations(api.server.runtime).journal.query(action="invite.accept")
@@ -79,9 +91,11 @@ def test_the_api_invites_with_a_role_and_offboarding_ends_everything(api: Api) -
     assert renewed.status_code == 201 and renewed.json()["url"] != first_url
     assert httpx.get(first_url, timeout=10).status_code == 410     # the older link ended
     url = renewed.json()["url"]
-    page = httpx.get(url, timeout=10)
+    browser = httpx.Client(timeout=10)
+    page = browser.get(url)
     assert page.status_code == 200 and "second factor" in page.text
-    assert httpx.post(url, data={"password": PASSWORD, "confirm": PASSWORD}, timeout=10).status_code == 200
+    done = browser.post(url, data={"csrf": csrf_of(page.text), "password": PASSWORD, "confirm": PASSWORD})
+    assert done.status_code == 303 and done.headers["location"] == "/two-factor?done=welcome-2fa"
     app = admin.post("/api/v1/accounts/hopper@example.com/app-passwords", json={"name": "laptop"}).json()["secret"]
     assert smtp_login(api, "hopper@example.com", app) == 235
     assert admin.patch("/api/v1/accounts/hopper@example.com", json={"role": "viewer"}).json()["role"] == "viewer"

@@ -29,6 +29,7 @@ BANNED = "banned"                      # the source is banned (at connect, or du
 LOGIN_PROTECTED = "login-protected"    # the login is under attack and this source never used it
 STORE_UNAVAILABLE = "store-unavailable"
 INVALID_CLIENT = "invalid-client"      # the token endpoint: unknown client_id, wrong or revoked secret
+WRONG_SECOND_FACTOR = "wrong-second-factor"  # the web console: the password was right, the code or key was not
 
 # message decisions
 ACCEPTED = "accepted"

@@ -63,8 +63,10 @@ from smtpgate.credentials.scopes import (
     normalize_address,
     parse_sender_pattern,
 )
+from smtpgate.credentials.second_factors import SecondFactors
 from smtpgate.credentials.secret_targets import SecretTarget, parse_target
 from smtpgate.credentials.usage import UsageBook
+from smtpgate.credentials.web_sessions import WebSessions, WebSessionSettings, end_all
 from smtpgate.errors import Kind
 from smtpgate.store import Store
 from smtpgate.store.models import AccountRow, CredentialRow
@@ -134,6 +136,7 @@ class CredentialService:
         channel: InvalidationChannel | None = None,
         cache: CacheSettings = CacheSettings(),
         hashing_pool: Executor | None = None,
+        web: WebSessionSettings = WebSessionSettings(),
     ) -> None:
         self._store = store
         self._app_key = app_key
@@ -152,6 +155,9 @@ class CredentialService:
         self.cache = CredentialCache(self.channel, cache)
         self.usage = UsageBook(store)  # last use and counts, written in batches
         self._hashing_pool = hashing_pool  # argon2 runs there, bounded, apart from disk and database
+        # the web console's sessions and the second factors (docs/web.md): credential state, changed here only
+        self.web_sessions = WebSessions(store, key=app_key, clock=clock, settings=web)
+        self.second_factors = SecondFactors(store, key=app_key, clock=clock, changing=self._changing)
 
     def prepare(self) -> None:
         """What a server does once before serving, so no login pays for it: the dummy hash
@@ -190,6 +196,7 @@ class CredentialService:
             cache=CacheSettings(size=cr.login_cache_size, ttl=300.0,
                                 verified_ttl=cr.login_cache_ttl.total_seconds()),
             hashing_pool=hashing_pool,
+            web=WebSessionSettings(idle=config.web.idle_timeout, absolute=config.web.absolute_timeout),
         )
 
     # ------------------------------------------------------------------ accounts
@@ -283,6 +290,7 @@ class CredentialService:
             row.updated_at = self._clock()
             if not enabled:
                 self._withdraw_invites(db, row.id, row.updated_at)
+                end_all(db, row.id)  # a disabled account is signed out of the web console too
             changed(Change(account_id=row.id))
             return self._account_info(db, row)
 
@@ -309,6 +317,8 @@ class CredentialService:
             for name, value in changes.items():
                 if value is not None:
                     setattr(row, name, value)
+            if changes.get("enabled") is False:
+                end_all(db, row.id)  # a disabled account is signed out of the web console too
             row.updated_at = self._clock()
             changed(Change(account_id=row.id))
             return self._account_info(db, row)
@@ -319,6 +329,7 @@ class CredentialService:
             account = self._account_row(db, login)
             changed(Change(account_id=account.id))
             self._replace_password(db, account, password, actor)
+            end_all(db, account.id)  # a new password signs every browser out
             return self._account_info(db, account)
 
     def _replace_password(self, db: Session, account: AccountRow, password: str, actor: str) -> None:
@@ -436,6 +447,23 @@ class CredentialService:
     @staticmethod
     def generate_password() -> str:
         return generate_password()
+
+    def assess_password(self, login: str, password: str) -> tuple[int, list[str], str]:
+        """What the policy says of a password before it is set: zxcvbn's score (0-4), the
+        rules it breaks (empty: it would be accepted) and how to do better."""
+        from zxcvbn import zxcvbn
+
+        from smtpgate.credentials.errors import WeakPassword
+
+        with self._store.session() as db:
+            account = self._account_row(db, login)
+            inputs = self._user_inputs(account.login, account.display_name)
+        score = int(zxcvbn(password[:100], user_inputs=list(inputs))["score"]) if password else 0
+        try:
+            self._policy.check(password, user_inputs=inputs)
+        except WeakPassword as exc:
+            return score, list(exc.reasons), exc.hint
+        return score, [], ""
 
     # ------------------------------------------------------------- app passwords
 
@@ -596,6 +624,8 @@ class CredentialService:
             if row.revoked_at is None:
                 row.revoked_at = self._clock()
                 row.revoked_by = actor
+            if row.kind == CredentialKind.PASSWORD.value:
+                end_all(db, row.account_id)  # the password that signed them in is gone
             return self._credential_info(row, row.account)
 
     def list_credentials(
@@ -773,7 +803,16 @@ class CredentialService:
             known = db.scalar(select(AccountRow.id).where(AccountRow.login == login))
         return FailureReason.BAD_SECRET if known is not None else FailureReason.UNKNOWN_LOGIN
 
-    def _authenticate_password(self, login: str, secret: str, remote_ip: str) -> Principal | AuthFailure:
+    def verify_owner_password(self, login: str, password: str, remote_ip: str) -> Principal | AuthFailure:
+        """The web console's first step: the account password, even where SMTP needs app
+        passwords (that is where they are made); never an app password or a token."""
+        login = normalize_address(login)
+        if app_passwords.looks_like_app_password(password):
+            self._run_hashing(self._hashing.burn, password[:1024])
+            return AuthFailure(FailureReason.BAD_SECRET, login)
+        return self._authenticate_password(login, password, remote_ip, web=True)
+
+    def _authenticate_password(self, login: str, secret: str, remote_ip: str, *, web: bool = False) -> Principal | AuthFailure:
         generation = self.cache.fresh()
         snapshot = self.cache.password(login)
         if snapshot is None:
@@ -796,7 +835,7 @@ class CredentialService:
                 self._rehash(snapshot, secret)
             else:
                 self.cache.remember_verified(login, secret, snapshot, generation)
-        if snapshot.require_app_passwords:
+        if snapshot.require_app_passwords and not web:
             return AuthFailure(FailureReason.APP_PASSWORD_REQUIRED, login, snapshot.credential_id)
         result = self._admit(snapshot, remote_ip)
         if isinstance(result, Principal):
