@@ -96,6 +96,11 @@ def test_the_api_invites_with_a_role_and_offboarding_ends_everything(api: Api) -
     assert page.status_code == 200 and "second factor" in page.text
     done = browser.post(url, data={"csrf": csrf_of(page.text), "password": PASSWORD, "confirm": PASSWORD})
     assert done.status_code == 303 and done.headers["location"] == "/two-factor?done=welcome-2fa"
+    assert browser.get(api.base + "/apps").headers["location"] == "/two-factor?done=welcome-2fa"  # before anything else
+    page = browser.get(api.base + "/two-factor")
+    assert page.status_code == 200 and "Two-factor" in page.text
+    refused = browser.post(api.base + "/apps", data={"csrf": csrf_of(page.text), "name": "too-early"})
+    assert refused.status_code == 403 and "second factor first" in refused.text
     app = admin.post("/api/v1/accounts/hopper@example.com/app-passwords", json={"name": "laptop"}).json()["secret"]
     assert smtp_login(api, "hopper@example.com", app) == 235
     assert admin.patch("/api/v1/accounts/hopper@example.com", json={"role": "viewer"}).json()["role"] == "viewer"

@@ -196,9 +196,20 @@ class Portal(Concern):
             raise NotFound(f"no app password {credential_id} on your account", code="credential-not-found")
         return info
 
+    def needs_second_factor(self, actor: Actor) -> bool:
+        """The account's policy requires a second factor and it has none yet: that comes before anything else."""
+        login = self._login(actor)
+        return self.rt.credentials.get_account(login).require_second_factor and not self.rt.credentials.second_factors.list(login)
+
+    def _second_factor_first(self, actor: Actor) -> None:
+        if self.needs_second_factor(actor):
+            raise Forbidden("your account needs a second factor first: add one on the Two-factor page",
+                            code="second-factor-required")
+
     def create_app(self, actor: Actor, name: str, *, sender: str = "", network: str = "",
                    expires: str = "") -> IssuedSecret:
         login = self._login(actor)
+        self._second_factor_first(actor)
         scopes = ScopeRequest(allowed_senders=(sender.strip(),) if sender.strip() else (),
                               allowed_networks=(network.strip(),) if network.strip() else ())
         lifetime = duration(expires.strip(), "expires") if expires.strip() else None
@@ -212,6 +223,7 @@ class Portal(Concern):
 
     def rotate_app(self, actor: Actor, credential_id: str) -> IssuedSecret:
         info = self._own(actor, credential_id)
+        self._second_factor_first(actor)
         with self.journal.step(actor, "credential.rotate", info.id, needs=Role.VIEWER) as details:
             issued = self.rt.credentials.rotate(info.id, overlap=timedelta(0), actor=actor.name)
             details["successor"] = issued.credential.id

@@ -283,6 +283,8 @@ async def _apps_page(v: Visit, status: int = 200, error: str = "", form: dict[st
 @router.get("/apps")
 async def apps(request: Request) -> Response:
     v = await visit(request)
+    if v is not None and await run_in_threadpool(v.ops.portal.needs_second_factor, v.actor):
+        return redirect("/two-factor?done=welcome-2fa")   # the account's policy: a second factor before anything else
     return await _apps_page(v) if v else redirect("/signin")
 
 
