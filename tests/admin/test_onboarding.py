@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import plistlib
 import re
 import smtplib
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,7 +20,8 @@ PASSWORD = "velvet-harbor-pencil-43"
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
-    server, api = start_api(tmp_path_factory.mktemp("onboarding") / "data")
+    server, api = start_api(tmp_path_factory.mktemp("onboarding") / "data",
+                            extra_config='[autoconfig]\nincoming = "imap:imap.example.com:993:SSL"\n')
     yield api
     server.close()
 
@@ -113,7 +116,7 @@ def test_the_api_invites_with_a_role_and_offboarding_ends_everything(api: Api) -
     assert admin.post("/api/v1/accounts/hopper@example.com/invite").json()["code"] == "account-disabled"
 
 
-def test_cli_sets_the_console_role(api: Api) -> None:
+def test_cli_sets_the_console_role_invites_again_and_writes_apple_profiles(api: Api, tmp_path: Path) -> None:
     cli = Cli(api.server.config_path)
     shown = cli.ok("account", "add", "lin@example.com", "--no-password", "--role", "admin", "--require-2fa", "--json").json()
     assert (shown["role"], shown["require_second_factor"]) == ("admin", True)
@@ -121,3 +124,12 @@ def test_cli_sets_the_console_role(api: Api) -> None:
     assert refused.code == 2 and "--role" in refused.stderr
     shown = cli.ok("account", "set", "lin@example.com", "--role", "none", "--no-require-2fa", "--json").json()
     assert (shown["role"], shown["require_second_factor"]) == (None, False)
+    invited = cli.ok("account", "invite", "lin@example.com", "--expires", "1h")
+    assert "/invite/sgi_" in invited.stdout and "works once" in invited.stdout
+    profile = tmp_path / "phone.mobileconfig"
+    created = cli.ok("app-password", "create", "lin@example.com", "--name", "phone", "--apple-profile", str(profile),
+                     "--with-secret", "--json").json()
+    mail = plistlib.loads(profile.read_bytes())["PayloadContent"][0]
+    assert mail["OutgoingPassword"] == created["secret"] and profile.stat().st_mode & 0o777 == 0o600
+    again = cli.ok("creds", "apple-profile", created["id"])
+    assert created["secret"] not in again.stdout and "com.apple.mail.managed" in again.stdout
