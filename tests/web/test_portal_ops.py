@@ -120,3 +120,20 @@ def test_the_session_cookie_is_secure_over_https(ops: Operations) -> None:
         assert cookie.startswith("sg_session=") and "Secure" in cookie and "HttpOnly" in cookie
         assert "samesite=strict" in cookie.lower()
         assert signed.headers["x-frame-options"] == "DENY"
+
+
+def test_changing_the_password_needs_the_current_one_and_signs_every_browser_out(ops: Operations) -> None:
+    login = "changer@example.com"
+    ops.runtime.credentials.create_account(login, password=PASSWORD)
+    browsers = [sign_in(ops, login, PASSWORD, "127.0.0.1").token for _ in range(2)]
+    me = Actor.owner(login, "127.0.0.1")
+    with pytest.raises(OpError) as wrong:
+        ops.portal.change_password(me, "not-it", "quartz-tulip-anvil-orbit-73")
+    assert wrong.value.code == "wrong-password"
+    with pytest.raises(OpError) as weak:
+        ops.portal.change_password(me, PASSWORD, "password1")
+    assert weak.value.code == "weak-password" and "most common passwords" in str(weak.value)
+    assert all(ops.portal.session(t) is not None for t in browsers)
+    ops.portal.change_password(me, PASSWORD, "quartz-tulip-anvil-orbit-73")
+    assert all(ops.portal.session(t) is None for t in browsers)
+    assert sign_in(ops, login, "quartz-tulip-anvil-orbit-73", "127.0.0.1").complete

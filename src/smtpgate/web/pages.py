@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from smtpgate.credentials.web_sessions import WebSession
+from smtpgate.credentials.web_sessions import WebSession, WebSessions
 from smtpgate.errors import Kind, OpError
 from smtpgate.ops import Actor, Operations
 from smtpgate.web import security as sec
@@ -110,8 +110,6 @@ async def signed_in_post(request: Request, handler: Handler) -> Response:
 
 
 def sec_same(given: str, expected: str) -> bool:
-    from smtpgate.credentials.web_sessions import WebSessions
-
     return WebSessions.same(given, expected)
 
 
