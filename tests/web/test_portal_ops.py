@@ -99,3 +99,41 @@ def test_the_last_factor_off_needs_password_and_code_and_alerts_the_owner(ops: O
     assert [a.rule for a in alerts] == ["two-factor-off"] and login in alerts[0].summary
     trail = [(e.action, e.outcome, e.face) for e in ops.journal.query(actor=f"owner:{login}")]
     assert ("second-factor.remove", "ok", "web") in trail and ("second-factor.add", "ok", "web") in trail
+
+
+def test_the_session_cookie_is_secure_over_https(ops: Operations) -> None:
+    import re
+
+    from fastapi.testclient import TestClient
+
+    from smtpgate.admin.app import create_app
+
+    login = "https@example.com"
+    ops.runtime.credentials.create_account(login, password=PASSWORD)
+    with TestClient(create_app(ops.runtime), base_url="https://localhost") as client:
+        form = client.get("/signin")
+        assert "Secure" in form.headers["set-cookie"]  # the form's own cookie too
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', form.text).group(1)
+        signed = client.post("/signin", data={"login": login, "password": PASSWORD, "csrf": csrf}, follow_redirects=False)
+        assert signed.status_code == 303 and signed.headers["location"] == "/apps"
+        cookie = signed.headers["set-cookie"]
+        assert cookie.startswith("sg_session=") and "Secure" in cookie and "HttpOnly" in cookie
+        assert "samesite=strict" in cookie.lower()
+        assert signed.headers["x-frame-options"] == "DENY"
+
+
+def test_changing_the_password_needs_the_current_one_and_signs_every_browser_out(ops: Operations) -> None:
+    login = "changer@example.com"
+    ops.runtime.credentials.create_account(login, password=PASSWORD)
+    browsers = [sign_in(ops, login, PASSWORD, "127.0.0.1").token for _ in range(2)]
+    me = Actor.owner(login, "127.0.0.1")
+    with pytest.raises(OpError) as wrong:
+        ops.portal.change_password(me, "not-it", "quartz-tulip-anvil-orbit-73")
+    assert wrong.value.code == "wrong-password"
+    with pytest.raises(OpError) as weak:
+        ops.portal.change_password(me, PASSWORD, "password1")
+    assert weak.value.code == "weak-password" and "most common passwords" in str(weak.value)
+    assert all(ops.portal.session(t) is not None for t in browsers)
+    ops.portal.change_password(me, PASSWORD, "quartz-tulip-anvil-orbit-73")
+    assert all(ops.portal.session(t) is None for t in browsers)
+    assert sign_in(ops, login, "quartz-tulip-anvil-orbit-73", "127.0.0.1").complete

@@ -24,10 +24,9 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-import pyotp
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
@@ -44,6 +43,9 @@ WEBAUTHN = "webauthn"
 RECOVERY_CODES = 10
 ISSUER = "smtpgate"
 _ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read from paper
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 Changing = Callable[[], AbstractContextManager[tuple[Session, Callable[[Change], None]]]]
 
@@ -95,7 +97,7 @@ def _normal_code(code: str) -> str:
 class SecondFactors:
     def __init__(self, store: Store, *, key: bytes, clock: Callable[[], datetime], changing: Changing) -> None:
         self._store = store
-        self._seal = AESGCM(hmac.new(key, b"smtpgate totp key", hashlib.sha256).digest())
+        self._seal_key = hmac.new(key, b"smtpgate totp key", hashlib.sha256).digest()
         self._code_key = hmac.new(key, b"smtpgate recovery code", hashlib.sha256).digest()
         self._clock = clock
         self._changing = changing
@@ -127,6 +129,13 @@ class SecondFactors:
 
     # --------------------------------------------------------------------- TOTP
 
+    @cached_property
+    def _seal(self) -> AESGCM:
+        """Built on first use: a command that never meets a second factor loads no cryptography."""
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        return AESGCM(self._seal_key)
+
     def _encrypt(self, secret: str) -> bytes:
         nonce = os.urandom(12)
         return nonce + self._seal.encrypt(nonce, secret.encode("ascii"), b"totp")
@@ -136,6 +145,8 @@ class SecondFactors:
 
     def totp_begin(self, login: str, name: str = "Authenticator app") -> TotpEnrolment:
         """A new key, off until `totp_confirm` gets a code made with it (an older pending one is dropped)."""
+        import pyotp
+
         secret = pyotp.random_base32()
         with self._store.session() as db:
             account = self._account(db, login)
@@ -163,6 +174,8 @@ class SecondFactors:
 
     def _totp_matches(self, row: SecondFactorRow, code: str) -> bool:
         """RFC 6238 with one step of drift; a step already used (or older) is refused."""
+        import pyotp
+
         code = _normal_code(code)
         if len(code) != 6 or not code.isdigit():
             return False

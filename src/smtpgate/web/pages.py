@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.concurrency import run_in_threadpool
 
-from smtpgate.credentials.web_sessions import WebSession
+from smtpgate.credentials.web_sessions import WebSession, WebSessions
 from smtpgate.errors import Kind, OpError
 from smtpgate.ops import Actor, Operations
 from smtpgate.web import security as sec
@@ -112,8 +112,6 @@ async def signed_in_post(request: Request, handler: Handler) -> Response:
 
 
 def sec_same(given: str, expected: str) -> bool:
-    from smtpgate.credentials.web_sessions import WebSessions
-
     return WebSessions.same(given, expected)
 
 
@@ -354,23 +352,27 @@ async def alerts(request: Request) -> Response:
 
 # ---------------------------------------------------------------------- password
 
+async def _password_page(v: Visit, status: int = 200, **context: Any) -> Response:
+    security = await run_in_threadpool(v.ops.portal.security, v.actor)
+    return _page(v, "password.html", status, title="Password", two_factor=security.on, **context)
+
+
 @router.get("/password")
 async def password_form(request: Request) -> Response:
     v = await visit(request)
-    return _page(v, "password.html", title="Password") if v else redirect("/signin")
+    return await _password_page(v) if v else redirect("/signin")
 
 
 @router.post("/password")
 async def change_password(request: Request) -> Response:
     async def change(v: Visit, form: dict[str, str]) -> Response:
         if form.get("new", "") != form.get("again", ""):
-            return _page(v, "password.html", 400, title="Password", error="The two new passwords are not the same.")
+            return await _password_page(v, 400, error="The two new passwords are not the same.")
         try:
             await run_in_threadpool(v.ops.portal.change_password, v.actor, form.get("current", ""), form.get("new", ""))
         except OpError as exc:
             reasons = getattr(exc, "reasons", [])
-            return _page(v, "password.html", status_of(exc), title="Password", error=str(exc), reasons=reasons,
-                         hint=exc.hint)
+            return await _password_page(v, status_of(exc), error=str(exc), reasons=reasons, hint=exc.hint)
         response = redirect("/signin?done=password")
         sec.clear_cookie(request, response, sec.SESSION_COOKIE)
         return response
