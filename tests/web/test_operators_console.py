@@ -162,6 +162,19 @@ def test_operators_filter_the_inventory_and_revoke_a_viewer_cannot(console: Cons
     page.click(f"tr[data-credential='{never.id}'] button:has-text('Revoke')")
     page.wait_for_url("**/console/credentials")
     assert str(creds.get_credential(never.id).state) == "revoked"
+
+    # bans: add one, see it in force, lift it
+    page.goto(f"{console.base}/console/bans")
+    page.fill("#network", "198.51.100.0/24")
+    page.fill("#reason", "scanning")
+    page.click("button:has-text('Ban')")
+    page.wait_for_url("**/console/bans")
+    assert page.locator("tr[data-ban='198.51.100.0/24']").count() == 1
+    page.click("tr[data-ban='198.51.100.0/24'] button:has-text('Lift')")
+    page.wait_for_url("**/console/bans")
+    assert page.locator("tr[data-ban='198.51.100.0/24']").count() == 0
+    actions = [e.action for e in ops(console).journal.query(actor="web:ops@example.com")]
+    assert {"credential.revoke", "ban.add", "ban.remove"} <= set(actions), actions
     context.close()
 
     viewer_totp = operator(console, "auditor@example.com", "viewer")
