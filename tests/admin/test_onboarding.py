@@ -112,6 +112,8 @@ def test_the_api_invites_with_a_role_and_offboarding_ends_everything(api: Api) -
     assert operator.patch("/api/v1/accounts/hopper@example.com", json={"enabled": False}).json()["enabled"] is False
     for secret in (PASSWORD, app):
         assert smtp_login(api, "hopper@example.com", secret) == 535
+    signed_out = browser.get(api.base + "/two-factor")   # the web session of the invitation ended too
+    assert signed_out.status_code == 303 and signed_out.headers["location"].startswith("/signin")
     assert httpx.get(later, timeout=10).status_code == 410
     assert admin.post("/api/v1/accounts/hopper@example.com/invite").json()["code"] == "account-disabled"
 
