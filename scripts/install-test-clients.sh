@@ -39,9 +39,21 @@ for need in systemd-analyze:systemd setpriv:util-linux pg_dump:postgresql-client
   fi
 done
 
+# Chromium and its driver for the web console's browser tests (Playwright drives Debian's
+# Chromium: Playwright cannot download a browser of its own here).
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null && apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends chromium chromium-driver >/dev/null \
+      || problem "apt-get could not install chromium chromium-driver"
+  else
+    problem "chromium is missing (apt-get install chromium chromium-driver); the browser tests will be skipped"
+  fi
+fi
+
 if command -v npm >/dev/null; then
-  if [ ! -d tests/clients/node_modules/nodemailer ]; then
-    (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || problem "npm could not install nodemailer"
+  if [ ! -d tests/clients/node_modules/nodemailer ] || [ ! -d tests/clients/node_modules/axe-core ]; then
+    (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error >/dev/null) || problem "npm could not install nodemailer and axe-core"
   fi
 else
   problem "node/npm are missing; the nodemailer tests will be skipped"

@@ -124,6 +124,20 @@ class AdminConfig(_Section):
     _check_proxies = field_validator("trusted_proxies")(classmethod(lambda cls, v: _cidrs(v)))
 
 
+class WebConfig(_Section):
+    """[web]: the owners' web console on the admin listener (docs/web.md)."""
+
+    # the console's address as owners reach it (e.g. https://mail.example.com:8025); empty: the admin listener's
+    public_url: str = ""
+    # the WebAuthn relying party (a domain, never an IP address); empty: the host of public_url, or the request's
+    rp_id: str = ""
+    idle_timeout: timedelta = timedelta(minutes=30)
+    absolute_timeout: timedelta = timedelta(hours=12)
+
+    _check_durations = field_validator("idle_timeout", "absolute_timeout", mode="before")(
+        classmethod(lambda cls, v: _duration(v)))
+
+
 class PasswordConfig(_Section):
     argon2_memory_kib: int = Field(default=19456, ge=8192)
     argon2_time_cost: int = Field(default=2, ge=1)
@@ -516,6 +530,36 @@ class TokensConfig(_Section):
         return self
 
 
+def _incoming_server(value: str) -> str:
+    """"imap:HOST:PORT:SSL|STARTTLS|plain" or "pop3:...": the organisation's mailbox server."""
+    if not value:
+        return value
+    parts = str(value).split(":")
+    if len(parts) != 4 or parts[0] not in ("imap", "pop3") or not parts[1] or not parts[2].isdigit() \
+            or not 0 < int(parts[2]) < 65536 or parts[3] not in ("SSL", "STARTTLS", "plain"):
+        raise ValueError('expected PROTOCOL:HOST:PORT:SECURITY such as "imap:imap.example.com:993:SSL" '
+                         "(imap or pop3; SSL, STARTTLS or plain)")
+    return value
+
+
+class AutoconfigConfig(_Section):
+    """Client auto-configuration (docs/autoconfig.md): what mail clients are told to use."""
+
+    incoming: str = ""            # "imap:imap.example.com:993:SSL"; empty: no document is served (404)
+    hostname: str = ""            # the submission host clients connect to; empty: `hostname`
+    submission_port: int = Field(default=0, ge=0, lt=65536)    # 0: the port [smtp] submission listens on
+    submissions_port: int = Field(default=0, ge=0, lt=65536)   # 0: the port [smtp] submissions listens on
+    domains: list[str] = []       # the mail domains described; empty: any
+    provider_name: str = ""       # shown by clients; empty: the hostname
+
+    _check_incoming = field_validator("incoming")(classmethod(lambda cls, v: _incoming_server(v)))
+
+    @field_validator("domains")
+    @classmethod
+    def _check_domains(cls, value: list[str]) -> list[str]:
+        return [_domain(v) for v in value]
+
+
 class Config(_Section):
     """The whole configuration; `base_dir` is the folder of the file it came from."""
 
@@ -536,6 +580,8 @@ class Config(_Section):
     reputation: ReputationConfig = ReputationConfig()
     legacy: LegacyConfig = LegacyConfig()
     incidents: IncidentsConfig = IncidentsConfig()
+    autoconfig: AutoconfigConfig = AutoconfigConfig()
+    web: WebConfig = WebConfig()
     base_dir: Path = Field(default=Path("."), exclude=True)
     source: Path | None = Field(default=None, exclude=True)
 
@@ -549,6 +595,11 @@ class Config(_Section):
         if self.database.url:
             return self.database.url
         return f"sqlite:///{self.path('smtpgate.db')}"
+
+    @property
+    def console_url(self) -> str:
+        """Where owners reach the web console: [web] public_url, or the admin listener."""
+        return (self.web.public_url or f"http://{self.admin.listen}").rstrip("/")
 
     @property
     def capture_dir(self) -> Path:

@@ -29,7 +29,8 @@ class Api:
         return [t.secret for t in self.tokens.values()]
 
 
-def start_api(data: Path, *, guard: dict[str, str] | None = None) -> tuple[RunningServer, Api]:
+def start_api(data: Path, *, guard: dict[str, str] | None = None, extra_config: str = "") -> tuple[RunningServer, Api]:
+    """`extra_config`: TOML sections appended to the config (sections `init` does not write)."""
     config = init_data_dir(data)
     if guard:
         text = config.read_text()
@@ -37,6 +38,8 @@ def start_api(data: Path, *, guard: dict[str, str] | None = None) -> tuple[Runni
             lines = [line for line in text.splitlines() if not line.startswith(f"{key} ")]
             text = "\n".join(lines).replace("[guard]\n", f"[guard]\n{key} = {value}\n", 1) + "\n"
         config.write_text(text)
+    if extra_config:
+        config.write_text(config.read_text() + "\n" + extra_config)
     server = RunningServer(config)
     tokens = {role: server.credentials.api_tokens.create(f"test-{role}", role, actor="test")
               for role in ("viewer", "operator", "admin")}

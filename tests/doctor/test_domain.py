@@ -42,6 +42,8 @@ def clean_zone(dns: FakeDns) -> FakeDns:
     dns.add("_smtp._tls.example.com", "TXT", txt("v=TLSRPTv1; rua=mailto:tls@example.com"))
     dns.add("_submissions._tcp.example.com", "SRV", "0 1 465 gw.example.com.")
     dns.add("_submission._tcp.example.com", "SRV", "0 1 587 gw.example.com.")
+    dns.add("autoconfig.example.com", "CNAME", "gw.example.com.")
+    dns.add("autodiscover.example.com", "CNAME", "gw.example.com.")
     dns.add("25.2.0.192.in-addr.arpa", "PTR", "gw.example.com.").add("gw.example.com", "A", "192.0.2.25")
     dns.add("bl.example.net", "A", "127.0.0.1")  # the blocklist zone exists; 192.0.2.25 is not on it
     return dns
@@ -60,6 +62,7 @@ def expectation() -> Expectation:
         mta_sts_policy=POLICY,
         submission={"_submissions._tcp.example.com": "0 1 465 gw.example.com.", "_submission._tcp.example.com": "0 1 587 gw.example.com."},
         outbound_addresses=["192.0.2.25"], dnsbl=["bl.example.net"],
+        client_setup={"autoconfig.example.com": "gw.example.com.", "autodiscover.example.com": "gw.example.com."},
     )
 
 
@@ -74,7 +77,7 @@ def test_a_correct_zone_passes_every_check(zone, pki, policy_server) -> None:
     assert [(c.id, c.status) for c in report.checks] == [
         ("spf", Status.PASS), ("dkim:s1", Status.PASS), ("dmarc", Status.PASS), ("mta-sts", Status.PASS),
         ("tls-rpt", Status.PASS), ("srv:submissions", Status.PASS), ("srv:submission", Status.PASS),
-        ("ptr:192.0.2.25", Status.PASS), ("dnsbl:bl.example.net:192.0.2.25", Status.PASS),
+        ("autoconfig", Status.PASS), ("autodiscover", Status.PASS), ("ptr:192.0.2.25", Status.PASS), ("dnsbl:bl.example.net:192.0.2.25", Status.PASS),
     ], report.render()
     assert report.ok
     assert report.get("spf").summary.endswith("(1 of 10 lookups)")
@@ -109,6 +112,11 @@ BROKEN: list[tuple[str, Callable[[FakeDns], object], str, Status, str]] = [
     ("srv missing", lambda d: d.set("_submissions._tcp.example.com", "SRV"), "srv:submissions", Status.WARN, "is not published"),
     ("srv elsewhere", lambda d: d.set("_submission._tcp.example.com", "SRV", "0 1 587 other.example.net."), "srv:submission", Status.WARN,
      "not at this server"),
+    ("autoconfig missing", lambda d: d.set("autoconfig.example.com", "CNAME"), "autoconfig", Status.WARN, "is not published"),
+    ("autoconfig elsewhere", lambda d: d.set("autoconfig.example.com", "CNAME", "other.example.net."), "autoconfig", Status.WARN,
+     "points at other.example.net, not at this server (gw.example.com)"),
+    ("autodiscover elsewhere", lambda d: d.set("autodiscover.example.com", "CNAME").set("autodiscover.example.com", "A", "198.51.100.7"),
+     "autodiscover", Status.WARN, "not this server's"),
     ("ptr missing", lambda d: d.set("25.2.0.192.in-addr.arpa", "PTR"), "ptr:192.0.2.25", Status.FAIL, "has no PTR record"),
     ("ptr not forward-confirmed", lambda d: d.set("gw.example.com", "A", "192.0.2.99"), "ptr:192.0.2.25", Status.FAIL,
      "does not resolve back to 192.0.2.25"),
@@ -118,6 +126,12 @@ BROKEN: list[tuple[str, Callable[[FakeDns], object], str, Status, str]] = [
     ("dnsbl refuses", lambda d: d.add("25.2.0.192.bl.example.net", "A", "127.255.255.254"), "dnsbl:bl.example.net:192.0.2.25", Status.WARN,
      "refused the query"),
 ]
+
+
+def test_an_address_record_of_the_servers_own_passes_for_autodiscover(zone, pki, policy_server) -> None:
+    zone.set("autodiscover.example.com", "CNAME").set("autodiscover.example.com", "A", "192.0.2.25")
+    check = run(zone, pki, policy_server).get("autodiscover")
+    assert check.status is Status.PASS and check.summary == "autodiscover.example.com -> 192.0.2.25"
 
 
 @pytest.mark.parametrize("mutate, check_id, status, words", [b[1:] for b in BROKEN], ids=[b[0] for b in BROKEN])

@@ -117,7 +117,9 @@ def test_app_password_required_gets_534(server: RunningServer) -> None:
     with starttls_client(server) as client:
         with pytest.raises(smtplib.SMTPAuthenticationError) as err:
             client.login("twofa@example.com", PASSWORD)
-    assert (err.value.smtp_code, err.value.smtp_error) == (534, b"5.7.9 Application-specific password required")
+    assert err.value.smtp_code == 534
+    assert err.value.smtp_error.startswith(b"5.7.9 Application-specific password required; make one at http://")
+    assert err.value.smtp_error.endswith(b"/apps")
 
 
 def test_wrong_network_is_refused_like_any_failure(server: RunningServer) -> None:

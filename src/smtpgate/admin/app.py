@@ -2,7 +2,8 @@
 
 Routers are listed here, not discovered: what the listener serves is written in one
 place. Public: /healthz, /.well-known/jwks.json, /oauth/token, /api/v1/openapi.json and
-the API's doc page, /api/v1/leaks (signed by the reporter instead); /metrics when `[admin] metrics_token_required` is off. Everything
+the API's doc page, /api/v1/leaks (signed by the reporter instead), client auto-configuration
+(autoconfig, autodiscover); /metrics when `[admin] metrics_token_required` is off. Everything
 else under /api/v1 needs an operator token.
 """
 
@@ -14,17 +15,18 @@ import socket
 from fastapi import FastAPI
 
 from smtpgate import __version__
-from smtpgate.admin import metrics, mta_sts, oauth
+from smtpgate.admin import autoconfig, metrics, mta_sts, oauth
 from smtpgate.admin.api import OPENAPI_URL, openapi, problems
 from smtpgate.admin.api import leak_reports
 from smtpgate.admin.api import public as api_docs
 from smtpgate.admin.api import router as api
 from smtpgate.ops import Operations
 from smtpgate.runtime import Runtime
+from smtpgate.web import router as web_console
 
 log = logging.getLogger("smtpgate.admin")
 
-ROUTERS = (metrics.router, mta_sts.router, oauth.router, api, api_docs, leak_reports)
+ROUTERS = (metrics.router, mta_sts.router, oauth.router, api, api_docs, leak_reports, autoconfig.router, web_console)
 
 
 def create_app(runtime: Runtime) -> FastAPI:

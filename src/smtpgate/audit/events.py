@@ -32,6 +32,7 @@ INVALID_CLIENT = "invalid-client"      # the token endpoint: unknown client_id, 
 NETWORK_NOT_ALLOWED = "network-not-allowed"  # legacy listener: a source outside [legacy] networks (at connect)
 TLS_REQUIRED = "tls-required"          # legacy listener: a device set up for TLS tried AUTH without it
 DEVICE_ADDRESS = "address"             # legacy listener: the mechanism of a device known by its address
+WRONG_SECOND_FACTOR = "wrong-second-factor"  # the web console: the password was right, the code or key was not
 
 # message decisions
 ACCEPTED = "accepted"

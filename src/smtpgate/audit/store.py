@@ -221,8 +221,11 @@ class AuditStore:
             with self._store.session() as db:
                 db.execute(update(AlertRow).where(AlertRow.id == alert_id).values(**values))
 
-    def alerts(self, *, since: datetime | None = None, rule: str | None = None, limit: int = 200) -> list[Alert]:
+    def alerts(self, *, since: datetime | None = None, rule: str | None = None, limit: int = 200,
+               login: str | None = None) -> list[Alert]:
         q = select(AlertRow).order_by(AlertRow.id.desc()).limit(limit)
+        if login:
+            q = q.where(AlertRow.login == login)
         if since is not None:
             q = q.where(AlertRow.time >= since)
         if rule:
@@ -233,3 +236,12 @@ class AuditStore:
 
 NetworkOf = Callable[[str], tuple[str, str]]
 """remote ip -> (network, source) as the guard counts them."""
+
+
+def activity_rows(store: Store, since: datetime) -> list[tuple[datetime, str, str, str]]:
+    """(time, kind, result, reason) of every auth and message event since `since`: what the
+    operators' dashboard counts (three short columns, not whole events)."""
+    q = select(AuditEventRow.time, AuditEventRow.kind, AuditEventRow.result, AuditEventRow.reason).where(
+        AuditEventRow.time >= since, AuditEventRow.kind.in_(("auth", "message")))
+    with store.session() as db:
+        return [(t, k, r, why) for t, k, r, why in db.execute(q)]

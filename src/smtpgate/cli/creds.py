@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -95,15 +98,51 @@ def create(
     max_rcpt_per_day: MaxRcptPerDayOption = None,
     notes: Annotated[str, typer.Option(help="Free text: for a canary, where it is planted.")] = "",
     canary: Annotated[bool, typer.Option("--canary", help="A canary: plant it where no one should find it; any use of it is refused, alerted and banned.")] = False,
+    apple_profile: Annotated[Path | None, typer.Option("--apple-profile", metavar="FILE", help="Also write an Apple configuration profile (.mobileconfig) for it.")] = None,
+    with_secret: Annotated[bool, typer.Option("--with-secret", help="Put the app password into the --apple-profile file (mode 0600).")] = False,
     config: ConfigOption = None,
     json: JsonOption = False,
 ) -> None:
     """Generate an app password for one app or device; its secret is printed once."""
     scopes = scope_request(allow_from, allow_ip, max_per_hour, max_per_day, max_rcpt_per_hour, max_rcpt_per_day,
                            allow_foreign_sender)
+    if with_secret and apple_profile is None:
+        fail("--with-secret goes with --apple-profile FILE", "e.g. --apple-profile phone.mobileconfig --with-secret", code=2)
     with operations(config) as (ops, actor):
         issued = ops.app_passwords.create(actor, email, name, scopes=scopes, expires=expires, notes=notes, canary=canary)
-    _print_issued(issued, json, "Created canary" if canary else "Created")
+        _print_issued(issued, json, "Created canary" if canary else "Created")  # first: a profile error must not lose it
+        if apple_profile is not None:
+            _write_profile(apple_profile, ops.client_setup.apple_profile(
+                actor, issued.credential.id, password=issued.secret if with_secret else None))
+            if not json:
+                out.print(f"Apple profile written to {apple_profile}" + (" (it holds the secret)" if with_secret else ""),
+                          markup=False)
+
+
+def _write_profile(path: Path, profile: bytes) -> None:
+    """0600 whether or not the secret is inside: a profile names the account and its server."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(profile)
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror}", "Give a writable path to --apple-profile / --output.", code=1)
+
+
+@creds_app.command("apple-profile")
+def apple_profile_(
+    credential_id: str,
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write it there (default: standard output).")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """An Apple configuration profile (.mobileconfig) for an app password, without its secret."""
+    with operations(config) as (ops, actor):
+        profile = ops.client_setup.apple_profile(actor, credential_id)
+    if output is None:
+        sys.stdout.buffer.write(profile)
+    else:
+        _write_profile(output, profile)
+        out.print(f"Apple profile for {credential_id} written to {output}", markup=False)
 
 
 @creds_app.command("list")

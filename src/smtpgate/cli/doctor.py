@@ -52,7 +52,7 @@ def doctor(
     source: Annotated[str | None, typer.Option(
         "--source", metavar="ADDRESS", help="Connect from this local address (the device's, on a machine that has it).")] = None,
     domain: Annotated[str | None, typer.Option(
-        "--domain", metavar="DOMAIN", help="Check the domain's SPF, DKIM, DMARC, MTA-STS, TLS-RPT, SRV, PTR and blocklists instead.")] = None,
+        "--domain", metavar="DOMAIN", help="Check the domain's SPF, DKIM, DMARC, MTA-STS, TLS-RPT, SRV, autoconfig, PTR and blocklists instead.")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Check DNS, ports, greeting, TLS, certificate, AUTH, login and (optionally) a test message.
@@ -145,6 +145,7 @@ def _domain(domain: str, config: Path | None, dns_server: str | None, cafile: Pa
                          for r in reversed(plan.records)},
                 mta_sts_policy=plan.mta_sts_policy,
                 submission={r.name: r.value for r in plan.records if r.type == "SRV"},
+                client_setup={r.name: r.value for r in plan.records if r.purpose == "autoconfig"},
                 outbound_addresses=list(plan.outbound_addresses), dnsbl=list(plan.dnsbl),
             )
             if cfg.dns_servers:

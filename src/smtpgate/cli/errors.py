@@ -54,6 +54,11 @@ HINTS: dict[str, Words] = {
     "unauthorized": lambda p: "Give a valid operator token in $SMTPGATE_API_TOKEN or --api-token-file.",
     "incident-not-found": lambda p: "List them with `smtpgate incident list`.",
     "incident-closed": lambda p: "See it with `smtpgate incident show ID`; held mail is released with `smtpgate queue release`.",
+    "autoconfig-unavailable": lambda p: "Set [autoconfig] incoming (and domains) in the config; see docs/autoconfig.md.",
+    "invalid-role": lambda p: "--role takes viewer, operator or admin (and none for `smtpgate account set`).",
+    "account-disabled": lambda p: f"Enable it first: `smtpgate account enable {p.get('login', 'EMAIL')}`.",
+    "invite-unknown": lambda p: "Make a new link with `smtpgate account invite EMAIL`.",
+    "not-an-app-password": lambda p: "Profiles are for app passwords: `smtpgate app-password create EMAIL --name NAME`.",
 }
 
 # where the CLI's own wording of the problem differs from the core's sentence

@@ -74,6 +74,8 @@ class AccountInfo:
     has_password: bool
     created_at: datetime
     updated_at: datetime
+    role: str | None = None               # viewer | operator | admin: the operators' console; None: none
+    require_second_factor: bool = False   # the owner must have a second factor (asked for first at invitation)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -87,6 +89,8 @@ class AccountInfo:
             "has_password": self.has_password,
             "created_at": iso_utc(self.created_at),
             "updated_at": iso_utc(self.updated_at),
+            "role": self.role,
+            "require_second_factor": self.require_second_factor,
         }
 
 

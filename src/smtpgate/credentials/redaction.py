@@ -94,3 +94,4 @@ def redact_login(login: str) -> str:
 register(app_passwords.PREFIX, _BASE32, "app password")
 register("sgc_", _BASE32, "service-account client secret")  # credentials/service_accounts.py
 register("sga_", _BASE32, "operator API token")  # credentials/api_tokens.py
+register("sgi_", _BASE32, "account invitation")  # credentials/invites.py

@@ -16,15 +16,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload
 
 from smtpgate.config import Config
-from smtpgate.credentials import app_passwords, redaction, scram
-from smtpgate.credentials.api_tokens import ApiTokenService
+from smtpgate.credentials import app_passwords, invites, redaction, scram
+from smtpgate.credentials.api_tokens import ApiTokenService, Role
 from smtpgate.credentials.cache import CacheSettings, CredentialCache, Snapshot
 from smtpgate.credentials.devices import DEVICE_SILENT_AFTER, DeviceRequest
+from smtpgate.credentials.invites import InviteInfo, InviteInvalid, IssuedInvite
 from smtpgate.credentials.errors import (
     AccountExists,
     AccountNotFound,
@@ -32,6 +33,7 @@ from smtpgate.credentials.errors import (
     DuplicateName,
     InvalidOperation,
     InvalidScope,
+    InvalidValue,
 )
 from smtpgate.credentials.invalidation import (
     Change,
@@ -61,10 +63,14 @@ from smtpgate.credentials.scopes import (
     normalize_address,
     parse_sender_pattern,
 )
+from smtpgate.credentials.second_factors import SecondFactors
 from smtpgate.credentials.secret_targets import SecretTarget, parse_target
 from smtpgate.credentials.usage import UsageBook
+from smtpgate.credentials.web_sessions import WebSessions, WebSessionSettings, end_all
+from smtpgate.errors import Kind
 from smtpgate.store import Store
 from smtpgate.store.models import AccountRow, CredentialRow
+from smtpgate.store.models_console import AccountPolicyRow, InviteRow
 
 if TYPE_CHECKING:
     from smtpgate.credentials.tokens import TokenService
@@ -130,6 +136,7 @@ class CredentialService:
         channel: InvalidationChannel | None = None,
         cache: CacheSettings = CacheSettings(),
         hashing_pool: Executor | None = None,
+        web: WebSessionSettings = WebSessionSettings(),
     ) -> None:
         self._store = store
         self._app_key = app_key
@@ -149,6 +156,9 @@ class CredentialService:
         self.usage = UsageBook(store)  # last use and counts, written in batches
         self._hashing_pool = hashing_pool  # argon2 runs there, bounded, apart from disk and database
         self._admitted: dict[str, tuple[int, datetime | None]] = {}  # still_admitted(): (generation, expiry)
+        # the web console's sessions and the second factors (docs/web.md): credential state, changed here only
+        self.web_sessions = WebSessions(store, key=app_key, clock=clock, settings=web)
+        self.second_factors = SecondFactors(store, key=app_key, clock=clock, changing=self._changing)
 
     def prepare(self) -> None:
         """What a server does once before serving, so no login pays for it: the dummy hash
@@ -187,6 +197,7 @@ class CredentialService:
             cache=CacheSettings(size=cr.login_cache_size, ttl=300.0,
                                 verified_ttl=cr.login_cache_ttl.total_seconds()),
             hashing_pool=hashing_pool,
+            web=WebSessionSettings(idle=config.web.idle_timeout, absolute=config.web.absolute_timeout),
         )
 
     # ------------------------------------------------------------------ accounts
@@ -273,8 +284,16 @@ class CredentialService:
             return self._account_info(db, self._account_row(db, login))
 
     def set_account_enabled(self, login: str, enabled: bool) -> AccountInfo:
-        """Disabling an account stops every one of its credentials at once."""
-        return self._update_account(login, enabled=enabled)
+        """Disabling an account stops every one of its credentials at once, and its open invitations."""
+        with self._changing() as (db, changed):
+            row = self._account_row(db, login)
+            row.enabled = enabled
+            row.updated_at = self._clock()
+            if not enabled:
+                self._withdraw_invites(db, row.id, row.updated_at)
+                end_all(db, row.id)  # a disabled account is signed out of the web console too
+            changed(Change(account_id=row.id))
+            return self._account_info(db, row)
 
     def update_account(
         self,
@@ -299,6 +318,8 @@ class CredentialService:
             for name, value in changes.items():
                 if value is not None:
                     setattr(row, name, value)
+            if changes.get("enabled") is False:
+                end_all(db, row.id)  # a disabled account is signed out of the web console too
             row.updated_at = self._clock()
             changed(Change(account_id=row.id))
             return self._account_info(db, row)
@@ -308,23 +329,142 @@ class CredentialService:
         with self._changing() as (db, changed):
             account = self._account_row(db, login)
             changed(Change(account_id=account.id))
-            self._policy.check(password, user_inputs=self._user_inputs(account.login, account.display_name))
-            now = self._clock()
-            current = self._password_credential(db, account.id)
-            if current is None:
-                current = self._password_row(account, self._hashing.hash(password), actor, now)
-                db.add(current)
-            else:
-                current.secret_hash = self._hashing.hash(password)
-                current.created_at = now
-                current.created_by = actor
-            self._store_scram(db, current, account.login, password)
-            account.updated_at = now
+            self._replace_password(db, account, password, actor)
+            end_all(db, account.id)  # a new password signs every browser out
             return self._account_info(db, account)
+
+    def _replace_password(self, db: Session, account: AccountRow, password: str, actor: str) -> None:
+        self._policy.check(password, user_inputs=self._user_inputs(account.login, account.display_name))
+        now = self._clock()
+        current = self._password_credential(db, account.id)
+        if current is None:
+            current = self._password_row(account, self._hashing.hash(password), actor, now)
+            db.add(current)
+        else:
+            current.secret_hash = self._hashing.hash(password)
+            current.created_at = now
+            current.created_by = actor
+        self._store_scram(db, current, account.login, password)
+        account.updated_at = now
+
+    # ------------------------------------------------- invitations and console policy
+
+    def create_invite(self, login: str, *, expires_in: timedelta, actor: str = "") -> IssuedInvite:
+        """A one-time link to set the password; any older open invitation of the account ends."""
+        if expires_in <= timedelta(0) or expires_in > timedelta(days=30):
+            raise InvalidOperation("an invitation lasts more than nothing and at most 30 days", "Use a duration such as 7d.",
+                                   code="invalid-duration", field="expires")
+        with self._store.session() as db:
+            account = self._account_row(db, login)
+            if not account.enabled:
+                raise InvalidOperation(f"account {account.login} is disabled", "Enable it first.",
+                                       code="account-disabled", kind=Kind.CONFLICT, login=account.login)
+            now = self._clock()
+            self._withdraw_invites(db, account.id, now)
+            secret = invites.generate()
+            row = InviteRow(id=f"iv_{_random.token_hex(6)}", account_id=account.id,
+                            secret_hash=app_passwords.keyed_hash(self._app_key, secret), created_by=actor,
+                            created_at=now, expires_at=now + expires_in)
+            db.add(row)
+            db.flush()
+            return IssuedInvite(self._invite_info(db, row, account), secret)
+
+    def check_invite(self, secret: str) -> InviteInfo:
+        """The invitation this link is, while it can be used; InviteInvalid (with why) otherwise."""
+        with self._store.session() as db:
+            row, account = self._usable_invite(db, secret)
+            return self._invite_info(db, row, account)
+
+    def accept_invite(self, secret: str, password: str, *, remote_ip: str = "") -> AccountInfo:
+        """Set the password through the link, which is used up in the same transaction."""
+        with self._changing() as (db, changed):
+            row, account = self._usable_invite(db, secret)
+            self._replace_password(db, account, password, f"invite:{row.id}")
+            taken = db.execute(update(InviteRow).where(
+                InviteRow.id == row.id, InviteRow.used_at.is_(None), InviteRow.revoked_at.is_(None),
+            ).values(used_at=self._clock(), used_ip=remote_ip[:64]).execution_options(synchronize_session=False))
+            if getattr(taken, "rowcount", 0) != 1:  # another request used it first: nothing of ours is committed
+                raise InviteInvalid(invites.REFUSALS["used"][0], "Ask for a new invitation.", code="invite-used")
+            changed(Change(account_id=account.id))
+            return self._account_info(db, account)
+
+    def list_invites(self, login: str | None = None) -> list[InviteInfo]:
+        with self._store.session() as db:
+            query = select(InviteRow, AccountRow).join(AccountRow, AccountRow.id == InviteRow.account_id)
+            if login:
+                query = query.where(AccountRow.id == self._account_row(db, login).id)
+            return [self._invite_info(db, r, a) for r, a in db.execute(query.order_by(InviteRow.created_at)).all()]
+
+    def set_account_policy(self, login: str, *, role: str | None = None,
+                           require_second_factor: bool | None = None) -> AccountInfo:
+        """`role`: viewer, operator or admin opens the operators' console to the account; "none" closes it."""
+        if role is not None and role != "none" and role not in {r.value for r in Role}:
+            raise InvalidValue(f"{role!r} is not a role; use viewer, operator, admin or none", code="invalid-role",
+                               field="role", role=role)
+        with self._changing() as (db, changed):
+            account = self._account_row(db, login)
+            policy = db.get(AccountPolicyRow, account.id)
+            if policy is None:
+                policy = AccountPolicyRow(account_id=account.id, role=None, require_second_factor=False)
+                db.add(policy)
+            if role is not None:
+                policy.role = None if role == "none" else role
+            if require_second_factor is not None:
+                policy.require_second_factor = require_second_factor
+            account.updated_at = self._clock()
+            changed(Change(account_id=account.id))
+            db.flush()
+            return self._account_info(db, account)
+
+    def _usable_invite(self, db: Session, secret: str) -> tuple[InviteRow, AccountRow]:
+        row = db.scalar(select(InviteRow).where(
+            InviteRow.secret_hash == app_passwords.keyed_hash(self._app_key, secret))) if invites.is_well_formed(secret) else None
+        if row is None:
+            raise InviteInvalid("this invitation link is not valid", "Ask for a new invitation.")
+        account = db.get(AccountRow, row.account_id)
+        assert account is not None  # the foreign key cascades
+        state = invites.state_of(row.used_at, row.revoked_at, row.expires_at, self._clock())
+        if state == "pending" and not account.enabled:
+            state = "revoked"
+        if state != "pending":
+            message, code = invites.REFUSALS[state]
+            raise InviteInvalid(message, "Ask for a new invitation.", code=code)
+        return row, account
+
+    def _withdraw_invites(self, db: Session, account_id: int, now: datetime) -> None:
+        db.execute(update(InviteRow).where(
+            InviteRow.account_id == account_id, InviteRow.used_at.is_(None), InviteRow.revoked_at.is_(None),
+        ).values(revoked_at=now).execution_options(synchronize_session=False))
+
+    def _invite_info(self, db: Session, row: InviteRow, account: AccountRow) -> InviteInfo:
+        policy = db.get(AccountPolicyRow, account.id)
+        return InviteInfo(
+            id=row.id, login=account.login, created_by=row.created_by, created_at=row.created_at,
+            expires_at=row.expires_at, used_at=row.used_at, revoked_at=row.revoked_at,
+            state=invites.state_of(row.used_at, row.revoked_at, row.expires_at, self._clock()),
+            require_second_factor=bool(policy and policy.require_second_factor),
+        )
 
     @staticmethod
     def generate_password() -> str:
         return generate_password()
+
+    def assess_password(self, login: str, password: str) -> tuple[int, list[str], str]:
+        """What the policy says of a password before it is set: zxcvbn's score (0-4), the
+        rules it breaks (empty: it would be accepted) and how to do better."""
+        from zxcvbn import zxcvbn
+
+        from smtpgate.credentials.errors import WeakPassword
+
+        with self._store.session() as db:
+            account = self._account_row(db, login)
+            inputs = self._user_inputs(account.login, account.display_name)
+        score = int(zxcvbn(password[:100], user_inputs=list(inputs))["score"]) if password else 0
+        try:
+            self._policy.check(password, user_inputs=inputs)
+        except WeakPassword as exc:
+            return score, list(exc.reasons), exc.hint
+        return score, [], ""
 
     # ------------------------------------------------------------- app passwords
 
@@ -485,6 +625,8 @@ class CredentialService:
             if row.revoked_at is None:
                 row.revoked_at = self._clock()
                 row.revoked_by = actor
+            if row.kind == CredentialKind.PASSWORD.value:
+                end_all(db, row.account_id)  # the password that signed them in is gone
             return self._credential_info(row, row.account)
 
     def list_credentials(
@@ -503,6 +645,15 @@ class CredentialService:
         with self._store.session() as db:
             row = self._credential_row(db, credential_id)
             return self._credential_info(row, row.account)
+
+    def is_secret_of(self, credential_id: str, secret: str) -> bool:
+        """Whether `secret` is this app password's own (for a profile that embeds it); never raises."""
+        if not app_passwords.is_well_formed(secret):
+            return False
+        with self._store.session() as db:
+            row = db.get(CredentialRow, credential_id.strip())
+            key = app_passwords.keyed_hash(self._app_key, secret)
+            return row is not None and row.lookup_key is not None and _random.compare_digest(row.lookup_key, key)
 
     def due(self) -> list[CredentialInfo]:
         """App passwords past their rotation age, or expiring soon, with no successor yet; and
@@ -659,7 +810,16 @@ class CredentialService:
             known = db.scalar(select(AccountRow.id).where(AccountRow.login == login))
         return FailureReason.BAD_SECRET if known is not None else FailureReason.UNKNOWN_LOGIN
 
-    def _authenticate_password(self, login: str, secret: str, remote_ip: str) -> Principal | AuthFailure:
+    def verify_owner_password(self, login: str, password: str, remote_ip: str) -> Principal | AuthFailure:
+        """The web console's first step: the account password, even where SMTP needs app
+        passwords (that is where they are made); never an app password or a token."""
+        login = normalize_address(login)
+        if app_passwords.looks_like_app_password(password):
+            self._run_hashing(self._hashing.burn, password[:1024])
+            return AuthFailure(FailureReason.BAD_SECRET, login)
+        return self._authenticate_password(login, password, remote_ip, web=True)
+
+    def _authenticate_password(self, login: str, secret: str, remote_ip: str, *, web: bool = False) -> Principal | AuthFailure:
         generation = self.cache.fresh()
         snapshot = self.cache.password(login)
         if snapshot is None:
@@ -682,7 +842,7 @@ class CredentialService:
                 self._rehash(snapshot, secret)
             else:
                 self.cache.remember_verified(login, secret, snapshot, generation)
-        if snapshot.require_app_passwords:
+        if snapshot.require_app_passwords and not web:
             return AuthFailure(FailureReason.APP_PASSWORD_REQUIRED, login, snapshot.credential_id)
         result = self._admit(snapshot, remote_ip)
         if isinstance(result, Principal):
@@ -892,6 +1052,7 @@ class CredentialService:
         )
 
     def _account_info(self, db: Session, row: AccountRow) -> AccountInfo:
+        policy = db.get(AccountPolicyRow, row.id)
         return AccountInfo(
             id=row.id,
             login=row.login,
@@ -903,6 +1064,8 @@ class CredentialService:
             has_password=self._password_credential(db, row.id) is not None,
             created_at=row.created_at,
             updated_at=row.updated_at,
+            role=policy.role if policy else None,
+            require_second_factor=bool(policy and policy.require_second_factor),
         )
 
 

@@ -35,6 +35,7 @@ class Expectation:
     records: dict[str, str] = field(default_factory=dict)            # purpose -> a record to suggest
     mta_sts_policy: str = ""
     submission: dict[str, str] = field(default_factory=dict)         # SRV name -> "prio weight port host."
+    client_setup: dict[str, str] = field(default_factory=dict)       # autoconfig./autodiscover. name -> "host."
     outbound_addresses: list[str] = field(default_factory=list)
     dnsbl: list[str] = field(default_factory=list)
 
@@ -72,7 +73,7 @@ class DomainDoctor:
         self.dkim_matches = False
 
     def run(self) -> Report:
-        for step in (self._spf, self._dkim, self._dmarc, self._mta_sts, self._tls_rpt, self._srv, self._ptr, self._dnsbl):
+        for step in (self._spf, self._dkim, self._dmarc, self._mta_sts, self._tls_rpt, self._srv, self._client_setup, self._ptr, self._dnsbl):
             self._guarded(step)
         return self.report
 
@@ -329,6 +330,31 @@ class DomainDoctor:
                          "Clients set up from the address go to another server.", f"Publish {name}. SRV {expected}")
                 continue
             self.add(f"srv:{service.split('.')[0][1:]}", f"srv {service.split('.')[0][1:]}", Status.PASS, f"{name} -> {found[0]}")
+
+    def _client_setup(self) -> None:
+        """autoconfig.<domain> and autodiscover.<domain>: where Thunderbird and Outlook look for settings."""
+        d = self.domain
+        for label, client in (("autoconfig", "Thunderbird"), ("autodiscover", "Outlook")):
+            name = f"{label}.{d}"
+            expected = self.expect.client_setup.get(name, "").rstrip(".").lower()
+            fix = f"Publish {name}. CNAME {expected or 'HOST'}. (docs/autoconfig.md)"
+            targets = [t.rstrip(".").lower() for t in self.dns.query(name, "CNAME")]
+            if targets:
+                if expected and expected not in targets:
+                    self.add(label, label, Status.WARN, f"{name} points at {', '.join(targets)}, not at this server ({expected})",
+                             f"{client} asks that name for its settings and gets another server's, or none.", fix)
+                else:
+                    self.add(label, label, Status.PASS, f"{name} -> {targets[0]}")
+                continue
+            addresses = self.dns.addresses(name)
+            if not addresses:
+                self.add(label, label, Status.WARN, f"{name} is not published",
+                         f"{client} cannot fetch the settings: people type the server, port and TLS mode by hand.", fix)
+            elif expected and not set(addresses) & set(self.dns.addresses(expected)):
+                self.add(label, label, Status.WARN, f"{name} has the addresses {', '.join(addresses)}, not this server's ({expected})",
+                         f"{client} asks that name for its settings and gets another server's, or none.", fix)
+            else:
+                self.add(label, label, Status.PASS, f"{name} -> {', '.join(addresses)}")
 
     # ---------------------------------------------------------------- the outbound addresses
 

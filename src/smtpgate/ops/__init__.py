@@ -24,10 +24,14 @@ if TYPE_CHECKING:
     from smtpgate.ops.audit import Audit
     from smtpgate.ops.bans import Bans
     from smtpgate.ops.capture import Capture
+    from smtpgate.ops.client_setup import ClientSetup
+    from smtpgate.ops.console import Console
     from smtpgate.ops.credentials import Credentials
     from smtpgate.ops.dkim import Dkim
     from smtpgate.ops.incidents import Incidents
     from smtpgate.ops.leaks import Leaks
+    from smtpgate.ops.onboarding import Onboarding
+    from smtpgate.ops.portal import Portal
     from smtpgate.ops.queue import Queue
     from smtpgate.ops.service_accounts import ServiceAccounts
     from smtpgate.ops.tokens import Tokens
@@ -136,3 +140,28 @@ class Operations:
         from smtpgate.ops.leaks import Leaks
 
         return Leaks(self.runtime, self.journal, self.incidents)
+
+    @cached_property
+    def client_setup(self) -> ClientSetup:
+        from smtpgate.ops.client_setup import ClientSetup
+
+        return ClientSetup(self.runtime, self.journal)
+
+    @cached_property
+    def onboarding(self) -> Onboarding:
+        from smtpgate.ops.onboarding import Onboarding
+
+        return Onboarding(self.runtime, self.journal)
+
+    @cached_property
+    def portal(self) -> Portal:
+        """Self-service for account owners (the web console)."""
+        from smtpgate.ops.portal import Portal
+
+        return Portal(self.runtime, self.journal)
+
+    @cached_property
+    def console(self) -> Console:
+        from smtpgate.ops.console import Console
+
+        return Console(self.runtime, self.journal)

@@ -16,7 +16,7 @@ class Actor:
 
     name: str            # cli:alice | api:terraform
     role: Role
-    face: str            # cli | api
+    face: str            # cli | api | web
     remote_ip: str = ""  # the API client's address; empty for the local CLI
 
     @classmethod
@@ -31,6 +31,16 @@ class Actor:
     @classmethod
     def api(cls, token: ApiTokenInfo, remote_ip: str) -> Actor:
         return cls(f"api:{token.name}", token.role, "api", remote_ip)
+
+    @classmethod
+    def owner(cls, login: str, remote_ip: str) -> Actor:
+        """An account's owner in the web console: acts on that account only (ops.portal checks
+        it); the viewer role is what the journal records, never a key to other accounts."""
+        return cls(f"owner:{login}", Role.VIEWER, "web", remote_ip)
+
+    @property
+    def owned_login(self) -> str:
+        return self.name.removeprefix("owner:") if self.face == "web" and self.name.startswith("owner:") else ""
 
     def may(self, needed: Role) -> bool:
         return self.role.covers(needed)

@@ -138,6 +138,7 @@ class SmtpServer:
             audit=runtime.audit,
             disk=runtime.disk_pool,
             foresight=runtime.foresight,
+            app_password_page=f"{config.console_url}/apps",
             policy=MessagePolicy(
                 allow_null_sender=config.smtp.allow_null_sender,
                 display_name_address=config.smtp.display_name_address,

@@ -138,6 +138,7 @@ class SessionServices:
     foresight: Foresight | None = None  # DMARC refusals downstream, seen at the end of DATA
     disk: Executor | None = None  # spool commits (fsync); None: the loop's default executor
     policy: MessagePolicy = field(default_factory=MessagePolicy)
+    app_password_page: str = ""  # where owners make app passwords (the web console), named in 534 5.7.9
 
 
 class TlsInfo(Protocol):
@@ -273,7 +274,7 @@ class Session:
         self._after_failure(event, str(result.reason), result.credential_id, outcome, device=result.device)
         await self._pad(started)
         self._auth_metrics(event.mechanism, ev.FAIL, str(result.reason), started)
-        conn.reject(_failure_reply(result))
+        conn.reject(_failure_reply(result, self._services.app_password_page))
         if outcome.source_banned:
             conn.refuse(BANNED)
 
@@ -651,9 +652,11 @@ def _guessable(event: AuthAttempt) -> bool:
     return event.mechanism not in TOKEN_MECHANISMS and not app_passwords.looks_like_app_password(event.secret)
 
 
-def _failure_reply(failure: AuthFailure) -> Reply:
+def _failure_reply(failure: AuthFailure, app_password_page: str = "") -> Reply:
     """One reply for every failure, except the one a real user needs to know about."""
     if failure.reason is FailureReason.APP_PASSWORD_REQUIRED:
+        if app_password_page:  # the user's next step: the page where app passwords are made
+            return Reply(534, "5.7.9", f"{APP_PASSWORD_REQUIRED.text}; make one at {app_password_page}")
         return APP_PASSWORD_REQUIRED
     if failure.reason is FailureReason.IDP_UNAVAILABLE:  # an identity provider's keys are out of reach
         return AUTH_TEMPORARY_FAILURE

@@ -10,6 +10,7 @@ from smtpgate.admin.api import schemas as s
 from smtpgate.admin.api.auth import actor, operations
 from smtpgate.credentials import ScopeRequest
 from smtpgate.ops import Actor, Operations
+from smtpgate.ops.accounts import AccountWithPassword
 
 router = APIRouter(tags=["accounts"])
 Who = Annotated[Actor, Depends(actor)]
@@ -34,8 +35,20 @@ def create_account(body: s.AccountCreate, who: Who, ops: Ops) -> s.AccountCreate
     created = ops.accounts.create(
         who, body.login, password=body.password, generate=body.generate, display_name=body.display_name,
         owner=body.owner, notes=body.notes, require_app_passwords=body.require_app_passwords,
+        invite=body.invite, invite_expires=body.invite_expires, role=body.role,
+        require_second_factor=body.require_second_factor,
     )
-    return s.AccountCreated.model_validate({**created.account.to_json(), "password": created.password})
+    return s.AccountCreated.model_validate({**created.account.to_json(), "password": created.password,
+                                            "invite": _invite(created)})
+
+
+def _invite(created: AccountWithPassword) -> dict[str, object] | None:
+    return {**created.invite.info.to_json(), "url": created.invite_url} if created.invite else None
+
+
+@router.post("/accounts/{login}/invite", status_code=201, summary="A new one-time link to set the password (admin)")
+def invite(login: Login, who: Who, ops: Ops, body: s.InviteCreate | None = None) -> s.Invite:
+    return s.Invite.model_validate(_invite(ops.accounts.invite(who, login, expires=body.expires if body else None)))
 
 
 @router.get("/accounts/{login}", summary="Show one account")
@@ -49,7 +62,8 @@ def patch_account(login: Login, body: s.AccountPatch, who: Who, ops: Ops) -> s.A
         return s.Account.of(ops.accounts.set_enabled(who, login, body.enabled))
     return s.Account.of(ops.accounts.update(
         who, login, display_name=body.display_name, owner=body.owner, notes=body.notes,
-        require_app_passwords=body.require_app_passwords, enabled=body.enabled,
+        require_app_passwords=body.require_app_passwords, enabled=body.enabled, role=body.role,
+        require_second_factor=body.require_second_factor,
     ))
 
 

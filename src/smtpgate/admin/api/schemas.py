@@ -63,10 +63,26 @@ class Account(Out):
     has_password: bool
     created_at: datetime
     updated_at: datetime
+    role: Literal["viewer", "operator", "admin"] | None = Field(None, description="The operators' console role; null: none.")
+    require_second_factor: bool = Field(False, description="The owner must have a second factor.")
+
+
+class Invite(Out):
+    id: str
+    login: str
+    created_by: str
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None
+    revoked_at: datetime | None
+    state: Literal["pending", "used", "expired", "revoked"]
+    require_second_factor: bool
+    url: str | None = Field(None, description="The one-time link, only in the answer that made it.")
 
 
 class AccountCreated(Account):
     password: str | None = Field(None, description="Only when generate was true: the one time it is shown.")
+    invite: Invite | None = Field(None, description="Only when invite was true: the link, the one time it is shown.")
 
 
 class AccountCreate(In):
@@ -77,6 +93,14 @@ class AccountCreate(In):
     owner: str = Field("", max_length=320)
     notes: str = Field("", max_length=4000)
     require_app_passwords: bool = False
+    invite: bool = Field(False, description="No password: answer a one-time link where the owner sets it.")
+    invite_expires: str | None = Field(None, max_length=40, description="The link's lifetime such as 7d (default), at most 30d.")
+    role: Literal["viewer", "operator", "admin"] | None = Field(None, description="Opens the operators' console.")
+    require_second_factor: bool = Field(False, description="The owner must add a second factor, first of all.")
+
+
+class InviteCreate(In):
+    expires: str | None = Field(None, max_length=40, description="The link's lifetime such as 7d (default), at most 30d.")
 
 
 class AccountPatch(In):
@@ -85,6 +109,8 @@ class AccountPatch(In):
     notes: str | None = Field(None, max_length=4000)
     require_app_passwords: bool | None = None
     enabled: bool | None = None
+    role: Literal["viewer", "operator", "admin", "none"] | None = Field(None, description="none: no console.")
+    require_second_factor: bool | None = None
 
 
 class PasswordSet(In):

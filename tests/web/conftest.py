@@ -1,0 +1,50 @@
+"""One server and one Chromium for a browser test module (Playwright driving Debian's
+Chromium; Playwright cannot download a browser here). The console is opened as
+http://localhost:PORT: WebAuthn needs a domain as its relying party, never an IP address."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import need
+from tests.smtp.server_harness import RunningServer, init_data_dir, wait_for_port
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-sync"]
+AXE = Path(__file__).resolve().parents[1] / "clients" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+@dataclass
+class Console:
+    server: RunningServer
+    base: str
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
+    server = RunningServer(init_data_dir(tmp_path_factory.mktemp("web") / "data"))
+    server.start()
+    port = int(server.config.admin.listen.rpartition(":")[2])
+    wait_for_port(port, server.proc, server.log_path)  # type: ignore[arg-type]
+    yield Console(server, f"http://localhost:{port}")
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    chromium = shutil.which("chromium")
+    need(chromium is not None, "chromium is missing (scripts/install-test-clients.sh installs it)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        need(False, "playwright is missing (pip install -e '.[test]')")
+        raise
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
