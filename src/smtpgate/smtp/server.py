@@ -34,6 +34,7 @@ added up across workers by the admin listener (see `smtpgate.metrics`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import socket
 import ssl
@@ -160,7 +161,7 @@ class SmtpServer:
                 self._acceptors.append(loop.create_task(self._accept(listener, sock)))
             else:
                 self.servers.append(await loop.create_server(
-                    lambda listener=listener: SmtpConnection(self, listener), sock=sock, backlog=1024,
+                    functools.partial(SmtpConnection, self, listener), sock=sock, backlog=1024,
                 ))
             log.info("listening on %s:%d (%s, %s)", listener.host, listener.port, listener.name,
                      "implicit TLS" if listener.implicit_tls else "STARTTLS")
