@@ -147,6 +147,7 @@ class SmtpServer:
         self.stopping = False
         self._sweeper: asyncio.Task[None] | None = None
         self._acceptors: list[asyncio.Task[None]] = []
+        self._accepting: list[socket.socket] = []  # the listening sockets our acceptors read
         smtp = config.smtp
         self.pre_auth_limit = max(1, int(smtp.max_connections * (1 - smtp.auth_reserve)))
 
@@ -159,6 +160,7 @@ class SmtpServer:
                 # done, outside every cap. We accept, count, read a balancer's PROXY header,
                 # then hand over to TLS. Without balancers, STARTTLS keeps create_server.
                 self._acceptors.append(loop.create_task(self._accept(listener, sock)))
+                self._accepting.append(sock)
             else:
                 self.servers.append(await loop.create_server(
                     functools.partial(SmtpConnection, self, listener), sock=sock, backlog=1024,
@@ -306,12 +308,20 @@ class SmtpServer:
             log.error("TLS reload failed, keeping the current certificate: %s", exc)
 
     async def shutdown(self) -> None:
-        """Stop accepting, let transactions in flight finish, answer 421 to the rest."""
+        """Stop accepting, let transactions in flight finish, answer 421 to the rest.
+
+        The listening sockets are closed, not just left unread: a connection the kernel
+        would queue meanwhile gets a refusal at once, which a load balancer retries on
+        another node, instead of a silence ended by a reset (docs/proxy-protocol.md).
+        """
         self.stopping = True
         if self._sweeper is not None:
             self._sweeper.cancel()
         for acceptor in self._acceptors:
             acceptor.cancel()
+        await asyncio.gather(*self._acceptors, return_exceptions=True)
+        for sock in self._accepting:
+            sock.close()
         for server in self.servers:
             server.close()
         for conn in list(self.connections):
