@@ -8,6 +8,7 @@ else under /api/v1 needs an operator token.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 from collections.abc import Callable
@@ -54,5 +55,8 @@ async def serve_admin(runtime: Runtime, sock: socket.socket, *, draining: Callab
     config = uvicorn.Config(create_app(runtime, draining=draining), log_level="warning", access_log=False, lifespan="off",
                             proxy_headers=False, log_config=None)
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined,method-assign]  # the SMTP server owns signals
+    # The SMTP server owns signals: uvicorn must not stop the admin listener on SIGTERM, since
+    # /healthz answers "draining" to the load balancer until the sessions in flight are done.
+    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined,method-assign]  # uvicorn before 0.29
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # uvicorn 0.29 and later
     await server.serve(sockets=[sock])

@@ -474,6 +474,9 @@ class SmtpConnection(asyncio.Protocol):
                 return False
             self._slot = True
         ban = await self.server.guard.check_connection(self.ip)
+        if self.conn.closed:  # the server began to stop meanwhile: its 421 is all this client gets
+            self._flush()
+            return False
         if ban is None:
             metrics().connections.labels(self.listener.name, "accepted").inc()
             self.conn.start()
@@ -573,6 +576,8 @@ class SmtpConnection(asyncio.Protocol):
         while True:
             event = conn.next_event()
             if event is NEED_DATA:
+                if self.server.stopping:  # draining: a transaction just finished gets its 421 now, not at the next command
+                    conn.shutdown()
                 self._flush()
                 if conn.closed or self._lost:
                     return
