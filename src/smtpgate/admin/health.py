@@ -22,7 +22,7 @@ from smtpgate.runtime import Runtime
 
 log = logging.getLogger("smtpgate.admin")
 router = APIRouter()
-PROBE_TIMEOUT = 2.0  # well under a health check's interval: a hung database is a failed check
+PROBE_TIMEOUT = 3.0  # under HAProxy's `timeout check`: a hung database is a failed check, not a hung one
 
 
 async def _database(runtime: Runtime) -> None:
