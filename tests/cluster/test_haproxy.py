@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 import shutil
+import signal
 import smtplib
 import socket
 import ssl
@@ -94,6 +95,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, pg_url: str) -> Iterator[C
         yield Cluster(nodes, balancer)
     finally:
         balancer.close()
+        for node in nodes:  # all at once: each drains on its own
+            if node.proc is not None and node.proc.poll() is None:
+                node.proc.send_signal(signal.SIGTERM)
         for node in nodes:
             node.close()
         delete_prefix(prefix)
