@@ -9,15 +9,18 @@ row meet all three nodes.
 
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 import signal
 import smtplib
 import socket
 import ssl
+import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -229,3 +232,14 @@ def test_a_balancer_connection_without_a_header_is_refused(cluster: Cluster) -> 
         assert closed_unserved(sock) == b""  # not even a greeting
     refusal = proxy_refusals(cluster, BALANCER_SOURCE)[0]
     assert refusal.details["balancer"] is True and refusal.listener == "submission"
+
+
+def test_the_documented_haproxy_configuration_is_valid(tmp_path_factory: pytest.TempPathFactory) -> None:
+    need(shutil.which("haproxy") is not None, "haproxy is missing (scripts/install-test-clients.sh installs it)")
+    doc = (Path(__file__).parents[2] / "docs" / "proxy-protocol.md").read_text()
+    (block,) = re.findall(r"```haproxy\n(.*?)```", doc, re.S)
+    assert "send-proxy-v2" in block and "uri /healthz" in block
+    config = tmp_path_factory.mktemp("doc") / "haproxy.cfg"
+    config.write_text(block)
+    check = subprocess.run(["haproxy", "-c", "-f", str(config)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr

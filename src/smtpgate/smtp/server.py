@@ -435,8 +435,9 @@ class SmtpConnection(asyncio.Protocol):
             if not self._ended:
                 raise
         except (OSError, ssl.SSLError, TimeoutError) as exc:
-            metrics().tls_handshakes.labels(self.listener.name, "fail", "").inc()
-            log.debug("TLS handshake with %s failed: %s", self.ip, exc)
+            if self.listener.implicit_tls:
+                metrics().tls_handshakes.labels(self.listener.name, "fail", "").inc()
+            log.debug("connection from %s failed before its session (TLS handshake, reset): %s", self.ip, exc)
             sock.close()
             self._release()
 
