@@ -234,6 +234,27 @@ def test_a_balancer_connection_without_a_header_is_refused(cluster: Cluster) -> 
     assert refusal.details["balancer"] is True and refusal.listener == "submission"
 
 
+def test_a_draining_node_is_passed_over_without_a_client_noticing(cluster: Cluster) -> None:
+    """Last in the module: it stops a node. Its ports close at once, HAProxy's connection is
+    refused and redispatched to another node, and its health check takes it out."""
+    login = "drain@example.com"
+    secret = cluster.nodes[0].account_with_app_password(login)
+    leaving = cluster.nodes[2]
+    assert leaving.proc is not None
+    leaving.proc.send_signal(signal.SIGTERM)
+    assert leaving.proc.wait(20) == 0
+    for n in range(NODES):
+        for via in (cluster.via_starttls, cluster.via_implicit_tls):
+            with via("127.0.0.11") as smtp:
+                smtp.login(login, secret)
+                assert smtp.sendmail(login, ["bob@example.org"], message(login, f"after drain {n}")) == {}
+    rows = eventually(cluster.balancer.servers, lambda rows: all(
+        row["status"] == "DOWN" for (_, server), row in rows.items() if server == "n3"), timeout=10)
+    assert {key: row["status"] for key, row in rows.items() if key[1] == "n3"} == {
+        ("smtpgate_submission", "n3"): "DOWN", ("smtpgate_submissions", "n3"): "DOWN"}
+    assert sum(len(raws) for raws in captured(cluster, "after drain").values()) == 2 * NODES
+
+
 def test_the_documented_haproxy_configuration_is_valid(tmp_path_factory: pytest.TempPathFactory) -> None:
     need(shutil.which("haproxy") is not None, "haproxy is missing (scripts/install-test-clients.sh installs it)")
     doc = (Path(__file__).parents[2] / "docs" / "proxy-protocol.md").read_text()
