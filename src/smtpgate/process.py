@@ -85,7 +85,9 @@ async def _serve(
         if deliver:  # /metrics adds up every worker's files (smtpgate.metrics)
             from smtpgate.admin.app import serve_admin
 
-            admin = asyncio.get_running_loop().create_task(serve_admin(runtime, sockets["admin"]))
+            # /healthz answers 503 once SMTP drains, so a load balancer sends new clients elsewhere
+            admin = asyncio.get_running_loop().create_task(
+                serve_admin(runtime, sockets["admin"], draining=lambda: server.stopping))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -363,6 +365,9 @@ def _supervise(config: Config, sockets: dict[str, socket.socket], workers: int) 
         nonlocal stopping
         if signum in (signal.SIGTERM, signal.SIGINT):
             stopping = True
+            for name, sock in sockets.items():  # no worker is started any more: the ports close with the workers'
+                if name != "admin":
+                    sock.close()
         for pid in children:
             try:
                 os.kill(pid, signal.SIGTERM if signum == signal.SIGINT else signum)
