@@ -10,7 +10,7 @@ import time
 import pytest
 
 from smtpgate.smtp.proxy import ProxyHeader, ProxyViolation, encode_v1, encode_v2
-from smtpgate.smtp.proxy_io import Balancers, looks_like_proxy, peek_first, read_header
+from smtpgate.smtp.proxy_io import Balancers, looks_like_proxy, peek_first, read_header, read_header_within
 
 CLIENT_HELLO = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(32)
 
@@ -110,3 +110,37 @@ def test_balancers() -> None:
     assert "2001:db8::1" in balancers and "2001:db9::1" not in balancers
     assert "unknown" not in balancers and not Balancers([])
     assert not looks_like_proxy(b"EHLO x") and looks_like_proxy(encode_v2(None, None))
+
+
+def test_a_header_that_came_while_the_loop_was_busy_beats_the_deadline() -> None:
+    """Under load the deadline's timer and the socket's readiness come in the same turn of the
+    loop: a header that is there by then was sent in time and is taken, not refused."""
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+
+    def busy() -> None:  # the header arrives while the loop is stuck elsewhere past the deadline
+        theirs.sendall(encode_v1(("203.0.113.7", 40000), ("192.0.2.25", 587)) + b"EHLO x\r\n")
+        time.sleep(0.3)
+
+    async def main() -> ProxyHeader | ProxyViolation:
+        asyncio.get_running_loop().call_soon(busy)
+        return await read_header_within(ours, 0.1)
+
+    try:
+        event = asyncio.run(main())
+        assert isinstance(event, ProxyHeader) and event.source == ("203.0.113.7", 40000)
+        assert ours.recv(64) == b"EHLO x\r\n"
+    finally:
+        ours.close()
+        theirs.close()
+
+
+def test_a_silent_peer_gets_a_violation_at_the_deadline() -> None:
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    try:
+        event = asyncio.run(read_header_within(ours, 0.1))
+        assert isinstance(event, ProxyViolation) and "within 0.1s" in event.reason
+    finally:
+        ours.close()
+        theirs.close()

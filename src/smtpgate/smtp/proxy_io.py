@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 from smtpgate.smtp.proxy import NEED_DATA, V2_MAX, V2_SIGNATURE, ProxyHeader, ProxyParser, ProxyViolation
 
-__all__ = ["Balancers", "looks_like_proxy", "peek_first", "read_header"]
+__all__ = ["Balancers", "looks_like_proxy", "peek_first", "read_header", "read_header_within"]
 
 
 class Balancers:
@@ -92,6 +92,34 @@ async def read_header(sock: socket.socket) -> ProxyHeader | ProxyViolation:
         taken += _take(sock, size)
         if isinstance(event, ProxyHeader):
             return event
+
+
+async def read_header_within(sock: socket.socket, timeout: float) -> ProxyHeader | ProxyViolation:
+    """The header, or a violation when it is not whole within `timeout` seconds.
+
+    A loaded event loop runs the deadline's timer in the same turn as the socket's
+    readiness, and the timer can win: so at the deadline the socket is looked at once
+    more, and a header that is there by then was sent in time.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            return await read_header(sock)
+    except TimeoutError:
+        return _header_already_there(sock) or ProxyViolation(f"no whole PROXY header within {timeout:g}s")
+
+
+def _header_already_there(sock: socket.socket) -> ProxyHeader | None:
+    try:
+        peeked = sock.recv(V2_MAX, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except OSError:
+        return None
+    parser = ProxyParser()
+    parser.receive_data(peeked)
+    event = parser.next_event()
+    if not isinstance(event, ProxyHeader):
+        return None
+    _take(sock, len(peeked) - len(parser.rest))
+    return event
 
 
 def _take(sock: socket.socket, size: int) -> bytes:

@@ -61,7 +61,7 @@ from smtpgate.smtp.protocol import (
     State,
 )
 from smtpgate.smtp.proxy import ProxyHeader, ProxyViolation
-from smtpgate.smtp.proxy_io import Balancers, looks_like_proxy, peek_first, read_header
+from smtpgate.smtp.proxy_io import Balancers, looks_like_proxy, peek_first, read_header_within
 from smtpgate.smtp.session import BANNED, MessagePolicy, Session, SessionServices
 from smtpgate.smtp.tls import ReloadableTlsContext, TlsConfigError, describe_tls, legacy_server_context
 
@@ -495,12 +495,7 @@ class SmtpConnection(asyncio.Protocol):
 
     async def _read_proxy_header(self, sock: socket.socket) -> bool:
         """The balancer's header within proxy_protocol_timeout; False when the connection was closed."""
-        timeout = self.server.config.smtp.proxy_protocol_timeout.total_seconds()
-        try:
-            async with asyncio.timeout(timeout):
-                header = await read_header(sock)
-        except TimeoutError:
-            header = ProxyViolation(f"no whole PROXY header within {timeout:g}s")
+        header = await read_header_within(sock, self.server.config.smtp.proxy_protocol_timeout.total_seconds())
         if isinstance(header, ProxyViolation):
             self._refuse_proxy(sock, header.reason)
             return False
