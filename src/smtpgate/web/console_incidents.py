@@ -45,7 +45,7 @@ async def confirm(request: Request, credential: str = "", account: str = "") -> 
 
 async def _confirmation(v: Visit, actor: Actor, credential: str, account: str, reason: str, status: int = 200,
                         error: str = "") -> Response:
-    subject = None
+    subject: object = None
     try:
         if credential:
             subject = await run_in_threadpool(v.ops.credentials.get, actor, credential)
