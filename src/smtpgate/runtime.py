@@ -18,6 +18,7 @@ from smtpgate.store import Store, open_store
 if TYPE_CHECKING:
     from smtpgate.audit import AuditRecorder, AuditStore
     from smtpgate.audit.store import Alert
+    from smtpgate.cluster.registry import NodeRegistry
     from smtpgate.credentials.tokens import TokenService
     from smtpgate.deliverability.foresight import Foresight
     from smtpgate.deliverability.reputation import OutcomeWatch, Watch
@@ -49,6 +50,16 @@ class Runtime:
     @cached_property
     def node_name(self) -> str:
         return self.config.cluster.node_name or socket.gethostname()
+
+    @cached_property
+    def node_registry(self) -> NodeRegistry:
+        """This node's heartbeats (`smtpgate cluster status` reads them)."""
+        from smtpgate.cluster.registry import NodeRegistry
+
+        cluster = self.config.cluster
+        address = cluster.address or f"{self.node_name}:{self.config.smtp.submission.rpartition(':')[2]}"
+        return NodeRegistry(self.store, node=self.node_name, address=address,
+                            interval=cluster.heartbeat_interval.total_seconds())
 
     @cached_property
     def notifier(self) -> Notifier:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from smtpgate.ops.audit import Audit
     from smtpgate.ops.bans import Bans
     from smtpgate.ops.capture import Capture
+    from smtpgate.ops.cluster import Cluster
     from smtpgate.ops.credentials import Credentials
     from smtpgate.ops.dkim import Dkim
     from smtpgate.ops.queue import Queue
@@ -122,3 +123,9 @@ class Operations:
         from smtpgate.ops.upstream import Upstream
 
         return Upstream(self.runtime, self.journal)
+
+    @cached_property
+    def cluster(self) -> Cluster:
+        from smtpgate.ops.cluster import Cluster
+
+        return Cluster(self.runtime, self.journal)
