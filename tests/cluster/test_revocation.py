@@ -1,0 +1,205 @@
+"""Revocation everywhere at once: 3 nodes (own process and data dir each) on one PostgreSQL
+schema and one Redis prefix.
+
+A credential revoked on node A (through the operations layer with A's config, as
+`smtpgate creds revoke` on A does) must be refused by nodes B and C, whose caches hold
+it: timed over 50 trials, p50 and p99 printed (docs/cluster.md keeps the figures). Then
+node C loses its notification channel only (the database still answers), then the
+database as well: the caches fall back to their bounded lifetime, new mail is answered
+451 4.3.0, and all comes back with the database.
+
+Timing: each AUTH runs on a session whose TLS handshake was done beforehand, so an
+attempt costs one round trip; the figure of a trial is when the first refused attempt
+began, counted from the moment the revocation's commit returned on A (an upper bound:
+the change may have arrived before that attempt).
+"""
+
+from __future__ import annotations
+
+import base64
+import smtplib
+import statistics
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from smtpgate.config import load_config
+from smtpgate.ops import Actor, Operations
+from smtpgate.runtime import Runtime
+from tests.cluster.harness import Relay, cluster_schema, node_configs, start_all
+from tests.conftest import need
+from tests.guard.conftest import delete_prefix, redis_problem, unique_prefix
+from tests.smtp.server_harness import RunningServer
+
+LOGIN = "rev@example.com"
+TRIALS = 50
+PREPARED = 4
+
+
+class Nodes:
+    def __init__(self, servers: list[RunningServer], ops: Operations, relays: dict[str, Relay]) -> None:
+        self.a, self.b, self.c = servers
+        self.ops = ops
+        self.relays = relays
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
+    problem = redis_problem()
+    need(problem is None, problem or "")
+    prefix = unique_prefix()
+    relay_db, relay_listen = Relay(), Relay()
+    with cluster_schema() as url:
+        base = tmp_path_factory.mktemp("cluster")
+        configs = node_configs(base, ["a", "b", "c"], database_url=url, redis_prefix=prefix,
+                               database_urls={"c": relay_db.url(url)})
+        text = configs[2].read_text().replace("[cluster]\n", f'[cluster]\nlisten_url = "{relay_listen.url(url)}"\n', 1)
+        configs[2].write_text(text)
+        runtime = Runtime(load_config(configs[0]))
+        runtime.credentials.create_account(LOGIN, password="tulip-anvil-orbit-quartz-59")
+        servers = [RunningServer(c) for c in configs]
+        try:
+            start_all(servers)
+            yield Nodes(servers, Operations(runtime), {"db": relay_db, "listen": relay_listen})
+        finally:
+            for server in servers:
+                server.close()
+            runtime.close()
+            relay_db.close()
+            relay_listen.close()
+            delete_prefix(prefix)
+
+
+def prepared(node: RunningServer) -> smtplib.SMTP:
+    smtp = smtplib.SMTP("127.0.0.1", node.submission_port, local_hostname="client.test", timeout=10)
+    smtp.starttls(context=node.client_context())
+    smtp.ehlo("client.test")
+    return smtp
+
+
+def auth(smtp: smtplib.SMTP, secret: str) -> tuple[int, float]:
+    """(reply code, monotonic time the AUTH was sent) on a prepared session, which it closes."""
+    token = base64.b64encode(f"\0{LOGIN}\0{secret}".encode()).decode()
+    started = time.monotonic()
+    code, _ = smtp.docmd("AUTH", f"PLAIN {token}")
+    try:
+        smtp.quit()
+    except smtplib.SMTPException:
+        pass
+    return code, started
+
+
+def new_secret(nodes: Nodes) -> tuple[str, str]:
+    created = nodes.ops.app_passwords.create(Actor.local(), LOGIN, f"t{time.monotonic_ns()}")
+    return created.credential.id, created.secret
+
+
+def first_refusal(node: RunningServer, secret: str, since: float, sessions: list[smtplib.SMTP],
+                  refused: int = 535, timeout: float = 10.0) -> float:
+    """Seconds from `since` to the start of the first AUTH refused with `refused`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        smtp = sessions.pop(0) if sessions else prepared(node)
+        code, started = auth(smtp, secret)
+        if code == refused:
+            for rest in sessions:
+                rest.close()
+            return max(0.0, started - since)
+        assert code == 235, code
+    raise AssertionError(f"still accepted {timeout}s after the revocation")
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def revocation_trials(nodes: Nodes, targets: list[RunningServer], trials: int) -> list[float]:
+    latencies: list[float] = []
+    for _ in range(trials):
+        credential_id, secret = new_secret(nodes)
+        for node in targets:  # each node's cache holds the credential now
+            assert auth(prepared(node), secret)[0] == 235
+        sessions = {id(n): [prepared(n) for _ in range(PREPARED)] for n in targets}
+        nodes.ops.credentials.revoke(Actor.local(), credential_id)
+        revoked = time.monotonic()
+        for node in targets:
+            latencies.append(first_refusal(node, secret, revoked, sessions[id(node)]))
+    return latencies
+
+
+def report(what: str, latencies: list[float]) -> str:
+    line = (f"{what}: n={len(latencies)} p50={statistics.median(latencies) * 1000:.1f} ms "
+            f"p99={percentile(latencies, 99) * 1000:.1f} ms max={max(latencies) * 1000:.1f} ms")
+    print(line)
+    return line
+
+
+def test_a_revocation_on_a_is_refused_by_b_and_c_within_a_second(nodes: Nodes) -> None:
+    latencies = revocation_trials(nodes, [nodes.b, nodes.c], TRIALS)
+    report("revocation A -> B, C (NOTIFY)", latencies)
+    assert max(latencies) < 1.0
+    assert percentile(latencies, 50) < 0.1
+
+
+def test_with_the_channel_down_the_database_version_still_refuses_at_once(nodes: Nodes) -> None:
+    """Node C's LISTEN connection is cut (a pooler, a firewall); its database still answers."""
+    relay = nodes.relays["listen"]
+    relay.cut()
+    try:
+        time.sleep(0.3)  # the listener notices at once (its connection is reset)
+        latencies = revocation_trials(nodes, [nodes.c], 10)
+        report("revocation A -> C, channel down (version row)", latencies)
+        assert max(latencies) < 1.0
+    finally:
+        relay.restore()
+
+
+def test_with_the_database_down_a_cached_login_lasts_its_bounded_lifetime_and_mail_gets_451(nodes: Nodes) -> None:
+    """Node C cut off from PostgreSQL: cached logins only for cache_fallback_ttl (1 s here),
+    then 454; mail is never acknowledged (451 4.3.0); all well again once it is back."""
+    credential_id, secret = new_secret(nodes)
+    assert auth(prepared(nodes.c), secret)[0] == 235
+    sessions = [prepared(nodes.c) for _ in range(3)]
+    mail = prepared(nodes.c)
+    nodes.relays["db"].cut()
+    nodes.relays["listen"].cut()
+    cut = time.monotonic()
+    try:
+        assert auth(sessions.pop(0), secret)[0] == 235  # from the cache, within its lifetime
+        mail_code = send_one(mail, secret)
+        lifetime = first_refusal(nodes.c, secret, cut, sessions, refused=454)
+        report("cached login on C with PostgreSQL down, until refused", [lifetime])
+        assert 0.5 < lifetime < 5.0
+        assert mail_code == 451
+    finally:
+        nodes.relays["db"].restore()
+        nodes.relays["listen"].restore()
+    deadline = time.monotonic() + 15
+    while auth(prepared(nodes.c), secret)[0] != 235:
+        assert time.monotonic() < deadline, "node C did not come back with the database"
+        time.sleep(0.1)
+    del credential_id
+
+
+def send_one(smtp: smtplib.SMTP, secret: str) -> int:
+    """AUTH, MAIL, RCPT, DATA on a prepared session: the code of the end of DATA."""
+    token = base64.b64encode(f"\0{LOGIN}\0{secret}".encode()).decode()
+    code, _ = smtp.docmd("AUTH", f"PLAIN {token}")
+    assert code == 235, code
+    assert smtp.mail(LOGIN)[0] == 250
+    assert smtp.rcpt("someone@example.org")[0] == 250
+    code, _ = smtp.docmd("DATA")
+    if code != 354:
+        return code
+    smtp.send(f"From: {LOGIN}\r\nSubject: x\r\n\r\nbody\r\n.\r\n".encode())
+    code, _ = smtp.getreply()
+    smtp.close()
+    return code
+
+
+def test_nodes_show_in_cluster_status(nodes: Nodes) -> None:
+    statuses = {s.name: s for s in nodes.ops.cluster.status(Actor.local())}
+    assert set(statuses) == {"a", "b", "c"}
+    assert all(s.up and s.version for s in statuses.values())
