@@ -15,7 +15,7 @@ import psycopg
 
 from tests.conftest import PG_URL, _plain
 from tests.guard.servers import set_section
-from tests.smtp.server_harness import RunningServer, init_data_dir
+from tests.smtp.server_harness import RunningServer, free_port, init_data_dir
 
 
 @contextmanager
@@ -34,31 +34,31 @@ def cluster_schema() -> Iterator[str]:
 def node_configs(base: Path, names: list[str], *, database_url: str, redis_prefix: str,
                  cluster: dict[str, str] | None = None, delivery: str = "",
                  database_urls: dict[str, str] | None = None) -> list[Path]:
-    """`smtpgate init` per node, then one app-password key for all (as an operator copies it),
-    the Redis guard under one prefix and `[cluster] enabled = true`."""
+    """`smtpgate init` for the first node; the others get a copy of its data directory (config,
+    TLS files, app-password key: what an operator copies to a new node) on ports of their own.
+    All have the Redis guard under one prefix and `[cluster] enabled = true`."""
+    first = init_data_dir(base / names[0], database_url=database_url, smtp={"auth_failure_delay": '"20ms"'})
+    set_section(first, "guard", {
+        "backend": '"redis"', "redis_prefix": f'"{redis_prefix}"', "sync_interval": '"200ms"',
+        "login_failures": "100000", "ip_failures": "100000", "network_failures": "100000",
+    })
+    if delivery:
+        first.write_text(first.read_text().replace('mode = "capture"', delivery, 1))
     configs = []
     for name in names:
-        url = (database_urls or {}).get(name, database_url)
-        config = init_data_dir(base / name, database_url=url, smtp={"auth_failure_delay": '"20ms"'})
-        set_section(config, "guard", {
-            "backend": '"redis"', "redis_prefix": f'"{redis_prefix}"', "sync_interval": '"200ms"',
-            "login_failures": "100000", "ip_failures": "100000", "network_failures": "100000",
-        })
+        directory = base / name
+        if name != names[0]:
+            shutil.copytree(base / names[0], directory, ignore=shutil.ignore_patterns("*.log", "*.db*", "metrics"))
+        config = directory / "smtpgate.toml"
+        ports = [free_port() for _ in range(3)]
+        set_section(config, "smtp", {"submission": f'"127.0.0.1:{ports[0]}"', "submissions": f'"127.0.0.1:{ports[1]}"'})
+        set_section(config, "admin", {"listen": f'"127.0.0.1:{ports[2]}"'})
+        set_section(config, "database", {"url": f'"{(database_urls or {}).get(name, database_url)}"'})
         set_section(config, "cluster", {
             "enabled": "true", "node_name": f'"{name}"', "lease": '"3s"', "heartbeat_interval": '"1s"',
             "cache_fallback_ttl": '"1s"', **(cluster or {}),
         })
-        if delivery:
-            text = config.read_text()
-            config.write_text(text.replace('mode = "capture"', delivery, 1))
         configs.append(config)
-    first = configs[0].parent / "secrets"
-    for config in configs[1:]:
-        for key in ("app-password.key",):
-            shutil.copy2(first / key, config.parent / "secrets" / key)
-        master = configs[0].parent / "cluster-master.key"
-        if master.exists():
-            shutil.copy2(master, config.parent / "cluster-master.key")
     return configs
 
 
