@@ -140,11 +140,13 @@ async def _watch_guard(runtime: Runtime) -> None:
 
 
 async def _heartbeat(runtime: Runtime, server: SmtpServer) -> None:
-    """The node registry's row of this process: its connections, every heartbeat_interval."""
+    """The node registry's row of this process (its connections) and the keys' mirror, every heartbeat_interval."""
     registry = runtime.node_registry
     while True:
         try:
             await asyncio.to_thread(registry.beat, len(server.connections))
+            if runtime.sealed_files is not None:  # keys rotated on another node arrive, ours leave
+                await asyncio.to_thread(runtime.sealed_files.sync)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the database may be down; the next beat may pass

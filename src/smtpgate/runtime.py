@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from smtpgate.audit import AuditRecorder, AuditStore
     from smtpgate.audit.store import Alert
     from smtpgate.cluster.registry import NodeRegistry
+    from smtpgate.cluster.sealed import SealedFiles
     from smtpgate.credentials.tokens import TokenService
     from smtpgate.deliverability.foresight import Foresight
     from smtpgate.deliverability.reputation import OutcomeWatch, Watch
@@ -78,7 +79,20 @@ class Runtime:
 
     @cached_property
     def store(self) -> Store:
-        return open_store(self.config.database_url)
+        store = open_store(self.config.database_url)
+        if self.clustered:  # the cluster's keys before anything reads them (docs/cluster.md)
+            from smtpgate.cluster.sealed import open_sealed
+
+            sealed = open_sealed(store, self.config)
+            sealed.sync()
+            self.__dict__["sealed_files"] = sealed
+        return store
+
+    @cached_property
+    def sealed_files(self) -> SealedFiles | None:
+        """The keys every node shares, mirrored from the database (None outside a cluster)."""
+        self.store
+        return self.__dict__.get("sealed_files")
 
     @cached_property
     def credentials(self) -> CredentialService:
@@ -310,6 +324,12 @@ class Runtime:
         for pool in ("hashing_pool", "disk_pool"):
             if pool in self.__dict__:
                 self.__dict__[pool].shutdown(wait=False)
+        sealed = self.__dict__.get("sealed_files")
+        if sealed is not None:
+            try:
+                sealed.push()  # a key this process made or changed (dkim rotate, upstream set-password)
+            except Exception:  # noqa: BLE001 - pushed by the next heartbeat of a server instead
+                pass
         listener = self.__dict__.get("listener")
         if listener is not None:
             listener.stop()

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import psycopg
 
+from smtpgate.config import load_config
+from smtpgate.runtime import Runtime
 from tests.conftest import PG_URL, _plain
 from tests.guard.servers import set_section
 from tests.smtp.server_harness import RunningServer, free_port, init_data_dir
@@ -34,9 +36,10 @@ def cluster_schema() -> Iterator[str]:
 def node_configs(base: Path, names: list[str], *, database_url: str, redis_prefix: str,
                  cluster: dict[str, str] | None = None, delivery: str = "",
                  database_urls: dict[str, str] | None = None) -> list[Path]:
-    """`smtpgate init` for the first node; the others get a copy of its data directory (config,
-    TLS files, app-password key: what an operator copies to a new node) on ports of their own.
-    All have the Redis guard under one prefix and `[cluster] enabled = true`."""
+    """`smtpgate init` for the first node; the others get what an operator copies to a new
+    node: the config, the TLS files and the cluster master key (the app-password key and every
+    other key come from the database). Each on ports of its own; all with the Redis guard
+    under one prefix and `[cluster] enabled = true`."""
     first = init_data_dir(base / names[0], database_url=database_url, smtp={"auth_failure_delay": '"20ms"'})
     set_section(first, "guard", {
         "backend": '"redis"', "redis_prefix": f'"{redis_prefix}"', "sync_interval": '"200ms"',
@@ -47,8 +50,15 @@ def node_configs(base: Path, names: list[str], *, database_url: str, redis_prefi
     configs = []
     for name in names:
         directory = base / name
-        if name != names[0]:
-            shutil.copytree(base / names[0], directory, ignore=shutil.ignore_patterns("*.log", "*.db*", "metrics"))
+        if name == names[1]:
+            # The first node opens the store: the schema, the master key, its keys sealed in.
+            set_section(first, "cluster", {"enabled": "true", "node_name": f'"{names[0]}"'})
+            runtime = Runtime(load_config(first))
+            runtime.store
+            runtime.close()
+        if name != names[0]:  # config, TLS files and the master key; no other secret
+            shutil.copytree(base / names[0], directory,
+                            ignore=shutil.ignore_patterns("*.log", "*.db*", "metrics", "secrets"))
         config = directory / "smtpgate.toml"
         ports = [free_port() for _ in range(3)]
         set_section(config, "smtp", {"submission": f'"127.0.0.1:{ports[0]}"', "submissions": f'"127.0.0.1:{ports[1]}"'})
