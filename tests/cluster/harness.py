@@ -35,6 +35,7 @@ def cluster_schema() -> Iterator[str]:
 
 def node_configs(base: Path, names: list[str], *, database_url: str, redis_prefix: str,
                  cluster: dict[str, str] | None = None, delivery: str = "",
+                 sections: dict[str, dict[str, str]] | None = None,
                  database_urls: dict[str, str] | None = None) -> list[Path]:
     """`smtpgate init` for the first node; the others get what an operator copies to a new
     node: the config, the TLS files and the cluster master key (the app-password key and every
@@ -47,6 +48,8 @@ def node_configs(base: Path, names: list[str], *, database_url: str, redis_prefi
     })
     if delivery:
         first.write_text(first.read_text().replace('mode = "capture"', delivery, 1))
+    for section, values in (sections or {}).items():
+        set_section(first, section, values)
     configs = []
     for name in names:
         directory = base / name

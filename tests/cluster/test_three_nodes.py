@@ -1,12 +1,15 @@
-"""Revocation everywhere at once: 3 nodes (own process and data dir each) on one PostgreSQL
-schema and one Redis prefix.
+"""Three nodes (own process and data dir each) on one PostgreSQL schema and one Redis prefix,
+delivering through a smarthost (the local sink, tests/delivery/sink.py).
 
+Revocation everywhere at once:
 A credential revoked on node A (through the operations layer with A's config, as
 `smtpgate creds revoke` on A does) must be refused by nodes B and C, whose caches hold
 it: timed over 50 trials, p50 and p99 printed (docs/cluster.md keeps the figures). Then
 node C loses its notification channel only (the database still answers), then the
 database as well: the caches fall back to their bounded lifetime, new mail is answered
-451 4.3.0, and all comes back with the database.
+451 4.3.0, and all comes back with the database. Last, a load run with node B killed
+(SIGKILL) half-way: no acknowledged message is lost, every one reaches the sink at least
+once, and the duplicates are counted and printed.
 
 Timing: each AUTH runs on a session whose TLS handshake was done beforehand, so an
 attempt costs one round trip; the figure of a trial is when the first refused attempt
@@ -19,6 +22,7 @@ from __future__ import annotations
 import base64
 import smtplib
 import statistics
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
@@ -30,6 +34,8 @@ from smtpgate.ops import Actor, Operations
 from smtpgate.runtime import Runtime
 from tests.cluster.harness import Relay, cluster_schema, node_configs, start_all
 from tests.conftest import need
+from tests.delivery.harness import make_pki
+from tests.delivery.sink import SinkServer
 from tests.guard.conftest import delete_prefix, redis_problem, unique_prefix
 from tests.smtp.server_harness import RunningServer
 
@@ -39,10 +45,13 @@ PREPARED = 2
 
 
 class Nodes:
-    def __init__(self, servers: list[RunningServer], ops: Operations, relays: dict[str, Relay]) -> None:
+    def __init__(self, servers: list[RunningServer], ops: Operations, relays: dict[str, Relay],
+                 sink: SinkServer) -> None:
         self.a, self.b, self.c = servers
+        self.all = servers
         self.ops = ops
         self.relays = relays
+        self.sink = sink
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +60,18 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
     need(problem is None, problem or "")
     prefix = unique_prefix()
     relay_db, relay_listen = Relay(), Relay()
+    base = tmp_path_factory.mktemp("cluster")
+    pki = make_pki(base / "pki", ["sink.test"])
+    sink = SinkServer(tls_context=pki.server_context())
+    sink_port = sink.start()
     with cluster_schema() as url:
-        base = tmp_path_factory.mktemp("cluster")
-        configs = node_configs(base, ["a", "b", "c"], database_url=url, redis_prefix=prefix,
-                               database_urls={"c": relay_db.url(url)})
+        configs = node_configs(
+            base, ["a", "b", "c"], database_url=url, redis_prefix=prefix, database_urls={"c": relay_db.url(url)},
+            sections={"delivery": {"mode": '"relay"', "poll_interval": '"200ms"', "retry_initial": '"500ms"',
+                                   "retry_max": '"1s"'},
+                      "delivery.relay": {"host": '"127.0.0.1"', "port": str(sink_port), "ca_file": f'"{pki.ca_file}"'},
+                      "deliverability": {"misaligned": '"accept"'}},
+        )
         text = configs[2].read_text().replace("[cluster]\n", f'[cluster]\nlisten_url = "{relay_listen.url(url)}"\n', 1)
         configs[2].write_text(text)
         runtime = Runtime(load_config(configs[0]))
@@ -62,13 +79,14 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
         servers = [RunningServer(c) for c in configs]
         try:
             start_all(servers)
-            yield Nodes(servers, Operations(runtime), {"db": relay_db, "listen": relay_listen})
+            yield Nodes(servers, Operations(runtime), {"db": relay_db, "listen": relay_listen}, sink)
         finally:
             for server in servers:
                 server.close()
             runtime.close()
             relay_db.close()
             relay_listen.close()
+            sink.stop()
             delete_prefix(prefix)
 
 
@@ -206,3 +224,86 @@ def test_nodes_show_in_cluster_status(nodes: Nodes) -> None:
     statuses = {s.name: s for s in nodes.ops.cluster.status(Actor.local())}
     assert set(statuses) == {"a", "b", "c"}
     assert all(s.up and s.version for s in statuses.values())
+
+
+LOAD = 240
+CLIENTS = 6
+
+
+def test_a_node_killed_mid_load_loses_no_acknowledged_message(nodes: Nodes) -> None:
+    """Clients spread messages over the nodes (as HAProxy would), moving on to the next node
+    when one fails; node B gets SIGKILL when half are acknowledged. Every acknowledged
+    message reaches the sink at least once; duplicates are counted."""
+    secret = new_secret(nodes)[1]
+    live = [nodes.a, nodes.b, nodes.c]
+    acknowledged: dict[str, str] = {}   # subject -> queue id
+    failures: list[str] = []
+    half = threading.Event()
+    lock = threading.Lock()
+
+    def client(index: int) -> None:
+        turn = index
+        for number in range(index, LOAD, CLIENTS):
+            subject = f"load-{number}"
+            body = f"From: {LOGIN}\r\nTo: <sink@example.org>\r\nSubject: {subject}\r\n\r\nbody\r\n".encode()
+            for _ in range(6):  # a refused or broken session: the next node (what HAProxy's retry does)
+                node = live[turn % len(live)]
+                turn += 1
+                try:
+                    with smtplib.SMTP("127.0.0.1", node.submission_port, timeout=30) as smtp:
+                        smtp.starttls(context=node.client_context())
+                        smtp.login(LOGIN, secret)
+                        smtp.mail(LOGIN)
+                        smtp.rcpt("sink@example.org")
+                        code, reply = smtp.data(body)
+                    if code == 250:
+                        with lock:
+                            acknowledged[subject] = reply.decode().rsplit(" ", 1)[-1]
+                            if len(acknowledged) >= LOAD // 2:
+                                half.set()
+                        break
+                except (OSError, smtplib.SMTPException):
+                    continue
+            else:
+                failures.append(subject)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    assert half.wait(120)
+    assert nodes.b.proc is not None
+    nodes.b.proc.kill()  # SIGKILL: no drain, its claims lapse after the 3 s lease
+    killed_at = time.monotonic()
+    live.remove(nodes.b)
+    for t in threads:
+        t.join()
+    submitted = time.monotonic() - started
+
+    def delivered() -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for received in list(nodes.sink.messages):
+            for line in received.data.split(b"\r\n"):
+                if line.startswith(b"Subject: load-"):
+                    name = line[len(b"Subject: "):].decode()
+                    counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    deadline = time.monotonic() + 60
+    while not set(acknowledged) <= set(delivered()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    counts = delivered()
+    lost = sorted(set(acknowledged) - set(counts))
+    duplicates = sum(n - 1 for n in counts.values() if n > 1)
+    print(f"load: {len(acknowledged)} acknowledged of {LOAD} in {submitted:.1f}s, node b killed after "
+          f"{killed_at - started:.1f}s; delivered {len(counts)} distinct, lost {len(lost)}, "
+          f"duplicates {duplicates}, all delivered {time.monotonic() - killed_at:.1f}s after the kill")
+    assert failures == []
+    assert lost == []
+    assert len(acknowledged) == LOAD
+    statuses = {s.name: s for s in nodes.ops.cluster.status(Actor.local())}
+    deadline = time.monotonic() + 10
+    while statuses["b"].up and time.monotonic() < deadline:  # three missed heartbeats
+        time.sleep(0.3)
+        statuses = {s.name: s for s in nodes.ops.cluster.status(Actor.local())}
+    assert not statuses["b"].up and statuses["a"].up and statuses["c"].up
