@@ -32,6 +32,7 @@ import pytest
 from smtpgate.config import load_config
 from smtpgate.ops import Actor, Operations
 from smtpgate.runtime import Runtime
+from tests.cli.conftest import Cli
 from tests.cluster.harness import Relay, cluster_schema, node_configs, start_all
 from tests.conftest import need
 from tests.delivery.harness import make_pki
@@ -221,9 +222,12 @@ def send_one(smtp: smtplib.SMTP, secret: str) -> int:
 
 
 def test_nodes_show_in_cluster_status(nodes: Nodes) -> None:
-    statuses = {s.name: s for s in nodes.ops.cluster.status(Actor.local())}
-    assert set(statuses) == {"a", "b", "c"}
-    assert all(s.up and s.version for s in statuses.values())
+    """`smtpgate cluster status --json` on node B (the CLI, through ops): every node, up."""
+    listed = Cli(nodes.b.config_path).ok("cluster", "status", "--json").json()
+    by_name = {n["name"]: n for n in listed}
+    assert set(by_name) == {"a", "b", "c"}
+    assert all(n["up"] and n["version"] and n["processes"] == 1 for n in by_name.values())
+    assert by_name["c"]["address"].startswith("c:")
 
 
 LOAD = 240
@@ -231,8 +235,8 @@ CLIENTS = 6
 
 
 def test_a_node_killed_mid_load_loses_no_acknowledged_message(nodes: Nodes) -> None:
-    """Clients spread messages over the nodes (as HAProxy would), moving on to the next node
-    when one fails; node B gets SIGKILL when half are acknowledged. Every acknowledged
+    """Clients on persistent sessions spread over the nodes (as HAProxy would), moving on to
+    the next node when one fails; node B gets SIGKILL when half are acknowledged. Every acknowledged
     message reaches the sink at least once; duplicates are counted."""
     secret = new_secret(nodes)[1]
     live = [nodes.a, nodes.b, nodes.c]
@@ -242,30 +246,38 @@ def test_a_node_killed_mid_load_loses_no_acknowledged_message(nodes: Nodes) -> N
     lock = threading.Lock()
 
     def client(index: int) -> None:
+        """One persistent session at a time; a broken one is dropped and the next node taken."""
         turn = index
+        smtp: smtplib.SMTP | None = None
         for number in range(index, LOAD, CLIENTS):
             subject = f"load-{number}"
             body = f"From: {LOGIN}\r\nTo: <sink@example.org>\r\nSubject: {subject}\r\n\r\nbody\r\n".encode()
-            for _ in range(6):  # a refused or broken session: the next node (what HAProxy's retry does)
-                node = live[turn % len(live)]
-                turn += 1
+            for _ in range(6):  # what HAProxy's redispatch does for a new connection
                 try:
-                    with smtplib.SMTP("127.0.0.1", node.submission_port, timeout=30) as smtp:
+                    if smtp is None:
+                        node = live[turn % len(live)]
+                        turn += 1
+                        smtp = smtplib.SMTP("127.0.0.1", node.submission_port, timeout=30)
                         smtp.starttls(context=node.client_context())
                         smtp.login(LOGIN, secret)
-                        smtp.mail(LOGIN)
-                        smtp.rcpt("sink@example.org")
-                        code, reply = smtp.data(body)
+                    smtp.mail(LOGIN)
+                    smtp.rcpt("sink@example.org")
+                    code, reply = smtp.data(body)
                     if code == 250:
                         with lock:
                             acknowledged[subject] = reply.decode().rsplit(" ", 1)[-1]
                             if len(acknowledged) >= LOAD // 2:
                                 half.set()
                         break
+                    smtp.rset()
                 except (OSError, smtplib.SMTPException):
-                    continue
+                    if smtp is not None:
+                        smtp.close()
+                    smtp = None
             else:
                 failures.append(subject)
+        if smtp is not None:
+            smtp.close()
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
     started = time.monotonic()
