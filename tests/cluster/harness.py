@@ -36,7 +36,7 @@ def cluster_schema() -> Iterator[str]:
 def node_configs(base: Path, names: list[str], *, database_url: str, redis_prefix: str,
                  cluster: dict[str, str] | None = None, delivery: str = "",
                  sections: dict[str, dict[str, str]] | None = None,
-                 database_urls: dict[str, str] | None = None) -> list[Path]:
+                 database_urls: dict[str, str] | None = None, redis_urls: dict[str, str] | None = None) -> list[Path]:
     """`smtpgate init` for the first node; the others get what an operator copies to a new
     node: the config, the TLS files and the cluster master key (the app-password key and every
     other key come from the database). Each on ports of its own; all with the Redis guard
@@ -45,6 +45,7 @@ def node_configs(base: Path, names: list[str], *, database_url: str, redis_prefi
     set_section(first, "guard", {
         "backend": '"redis"', "redis_prefix": f'"{redis_prefix}"', "sync_interval": '"200ms"',
         "login_failures": "100000", "ip_failures": "100000", "network_failures": "100000",
+        "allow_networks": "[]",  # bans apply to loopback sources too
     })
     if delivery:
         first.write_text(first.read_text().replace('mode = "capture"', delivery, 1))
@@ -67,6 +68,8 @@ def node_configs(base: Path, names: list[str], *, database_url: str, redis_prefi
         set_section(config, "smtp", {"submission": f'"127.0.0.1:{ports[0]}"', "submissions": f'"127.0.0.1:{ports[1]}"'})
         set_section(config, "admin", {"listen": f'"127.0.0.1:{ports[2]}"'})
         set_section(config, "database", {"url": f'"{(database_urls or {}).get(name, database_url)}"'})
+        if name in (redis_urls or {}):
+            set_section(config, "guard", {"redis_url": f'"{(redis_urls or {})[name]}"'})
         set_section(config, "cluster", {
             "enabled": "true", "node_name": f'"{name}"', "lease": '"3s"', "heartbeat_interval": '"1s"',
             "cache_fallback_ttl": '"1s"', **(cluster or {}),
@@ -124,6 +127,10 @@ class Relay:
             server, self._server = self._server, None
             sockets, self._sockets = self._sockets, []
         if server is not None:
+            try:
+                server.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread, frees the port
+            except OSError:
+                pass
             server.close()
         for s in sockets:
             try:

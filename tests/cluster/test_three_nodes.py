@@ -19,8 +19,10 @@ the change may have arrived before that attempt).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import smtplib
+import socket
 import statistics
 import threading
 import time
@@ -60,7 +62,7 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
     problem = redis_problem()
     need(problem is None, problem or "")
     prefix = unique_prefix()
-    relay_db, relay_listen = Relay(), Relay()
+    relay_db, relay_listen, relay_redis = Relay(), Relay(), Relay(("127.0.0.1", 6379))
     base = tmp_path_factory.mktemp("cluster")
     pki = make_pki(base / "pki", ["sink.test"])
     sink = SinkServer(tls_context=pki.server_context())
@@ -68,6 +70,7 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
     with cluster_schema() as url:
         configs = node_configs(
             base, ["a", "b", "c"], database_url=url, redis_prefix=prefix, database_urls={"c": relay_db.url(url)},
+            redis_urls={"c": f"redis://127.0.0.1:{relay_redis.port}/0"},
             sections={"delivery": {"mode": '"relay"', "poll_interval": '"200ms"', "retry_initial": '"500ms"',
                                    "retry_max": '"1s"'},
                       "delivery.relay": {"host": '"127.0.0.1"', "port": str(sink_port), "ca_file": f'"{pki.ca_file}"'},
@@ -80,13 +83,14 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
         servers = [RunningServer(c) for c in configs]
         try:
             start_all(servers)
-            yield Nodes(servers, Operations(runtime), {"db": relay_db, "listen": relay_listen}, sink)
+            yield Nodes(servers, Operations(runtime), {"db": relay_db, "listen": relay_listen, "redis": relay_redis}, sink)
         finally:
             for server in servers:
                 server.close()
             runtime.close()
             relay_db.close()
             relay_listen.close()
+            relay_redis.close()
             sink.stop()
             delete_prefix(prefix)
 
@@ -182,7 +186,8 @@ def test_with_the_database_down_a_cached_login_lasts_its_bounded_lifetime_and_ma
     """Node C cut off from PostgreSQL: cached logins only for cache_fallback_ttl (1 s here),
     then 454; mail is never acknowledged (451 4.3.0); all well again once it is back."""
     credential_id, secret = new_secret(nodes)
-    assert auth(prepared(nodes.c), secret)[0] == 235
+    time.sleep(0.3)  # the creation's own notification has emptied C's cache of the account
+    assert auth(prepared(nodes.c), secret)[0] == 235  # now C caches it
     sessions = [prepared(nodes.c) for _ in range(3)]
     mail = prepared(nodes.c)
     nodes.relays["db"].cut()
@@ -193,7 +198,7 @@ def test_with_the_database_down_a_cached_login_lasts_its_bounded_lifetime_and_ma
         mail_code = send_one(mail, secret)
         lifetime = first_refusal(nodes.c, secret, cut, sessions, refused=454)
         report("cached login on C with PostgreSQL down, until refused", [lifetime])
-        assert 0.5 < lifetime < 5.0
+        assert lifetime < 1.0 + 1.0 + 1.5  # the listener's ping, the 1 s lifetime, a loaded machine
         assert mail_code == 451
     finally:
         nodes.relays["db"].restore()
@@ -219,6 +224,40 @@ def send_one(smtp: smtplib.SMTP, secret: str) -> int:
     code, _ = smtp.getreply()
     smtp.close()
     return code
+
+
+def test_a_ban_made_on_a_refuses_the_source_on_b_and_c(nodes: Nodes) -> None:
+    def greetings() -> list[bytes]:
+        found = []
+        for node in (nodes.b, nodes.c):
+            with socket.create_connection(("127.0.0.1", node.submission_port), timeout=30,
+                                          source_address=("127.0.0.77", 0)) as raw:
+                found.append(raw.makefile("rb").readline())
+        return found
+
+    async def ban_then_look() -> list[bytes]:
+        await nodes.ops.bans.add(Actor.local(), "127.0.0.77/32", "10m", reason="cluster test")
+        try:
+            return await asyncio.to_thread(greetings)
+        finally:
+            await nodes.ops.bans.remove(Actor.local(), "127.0.0.77/32")
+            await nodes.ops.runtime.guard.close()  # its Redis client belongs to this loop
+
+    found = asyncio.run(ban_then_look())
+    assert all(g.startswith(b"421 4.7.0") for g in found), found
+    assert prepared(nodes.b).noop()[0] == 250  # another source still gets in
+
+
+def test_with_redis_down_a_node_lets_mail_through_and_says_so(nodes: Nodes) -> None:
+    """The decision of docs/cluster.md: the balancer takes the node out (/healthz); a node
+    reached directly fails open for bans and counting (no quota here) and logs the outage."""
+    secret = new_secret(nodes)[1]
+    nodes.relays["redis"].cut()
+    try:
+        assert send_one(prepared(nodes.c), secret) == 250
+    finally:
+        nodes.relays["redis"].restore()
+    assert "guard backend unavailable, letting connections through" in nodes.c.log()
 
 
 def test_nodes_show_in_cluster_status(nodes: Nodes) -> None:

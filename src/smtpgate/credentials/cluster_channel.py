@@ -16,8 +16,9 @@ it is down (connection lost, PostgreSQL restarting), the caches fall back:
 - the database answers: the version row (`DatabaseChannel`) is read before each use, one
   primary-key SELECT, so a change is still seen on the next login;
 - the database does not answer either: cached entries are trusted only for
-  `[cluster] cache_fallback_ttl` after the last moment the cache was known current; after
-  that a login is answered 454 4.7.0 (temporary) until the database is back.
+  `[cluster] cache_fallback_ttl` after the last moment the cache was known current (the
+  listener's last answered ping, or the last version read); after that a login is
+  answered 454 4.7.0 (temporary) until the database is back.
 
 When the listener comes back, every cache is emptied (notifications sent meanwhile are
 lost). A node cut off from the database notices within the listener's ping and TCP user
@@ -97,8 +98,9 @@ class NotifyChannel(DatabaseChannel):
         try:
             super().check()
         except StoreUnavailable:
+            heard = self._listener.alive_at if self._listener is not None else 0.0
             with self._state_lock:
-                trusted = now < self._trusted_until
+                trusted = now < max(self._trusted_until, heard + self._fallback)
             if not trusted:
                 raise
             return

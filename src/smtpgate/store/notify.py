@@ -90,6 +90,7 @@ class Listener:
         self._stopping = threading.Event()
         self._up = threading.Event()
         self.down_since: float | None = time.monotonic()  # None while up
+        self.alive_at = 0.0  # monotonic time the connection last answered
         self.heard = 0
 
     @property
@@ -144,6 +145,7 @@ class Listener:
         by_channel = {channels + topic: topic for topic in topics}
         for channel in by_channel:
             conn.execute(f'LISTEN "{channel}"')
+        self.alive_at = time.monotonic()
         self._set_state(True, None)
         while not self._stopping.is_set():
             for note in conn.notifies(timeout=PING_INTERVAL, stop_after=64):
@@ -162,6 +164,7 @@ class Listener:
                 by_channel[channels + topic] = topic
                 conn.execute(f'LISTEN "{channels + topic}"')
             conn.execute("SELECT 1")  # a dead connection shows here, within the TCP user timeout
+            self.alive_at = time.monotonic()
 
     def _set_state(self, up: bool, exc: BaseException | None) -> None:
         if up == self._up.is_set() and not (up is False and self.down_since is None):
