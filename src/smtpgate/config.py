@@ -96,12 +96,17 @@ class SmtpConfig(_Section):
     allow_null_sender: bool = False
     display_name_address: Literal["refuse", "flag", "allow"] = "refuse"
     received_auth: Literal["token", "none"] = "token"
+    # Load balancers that begin each connection with a PROXY protocol header (docs/proxy-protocol.md).
+    proxy_protocol_from: list[str] = []
+    proxy_protocol_timeout: timedelta = timedelta(seconds=5)
 
     _check_listen = field_validator("submission", "submissions")(classmethod(lambda cls, v: _listen(v)))
     _check_durations = field_validator(
         "command_timeout", "data_timeout", "auth_failure_delay", "tls_handshake_timeout",
-        "shutdown_grace", "pre_auth_timeout", "pre_auth_stress_timeout", "auth_deadline", mode="before"
+        "shutdown_grace", "pre_auth_timeout", "pre_auth_stress_timeout", "auth_deadline",
+        "proxy_protocol_timeout", mode="before"
     )(classmethod(lambda cls, v: _duration(v)))
+    _check_balancers = field_validator("proxy_protocol_from")(classmethod(lambda cls, v: _cidrs(v)))
 
 
 def _cidrs(value: list[str]) -> list[str]:

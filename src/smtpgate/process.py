@@ -83,7 +83,9 @@ async def _serve(
         tls = ReloadableTlsContext(config.path(config.tls.cert), config.path(config.tls.key))
         server = SmtpServer(config, runtime, tls)
         await server.start(sockets)
-        admin = asyncio.get_running_loop().create_task(serve_admin(runtime, sockets["admin"]))
+        # /healthz answers 503 once SMTP drains, so a load balancer sends new clients elsewhere
+        admin = asyncio.get_running_loop().create_task(
+            serve_admin(runtime, sockets["admin"], draining=lambda: server.stopping))
         if runtime.clustered:
             heartbeat = asyncio.get_running_loop().create_task(_heartbeat(runtime, server))
         stop = asyncio.Event()
@@ -362,6 +364,9 @@ def _supervise(config: Config, sockets: dict[str, socket.socket], workers: int) 
         nonlocal stopping
         if signum in (signal.SIGTERM, signal.SIGINT):
             stopping = True
+            for name, sock in sockets.items():  # no worker is started any more: the ports close with the workers'
+                if name != "admin":
+                    sock.close()
         for pid in children:
             try:
                 os.kill(pid, signal.SIGTERM if signum == signal.SIGINT else signum)

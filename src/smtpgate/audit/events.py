@@ -43,6 +43,9 @@ PROTOCOL = "protocol"                  # refused by the protocol: too big, bare 
 GUARD_UNAVAILABLE = "guard-unavailable"
 DMARC_MISALIGNED = "dmarc-misaligned"      # the From: domain's DMARC policy would refuse what the route can send
 
+# connections closed before any session
+PROXY_PROTOCOL = "proxy-protocol"  # a balancer's connection without a valid PROXY header, or a header from anyone else
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
