@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import shutil
 import smtplib
 import socket
 import statistics
@@ -35,6 +36,7 @@ from smtpgate.config import load_config
 from smtpgate.ops import Actor, Operations
 from smtpgate.runtime import Runtime
 from tests.cli.conftest import Cli
+from tests.cluster.haproxy import BALANCER_SOURCE, HAProxy
 from tests.cluster.harness import Relay, cluster_schema, node_configs, start_all
 from tests.conftest import need
 from tests.delivery.harness import make_pki
@@ -49,18 +51,20 @@ PREPARED = 2
 
 class Nodes:
     def __init__(self, servers: list[RunningServer], ops: Operations, relays: dict[str, Relay],
-                 sink: SinkServer) -> None:
+                 sink: SinkServer, balancer: HAProxy) -> None:
         self.a, self.b, self.c = servers
         self.all = servers
         self.ops = ops
         self.relays = relays
         self.sink = sink
+        self.balancer = balancer
 
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
     problem = redis_problem()
     need(problem is None, problem or "")
+    need(shutil.which("haproxy") is not None, "haproxy is missing (scripts/install-test-clients.sh installs it)")
     prefix = unique_prefix()
     relay_db, relay_listen, relay_redis = Relay(), Relay(), Relay(("127.0.0.1", 6379))
     base = tmp_path_factory.mktemp("cluster")
@@ -74,17 +78,23 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
             sections={"delivery": {"mode": '"relay"', "poll_interval": '"200ms"', "retry_initial": '"500ms"',
                                    "retry_max": '"1s"'},
                       "delivery.relay": {"host": '"127.0.0.1"', "port": str(sink_port), "ca_file": f'"{pki.ca_file}"'},
-                      "deliverability": {"misaligned": '"accept"'}},
+                      "deliverability": {"misaligned": '"accept"'},
+                      "smtp": {"proxy_protocol_from": f'["{BALANCER_SOURCE}/32"]'}},
         )
         text = configs[2].read_text().replace("[cluster]\n", f'[cluster]\nlisten_url = "{relay_listen.url(url)}"\n', 1)
         configs[2].write_text(text)
         runtime = Runtime(load_config(configs[0]))
         runtime.credentials.create_account(LOGIN, password="tulip-anvil-orbit-quartz-59")
         servers = [RunningServer(c) for c in configs]
+        balancer = HAProxy(base)
         try:
             start_all(servers)
-            yield Nodes(servers, Operations(runtime), {"db": relay_db, "listen": relay_listen, "redis": relay_redis}, sink)
+            balancer.start(servers)
+            balancer.wait_until_all_up(2 * len(servers), timeout=60)
+            yield Nodes(servers, Operations(runtime), {"db": relay_db, "listen": relay_listen, "redis": relay_redis},
+                        sink, balancer)
         finally:
+            balancer.close()
             for server in servers:
                 server.close()
             runtime.close()
@@ -288,33 +298,32 @@ def test_nodes_show_in_cluster_status(nodes: Nodes) -> None:
 
 LOAD = 240
 CLIENTS = 6
+CLIENT = "127.0.0.9"
 
 
 def test_a_node_killed_mid_load_loses_no_acknowledged_message(nodes: Nodes) -> None:
-    """Clients on persistent sessions spread over the nodes (as HAProxy would), moving on to
-    the next node when one fails; node B gets SIGKILL when half are acknowledged. Every acknowledged
-    message reaches the sink at least once; duplicates are counted."""
+    """Clients on persistent sessions through HAProxy (send-proxy-v2, round robin, redispatch),
+    from their own address; node B gets SIGKILL when half are acknowledged, and a client whose
+    session broke connects again. Every acknowledged message reaches the sink at least once,
+    with the client's address in its Received: line; duplicates are counted."""
     secret = new_secret(nodes)[1]
-    live = [nodes.a, nodes.b, nodes.c]
     acknowledged: dict[str, str] = {}   # subject -> queue id
     failures: list[str] = []
     half = threading.Event()
     lock = threading.Lock()
 
     def client(index: int) -> None:
-        """One persistent session at a time; a broken one is dropped and the next node taken."""
-        turn = index
+        """One persistent session at a time; a broken one is dropped and a new one opened."""
         smtp: smtplib.SMTP | None = None
         for number in range(index, LOAD, CLIENTS):
             subject = f"load-{number}"
             body = f"From: {LOGIN}\r\nTo: <sink@example.org>\r\nSubject: {subject}\r\n\r\nbody\r\n".encode()
-            for _ in range(6):  # what HAProxy's redispatch does for a new connection
+            for _ in range(6):  # a broken session: connect again (HAProxy picks a live node)
                 try:
                     if smtp is None:
-                        node = live[turn % len(live)]
-                        turn += 1
-                        smtp = smtplib.SMTP("127.0.0.1", node.submission_port, timeout=30)
-                        smtp.starttls(context=node.client_context())
+                        smtp = smtplib.SMTP("127.0.0.1", nodes.balancer.submission_port, timeout=30,
+                                            source_address=(CLIENT, 0))
+                        smtp.starttls(context=nodes.a.client_context())
                         smtp.login(LOGIN, secret)
                     smtp.mail(LOGIN)
                     smtp.rcpt("sink@example.org")
@@ -343,7 +352,6 @@ def test_a_node_killed_mid_load_loses_no_acknowledged_message(nodes: Nodes) -> N
     assert nodes.b.proc is not None
     nodes.b.proc.kill()  # SIGKILL: no drain, its claims lapse after the 3 s lease
     killed_at = time.monotonic()
-    live.remove(nodes.b)
     for t in threads:
         t.join()
     submitted = time.monotonic() - started
@@ -355,7 +363,10 @@ def test_a_node_killed_mid_load_loses_no_acknowledged_message(nodes: Nodes) -> N
                 if line.startswith(b"Subject: load-"):
                     name = line[len(b"Subject: "):].decode()
                     counts[name] = counts.get(name, 0) + 1
+                    addresses.add(received.data.split(b"([", 1)[1].split(b"])", 1)[0].decode())
         return counts
+
+    addresses: set[str] = set()
 
     deadline = time.monotonic() + 60
     while not set(acknowledged) <= set(delivered()) and time.monotonic() < deadline:
@@ -369,6 +380,7 @@ def test_a_node_killed_mid_load_loses_no_acknowledged_message(nodes: Nodes) -> N
     assert failures == []
     assert lost == []
     assert len(acknowledged) == LOAD
+    assert addresses == {CLIENT}  # the client's, from the PROXY header, never the balancer's
     statuses = {s.name: s for s in nodes.ops.cluster.status(Actor.local())}
     deadline = time.monotonic() + 10
     while statuses["b"].up and time.monotonic() < deadline:  # three missed heartbeats
