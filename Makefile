@@ -35,10 +35,13 @@ run: venv
 	@test -f $(CONFIG) || $(BIN)/smtpgate init --data-dir $(DATA) $(INIT_PORTS)
 	$(BIN)/smtpgate serve --config $(CONFIG) $(SERVE_PORTS)
 
-## make test: create .venv with the test extras, install the real SMTP clients, run the whole suite.
+## make test: create .venv with the test extras, install the real SMTP clients, run the whole suite,
+## TEST_JOBS processes at once (pytest-xdist; a module's tests stay together in one process, so a
+## module's server is started once). TEST_JOBS=0 runs it in this process alone.
+TEST_JOBS ?= 2
 test: test-venv
 	@scripts/install-test-clients.sh
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_JOBS)),,-n $(TEST_JOBS) --dist loadfile) $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python bench/run.py

@@ -255,7 +255,9 @@ class Generator:
         self.tls_name = args.tls_name
         # several loopback source addresses (127.1.0.1, 127.1.0.2, ...) so that a
         # per-client-IP connection limit of the server does not cap scenario c
-        self.sources = [f"127.1.{i // 250}.{i % 250 + 1}" for i in range(args.source_ips)] \
+        first = args.source_ip_offset
+        self.sources = [f"127.1.{i // 250}.{i % 250 + 1}"
+                        for i in range(first, first + args.source_ips)] \
             if args.source_ips > 1 else []
         self.src_i = 0
 
@@ -435,11 +437,15 @@ class Generator:
             s.close()
 
     # -- scenario c ----------------------------------------------------------------
-    async def scenario_c(self, roots: list[int]) -> dict:
+    async def scenario_c(self, roots: list[int], before: dict | None = None,
+                         others: int = 0) -> dict:
+        """`before`: the idle memory, when measured before other generator processes
+        (--procs) opened `others` sessions that are held meanwhile."""
         a = self.a
         sessions: list[Session] = []
         sem = asyncio.Semaphore(a.ramp_concurrency)
-        before = memory_of(roots) if roots else None
+        if before is None:
+            before = memory_of(roots) if roots else None
 
         async def one() -> None:
             try:
@@ -481,7 +487,10 @@ class Generator:
         log(f"c: {len(sessions)}/{a.connections} sessions authenticated in {ramp_s:.1f}s; "
             f"holding {a.hold:.0f}s")
         samples = []
-        hold_end = perf() + a.hold
+        if a.child:  # held until the measuring process is done with its own hold
+            print(f"HELD {len(sessions)}", flush=True)
+            await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        hold_end = perf() + (0 if a.child else a.hold)
         while True:
             await asyncio.sleep(min(2.0, max(0.0, hold_end - perf())))
             if roots:
@@ -511,11 +520,12 @@ class Generator:
         out = {"connections_requested": a.connections, "authenticated": len(sessions),
                "alive_after_hold": alive, "ramp_s": round(ramp_s, 2), "ramp_end": ramp_stop,
                "hold_s": a.hold, "memory_before": before, "memory_held_peak": peak}
-        if peak and before and sessions:
+        held = len(sessions) + others
+        if peak and before and held:
             out["kib_per_connection_rss"] = round(
-                (peak["rss_mib"] - before["rss_mib"]) * 1024 / len(sessions), 1)
+                (peak["rss_mib"] - before["rss_mib"]) * 1024 / held, 1)
             out["kib_per_connection_pss"] = round(
-                (peak["pss_mib"] - before["pss_mib"]) * 1024 / len(sessions), 1)
+                (peak["pss_mib"] - before["pss_mib"]) * 1024 / held, 1)
         return out
 
 
@@ -632,6 +642,60 @@ def run_multi(args: argparse.Namespace, roots: list[int]) -> dict:
     return out
 
 
+def run_c_multi(args: argparse.Namespace, roots: list[int]) -> dict:
+    """Scenario c over --procs processes (one process's open files are capped by its hard
+    limit): the others open their share and hold it; this one measures the idle memory
+    first, then opens its own share, samples the memory of everything held, and asks
+    each of them for a NOOP on every session at the end."""
+    before = memory_of(roots) if roots else None
+    n, k = args.connections, args.procs
+    ips = max(1, args.source_ips // k)
+    share = [n // k + (1 if i < n % k else 0) for i in range(k)]
+    procs = []
+    for i in range(1, k):
+        cmd = [sys.executable, os.path.abspath(__file__), "--child",
+               "--host", args.host, "--port", str(args.port), "--user", args.user,
+               "--password-env", args.password_env, "--scenario", "c",
+               "--connections", str(share[i]), "--source-ips", str(ips),
+               "--source-ip-offset", str(i * ips), "--op-timeout", str(args.op_timeout),
+               "--ramp-concurrency", str(args.ramp_concurrency),
+               "--ramp-timeout", str(args.ramp_timeout), "--ramp-stall", str(args.ramp_stall),
+               "--tls-name", args.tls_name]
+        if args.cafile:
+            cmd += ["--cafile", args.cafile]
+        if args.insecure:
+            cmd.append("--insecure")
+        procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      text=True))
+    others = 0
+    for p in procs:  # one after the other: each waits for its whole ramp
+        line = p.stdout.readline().split()
+        if not line or line[0] != "HELD":
+            for q in procs:
+                q.kill()
+            sys.exit(f"loadgen: c child failed before holding its sessions: {line!r}")
+        others += int(line[1])
+    log(f"c: {others} sessions held by {k - 1} other process(es)")
+    args.source_ips, args.connections = ips, share[0]
+    g = Generator(args)
+    runner = asyncio.Runner(loop_factory=uvloop.new_event_loop) if uvloop else asyncio.Runner()
+    with runner:
+        out = runner.run(g.scenario_c(roots, before=before, others=others))
+    errors = dict(g.errors)
+    for p in procs:
+        res, _ = p.communicate("GO\n", timeout=4 * args.op_timeout + 60)
+        r = json.loads(res.strip().splitlines()[-1])
+        out["authenticated"] += r["authenticated"]
+        out["alive_after_hold"] += r["alive_after_hold"]
+        for key, v in r["error_kinds"].items():
+            errors[key] = errors.get(key, 0) + v
+    out["connections_requested"] = n
+    out["procs"] = k
+    out["errors"], out["error_kinds"], out["tls"] = sum(errors.values()), errors, g.tls_info
+    out["msg_bytes"] = g.msg_bytes
+    return out
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -663,11 +727,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--source-ips", type=int, default=1,
                    help="spread connections over this many loopback source addresses "
                         "127.1.0.1, 127.1.0.2, ... (1: let the kernel choose)")
+    p.add_argument("--source-ip-offset", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--server-pids", nargs="*", default=[],
                    help="server process ids (comma or space separated); their "
                         "descendants are included")
     p.add_argument("--procs", type=int, default=1,
-                   help="a/b: run the clients in this many generator processes")
+                   help="run the clients (a/b) or the connections (c) in this many "
+                        "generator processes")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if not ipaddress.ip_address(socket.gethostbyname(args.host)).is_loopback:
@@ -683,7 +749,8 @@ def main(argv: list[str] | None = None) -> int:
                      "clients": args.clients, "size": args.size,
                      "event_loop": "uvloop" if uvloop else "asyncio",
                      "verify_tls": not args.insecure, "source_ips": args.source_ips}
-    needed = (args.connections if args.scenario == "c" else args.clients * 2) + 256
+    needed = (args.connections // max(1, args.procs) + 1 if args.scenario == "c"
+              else args.clients * 2) + 256
     got = raise_nofile(needed)
     if got < needed:
         log(f"WARNING: generator RLIMIT_NOFILE is {got}, below the {needed} needed")
@@ -703,6 +770,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.scenario in "ab" and args.procs > 1 and not args.child:
         summary.update(run_multi(args, roots))
         summary["procs"] = args.procs
+    elif args.scenario == "c" and args.procs > 1 and not args.child:
+        summary.update(run_c_multi(args, roots))
     else:
         g = Generator(args)
         if uvloop:

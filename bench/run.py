@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
-"""Benchmark orchestrator: smtpgate against Postfix + Dovecot, same generator.
+"""Benchmark orchestrator: smtpgate against Postfix + Dovecot and Haraka, same generator.
 
 For every scenario (a, b, c -- see bench/loadgen.py) and every server, this
 starts a *fresh* server in its own temporary directory on free loopback
 ports, runs a short unmeasured warm-up (a and b), runs bench/loadgen.py with
 identical settings, waits until the server has finished the work it queued
 (its CPU goes quiet), then stops it.  At the end it prints one table per
-scenario with the ratio smtpgate/Postfix, and writes the raw JSON to
+scenario with the ratios smtpgate/Postfix and smtpgate/Haraka, and writes the raw JSON to
 bench/out/.  Everything it started is stopped at the end, also on error or
 Ctrl-C.  Every run is bounded in time and in messages; nothing leaves
 127.0.0.1.
 
     .venv/bin/python bench/run.py                 # everything (about 6-8 minutes)
     .venv/bin/python bench/run.py --only postfix --scenarios ab --duration 5
+    .venv/bin/python bench/run.py --peers postfix,haraka --scenarios ab --repeat 2
+
+Haraka is installed from npm (the version pinned in bench/peers/haraka/package.json)
+the first time it is measured, by scripts/peers/haraka.sh; --help needs none of it.
 """
 from __future__ import annotations
 
@@ -43,6 +47,9 @@ from loadgen import (  # same /proc accounting as the generator
 )
 
 PEER_SCRIPT = ROOT / "scripts" / "peers" / "postfix-dovecot.sh"
+HARAKA_SCRIPT = ROOT / "scripts" / "peers" / "haraka.sh"
+PEERS = ("postfix", "haraka")
+TITLES = {"postfix": "Postfix", "haraka": "Haraka"}
 SCENARIO_TITLES = {
     "a": "one connection per message (connect, EHLO, STARTTLS, EHLO, AUTH PLAIN, "
          "MAIL, RCPT, DATA, QUIT)",
@@ -180,6 +187,80 @@ class Postfix:
             shutil.rmtree(self.base, ignore_errors=True)
 
 
+class Haraka:
+    """Haraka from npm (scripts/peers/haraka.sh): STARTTLS, AUTH PLAIN against a flat
+    file, every message accepted after auth and discarded from memory (no disk write)."""
+
+    name = "haraka"
+
+    def __init__(self, opts: argparse.Namespace, keytype: str):
+        self.opts = opts
+        self.keytype = keytype
+        self.base = Path(tempfile.mkdtemp(prefix="bench-haraka-"))
+        self.port = free_port()
+        self.user = "bench@example.test"
+        self.password = secrets.token_urlsafe(18)
+        self.env = dict(os.environ, PEER_BASE=str(self.base), PORT=str(self.port),
+                        SMTP_USER=self.user, SMTP_PASS=self.password, KEYTYPE=keytype,
+                        NODES=str(opts.workers), LOG_LEVEL="notice")
+        self.cafile = str(self.base / "config" / "tls_cert.pem")
+        self.log = self.base / "haraka.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        run_cmd(["bash", str(self.opts.haraka_script), "config"], env=self.env, timeout=300)
+        with open(self.log, "wb") as logf:
+            # `run` execs node: the child is Haraka's master, its workers are its children
+            self.proc = subprocess.Popen(
+                ["bash", str(self.opts.haraka_script), "run"], env=self.env, stdout=logf,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            wait_port(self.port, 60, alive=lambda: self.proc.poll() is None)
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}\n--- {self.log} ---\n{self.log_tail()}") from None
+        self._wait_workers(30)
+
+    def _wait_workers(self, timeout: float) -> None:
+        """The port opens with the first cluster worker; wait for all of them."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.log_tail(200_000).count("listening on 127.0.0.1") >= self.opts.workers:
+                return
+            time.sleep(0.2)
+        say(f"haraka: not all {self.opts.workers} workers said they listen; measuring anyway")
+
+    def log_tail(self, n: int = 3000) -> str:
+        with contextlib.suppress(OSError):
+            return self.log.read_text(errors="replace")[-n:]
+        return ""
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid] if self.proc and self.proc.poll() is None else []
+
+    def describe(self) -> dict:
+        version = ""
+        with contextlib.suppress(OSError, ValueError):
+            pkg = HERE / "peers" / "haraka" / "node_modules" / "Haraka" / "package.json"
+            version = json.loads(pkg.read_text()).get("version", "")
+        return {"version": version, "nodes": self.opts.workers, "keytype": self.keytype,
+                "queue": "discard (in memory, no fsync)", "auth": "auth/flat_file (plain text)"}
+
+    def stop(self) -> None:
+        p = self.proc
+        if p and p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGTERM)
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                say("haraka did not stop within 20 s of SIGTERM: killing its process group")
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+        if not self.opts.keep:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
 class Smtpgate:
     name = "smtpgate"
 
@@ -284,13 +365,21 @@ def smtpgate_ready(exe: Path) -> tuple[bool, str]:
 # --------------------------------------------------------------------------- driving
 
 
+def generator_procs(opts: argparse.Namespace, scenario: str) -> int:
+    """c: enough generator processes that each stays within this machine's open-files limit."""
+    if scenario != "c":
+        return opts.procs
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return max(opts.procs, -(-(opts.connections + 512) // max(1, nofile - 512)))
+
+
 def loadgen(server, opts: argparse.Namespace, scenario: str, *, warmup: bool = False) -> dict:
     env = dict(os.environ, BENCH_SMTP_PASSWORD=server.password)
     cmd = [sys.executable, str(LOADGEN), "--host", "127.0.0.1", "--port", str(server.port),
            "--user", server.user, "--password-env", "BENCH_SMTP_PASSWORD",
            "--cafile", server.cafile, "--tls-name", "localhost", "--scenario", scenario,
            "--clients", str(opts.clients), "--size", str(opts.size),
-           "--op-timeout", str(opts.op_timeout), "--procs", str(opts.procs),
+           "--op-timeout", str(opts.op_timeout), "--procs", str(generator_procs(opts, scenario)),
            "--pipelining", opts.pipelining]
     if warmup:
         cmd += ["--duration", "10", "--max-messages", str(opts.warmup)]
@@ -416,7 +505,7 @@ def table(results: dict, opts: argparse.Namespace, pending: str | None) -> str:
                        "PSS sum MiB | idle RSS MiB | PSS KiB/conn | processes | ramp s | errors |")
             out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         vals = {}
-        for name in ("postfix", "smtpgate"):
+        for name in (*PEERS, "smtpgate"):
             r = rows.get(name)
             if r is None:
                 if name == "smtpgate" and pending:
@@ -455,20 +544,27 @@ def table(results: dict, opts: argparse.Namespace, pending: str | None) -> str:
                            f"{fmt((r.get('memory_before') or {}).get('rss_mib'))} | "
                            f"{fmt(r.get('kib_per_connection_pss'))} | "
                            f"{m.get('processes', '-')} | {fmt(r.get('ramp_s'))} | {err_s} |")
-        if "postfix" in vals and "smtpgate" in vals:
-            p, s = vals["postfix"], vals["smtpgate"]
+        for peer in PEERS:
+            if peer not in vals or "smtpgate" not in vals:
+                continue
+            p, s = vals[peer], vals["smtpgate"]
+            label = f"smtpgate/{TITLES[peer]}"
             if sc in "ab":
-                out.append(f"| **smtpgate/Postfix** | **{ratio(s[0], p[0])}** | {ratio(s[1], p[1])}"
+                out.append(f"| **{label}** | **{ratio(s[0], p[0])}** | {ratio(s[1], p[1])}"
                            f" | {ratio(s[2], p[2])} | | | {ratio(s[3], p[3])} | | | |")
             else:
-                out.append(f"| **smtpgate/Postfix** | | | **{ratio(s[0], p[0])}** | "
+                out.append(f"| **{label}** | | | **{ratio(s[0], p[0])}** | "
                            f"{ratio(s[1], p[1])} | | | | | |")
     return "\n".join(out)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--only", choices=("smtpgate", "postfix"))
+    ap.add_argument("--only", choices=("smtpgate", *PEERS))
+    ap.add_argument("--peers", default="postfix,haraka",
+                    help="comma-separated peers measured beside smtpgate, servers alternating "
+                         "(postfix: Postfix + Dovecot; haraka: Haraka from npm, installed on "
+                         "first use into bench/peers/haraka)")
     ap.add_argument("--scenarios", default="abc", help="subset of abc, run in that order")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                     help="passed to `smtpgate serve --workers` (default: number of cores)")
@@ -503,15 +599,17 @@ def main() -> int:
     ap.add_argument("--source-ips", type=int, default=0,
                     help="c: loopback source addresses to spread the connections over "
                          "(default: one per 100 connections)")
-    ap.add_argument("--procs", type=int, default=1, help="generator processes for a/b")
+    ap.add_argument("--procs", type=int, default=1,
+                    help="generator processes (c: at least as many as the open-files limit needs)")
     ap.add_argument("--skip-postfix-c", action="store_true",
                     help="do not run scenario c against Postfix")
     ap.add_argument("--postfix-process-limit", type=int, default=0,
                     help="override Postfix default_process_limit (default: leave it at 100)")
     ap.add_argument("--postfix-keytype", choices=("auto", "rsa", "ec"), default="auto",
-                    help="Postfix certificate key; auto = the kind smtpgate serves (rsa when "
+                    help="Postfix's and Haraka's certificate key; auto = the kind smtpgate serves (rsa when "
                          "smtpgate is not run)")
     ap.add_argument("--postfix-script", type=Path, default=PEER_SCRIPT)
+    ap.add_argument("--haraka-script", type=Path, default=HARAKA_SCRIPT)
     ap.add_argument("--smtpgate", type=Path, default=ROOT / ".venv" / "bin" / "smtpgate")
     ap.add_argument("--smtpgate-user", default="bench@example.test")
     ap.add_argument("--keep", action="store_true", help="keep the temporary server dirs")
@@ -519,6 +617,9 @@ def main() -> int:
     opts = ap.parse_args()
     if set(opts.scenarios) - set("abc"):
         ap.error("--scenarios takes letters from abc")
+    peers = [p.strip() for p in opts.peers.split(",") if p.strip()]
+    if set(peers) - set(PEERS):
+        ap.error(f"--peers takes names from {','.join(PEERS)}, not {opts.peers!r}")
     if not opts.source_ips:
         opts.source_ips = max(1, -(-opts.connections // 100))
 
@@ -538,7 +639,7 @@ def main() -> int:
         say(f"WARNING: RLIMIT_NOFILE is {nofile} (< {want}); servers started from here "
             f"cannot hold {opts.connections} connections in one process")
 
-    servers = ["postfix", "smtpgate"] if not opts.only else [opts.only]
+    servers = [*peers, "smtpgate"] if not opts.only else [opts.only]
     pending = None
     if "smtpgate" in servers:
         ok, why = smtpgate_ready(opts.smtpgate)
@@ -552,6 +653,15 @@ def main() -> int:
     if "postfix" in servers and not opts.postfix_script.exists():
         say(f"{opts.postfix_script} not found")
         return 2
+    if "haraka" in servers:
+        try:  # npm install of the pinned version, once; not timed
+            run_cmd(["bash", str(opts.haraka_script), "install"], timeout=600)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            if opts.only == "haraka":
+                say(f"Haraka cannot be installed: {e}")
+                return 2
+            say(f"Haraka cannot be installed, measuring without it: {str(e)[-500:]}")
+            servers.remove("haraka")
 
     keytype = opts.postfix_keytype
     started = dt.datetime.now(dt.UTC)
@@ -576,13 +686,13 @@ def main() -> int:
                     if name == "postfix" and sc == "c" and opts.skip_postfix_c:
                         results[sc].setdefault("_skipped", {})["postfix"] = "--skip-postfix-c"
                         continue
-                    if name == "postfix":
+                    if name in PEERS:
                         kt = keytype
                         if kt == "auto":
                             sg = runs.get("smtpgate") or [{}]
                             sk = (sg[0].get("tls") or {}).get("server_key", "")
                             kt = "ec" if str(sk).startswith("ec") else "rsa"
-                        server = Postfix(opts, kt)
+                        server = Postfix(opts, kt) if name == "postfix" else Haraka(opts, kt)
                     else:
                         server = Smtpgate(opts)
                     tag = f"{sc}/{name}" + (f" run {rep + 1}/{reps}" if reps > 1 else "")

@@ -137,3 +137,35 @@ def test_no_recycling_without_a_limit() -> None:
         return stop.is_set()
 
     assert not asyncio.run(scenario())
+
+
+# ------------------------------------------------------------------ open files for max_connections
+
+_RAISE = """
+import logging, resource, sys
+from smtpgate.process import raise_open_files_limit
+logging.basicConfig(level=logging.WARNING, stream=sys.stdout, format="%(levelname)s %(message)s")
+resource.setrlimit(resource.RLIMIT_NOFILE, (256, {hard}))
+print("soft", raise_open_files_limit(1000), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+"""
+
+
+def _raise_in_child(hard: int) -> str:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _RAISE.format(hard=hard)], capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout
+
+
+def test_the_open_files_limit_is_raised_to_what_max_connections_needs() -> None:
+    """One worker may hold nearly all of the machine's connections: 1000 + the margin."""
+    out = _raise_in_child(hard=8192)
+    assert "soft 2024 2024" in out
+    assert "WARNING" not in out
+
+
+def test_a_hard_limit_below_max_connections_is_used_and_named() -> None:
+    out = _raise_in_child(hard=1500)
+    assert "soft 1500 1500" in out
+    assert "WARNING open files limited to 1500" in out and "max_connections" in out

@@ -76,7 +76,7 @@ class SmtpConfig(_Section):
     submissions: str = "127.0.0.1:2465"
     max_message_size: int = Field(default=25 * 1024 * 1024, gt=0)
     max_recipients: int = Field(default=100, gt=0)
-    max_connections: int = Field(default=10000, gt=0)
+    max_connections: int = Field(default=20000, gt=0)  # per machine: all workers share it (guard slots)
     max_connections_per_ip: int = Field(default=200, gt=0)
     command_timeout: timedelta = timedelta(minutes=5)
     data_timeout: timedelta = timedelta(minutes=10)
@@ -397,6 +397,7 @@ class AlertsConfig(_Section):
     failure_burst: int = Field(default=20, ge=1)
     volume_factor: float = Field(default=10.0, gt=1)
     volume_min_messages: int = Field(default=50, ge=1)
+    device_volume_min_messages: int = Field(default=10, ge=1)  # devices on the legacy listener
     volume_baseline: timedelta = timedelta(days=7)
 
     _check_durations = field_validator(
@@ -409,6 +410,43 @@ class AlertsConfig(_Section):
         if value and not value.startswith(("http://", "https://")):
             raise ValueError("expected an http:// or https:// URL, or empty for no webhook")
         return value
+
+
+class LegacyConfig(_Section):
+    """The opt-in listener for devices that cannot do modern TLS or AUTH (docs/legacy-devices.md).
+
+    Off unless `listen` is set; then `networks` must name who may connect at all: everyone
+    else is closed on before the greeting.
+    """
+
+    listen: str = ""
+    networks: list[str] = []
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        return _listen(value) if value else value
+
+    _check_networks = field_validator("networks")(classmethod(lambda cls, v: _cidrs(v)))
+
+    @model_validator(mode="after")
+    def _networks_when_on(self) -> LegacyConfig:
+        if self.listen and not self.networks:
+            raise ValueError("[legacy] listen is set but networks is empty: list the networks of the devices, "
+                             "such as networks = [\"192.0.2.0/24\"]")
+        return self
+
+
+class IncidentsConfig(_Section):
+    """Incident response (docs/incidents.md): how far back an incident looks, how long it bans,
+    and what a secret scanner's leak report does."""
+
+    window: timedelta = timedelta(days=7)       # the timeline and the sources to ban: this far back
+    ban_for: timedelta = timedelta(days=7)      # how long the sources that used a leaked credential stay out
+    on_leak: Literal["revoke", "alert"] = "revoke"
+    leak_report_keys: str = ""                  # the reporters' public keys (JSON); empty: POST /api/v1/leaks is off
+
+    _check_durations = field_validator("window", "ban_for", mode="before")(classmethod(lambda cls, v: _duration(v)))
 
 
 _TOKEN_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "Ed25519")
@@ -531,6 +569,8 @@ class Config(_Section):
     tokens: TokensConfig = TokensConfig()
     deliverability: DeliverabilityConfig = DeliverabilityConfig()
     reputation: ReputationConfig = ReputationConfig()
+    legacy: LegacyConfig = LegacyConfig()
+    incidents: IncidentsConfig = IncidentsConfig()
     cluster: ClusterConfig = ClusterConfig()
     base_dir: Path = Field(default=Path("."), exclude=True)
     source: Path | None = Field(default=None, exclude=True)

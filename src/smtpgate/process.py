@@ -1,8 +1,8 @@
 """The server process: binds the sockets, forks the workers, runs each worker's services.
 
-One worker runs the SMTP listeners (`smtp.server`), the admin HTTP listener
-(`admin.app`), the audit writer, guard housekeeping and, in worker 0, the delivery
-worker. This is the one place where the faces meet, so the wire never imports the admin
+Every worker runs the SMTP listeners (`smtp.server`), the audit writer and guard
+housekeeping; worker 0 also runs the admin HTTP listener (`admin.app`) and the delivery
+worker, so the others never load the admin stack. This is the one place where the faces meet, so the wire never imports the admin
 face. Per process: connections, TLS contexts. Shared: the listening sockets, the
 database, the spool on disk, and the guard (counters, bans, quotas, connection caps).
 The parent supervises: it forwards SIGTERM, SIGINT and SIGHUP, starts a new worker when
@@ -17,6 +17,7 @@ import ctypes
 import gc
 import logging
 import os
+import resource
 import secrets
 import signal
 import socket
@@ -54,11 +55,10 @@ async def _serve(
     config: Config, sockets: dict[str, socket.socket], *, deliver: bool = True, parent: int | None = None,
     guard_channel: socket.socket | None = None, node: str = "",
 ) -> int:
-    """One process's life. `deliver`: this process also runs the delivery worker (worker 0);
-    `parent`: the supervisor's pid, whose end ends this worker; `guard_channel`: its socket
-    to the guard host in the parent; `node`: the server instance all its workers share."""
-    from smtpgate.admin.app import serve_admin
-
+    """One process's life. `deliver`: this process also runs the delivery worker and serves
+    the admin listener (worker 0: the others never load FastAPI and uvicorn, about 20 MiB
+    each); `parent`: the supervisor's pid, whose end ends this worker; `guard_channel`: its
+    socket to the guard host in the parent; `node`: the server instance all its workers share."""
     runtime = Runtime(config, guard_channel=guard_channel, node=node or _node_id(), serving=True)
     # Database calls run in the default pool; argon2 and fsync have pools of their own
     # (runtime.hashing_pool, runtime.disk_pool: smtpgate.pools), so none starves another.
@@ -83,9 +83,12 @@ async def _serve(
         tls = ReloadableTlsContext(config.path(config.tls.cert), config.path(config.tls.key))
         server = SmtpServer(config, runtime, tls)
         await server.start(sockets)
-        # /healthz answers 503 once SMTP drains, so a load balancer sends new clients elsewhere
-        admin = asyncio.get_running_loop().create_task(
-            serve_admin(runtime, sockets["admin"], draining=lambda: server.stopping))
+        if deliver:  # /metrics adds up every worker's files (smtpgate.metrics)
+            from smtpgate.admin.app import serve_admin
+
+            # /healthz answers 503 once SMTP drains, so a load balancer sends new clients elsewhere
+            admin = asyncio.get_running_loop().create_task(
+                serve_admin(runtime, sockets["admin"], draining=lambda: server.stopping))
         if runtime.clustered:
             heartbeat = asyncio.get_running_loop().create_task(_heartbeat(runtime, server))
         stop = asyncio.Event()
@@ -304,6 +307,31 @@ def _check_guard(runtime: Runtime) -> None:
         ) from None
 
 
+FD_MARGIN = 1024  # files besides connections: listeners, database, spool, logs, metrics
+
+
+def raise_open_files_limit(max_connections: int) -> int:
+    """Raise the soft limit on open files to what `max_connections` needs, within the hard one.
+
+    The cap is machine-wide (guard slots) and the kernel does not spread connections evenly,
+    so one worker may hold nearly all of them. Returns the soft limit now in force; a
+    warning says when it is short (a systemd unit sets it with LimitNOFILE).
+    """
+    want = max_connections + FD_MARGIN
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < want:
+        target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):  # a seccomp filter without @resources answers EPERM
+            pass
+    if soft < want:
+        log.warning("open files limited to %d, below [smtp] max_connections + %d = %d: raise the hard "
+                    "limit (LimitNOFILE, ulimit -Hn)", soft, FD_MARGIN, want)
+    return soft
+
+
 def _node_id() -> str:
     """This server instance: every worker of one `smtpgate serve` shares it (Redis counts a
     machine's connections under it)."""
@@ -313,6 +341,7 @@ def _node_id() -> str:
 def run_server(config: Config, *, workers: int = 1) -> int:
     """Run in the foreground until SIGTERM; the exit status."""
     _setup_logging()
+    raise_open_files_limit(config.smtp.max_connections)
     _preflight(config)
     from smtpgate.metrics import enable_multiprocess
 
@@ -377,6 +406,11 @@ def _supervise(config: Config, sockets: dict[str, socket.socket], workers: int) 
         signal.signal(sig, forward)
     signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)  # wakes the loop through the wakeup fd
     signal.set_wakeup_fd(host.wakeup_write.fileno())
+    # What the parent loaded (the preflight imported the services) is shared with the
+    # workers by fork; frozen, the collector never writes to those objects, so their pages
+    # stay shared instead of being copied into every worker.
+    gc.collect()
+    gc.freeze()
     for slot in range(workers):
         spawn(slot)
     log.info("started %d workers (guard: %s)", workers, config.guard.backend)

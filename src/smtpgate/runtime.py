@@ -285,6 +285,7 @@ class Runtime:
                 failure_window=cfg.guard.failure_window.total_seconds(),
                 volume_factor=alerts.volume_factor,
                 volume_min_messages=alerts.volume_min_messages,
+                device_volume_min_messages=alerts.device_volume_min_messages,
                 volume_baseline=alerts.volume_baseline,
             ),
         )

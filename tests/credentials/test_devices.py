@@ -94,3 +94,27 @@ def test_device_add_through_the_cli(tmp_path) -> None:
     bad = cli("device", "add", "all", "--account", LOGIN, "--ip", "10.0.0.0/8", "--allow-from", "a@example.com",
               "--allow-to", "@example.com")
     assert bad.code == 2 and "at most 16" in bad.stderr
+
+
+def test_creds_due_flags_a_device_silent_for_a_month(service: CredentialService, clock) -> None:
+    service.create_account(LOGIN)
+    quiet = service.create_device(LOGIN, printer(name="quiet"))
+    busy = service.create_device(LOGIN, printer(name="busy", network="192.0.2.41"))
+    clock.advance(days=29)
+    assert isinstance(auth(service, busy.secret, ip="192.0.2.41"), Principal)
+    service.flush_usage()
+    assert quiet.credential.id not in {c.id for c in service.due()}
+    clock.advance(days=2)
+    due = {c.id for c in service.due()}
+    assert quiet.credential.id in due and busy.credential.id not in due
+    service.revoke(quiet.credential.id)
+    assert quiet.credential.id not in {c.id for c in service.due()}
+
+
+def test_a_device_principal_names_the_device_and_a_misused_secret_too(service: CredentialService) -> None:
+    service.create_account(LOGIN)
+    issued = service.create_device(LOGIN, printer(tls="legacy"))
+    ok = auth(service, issued.secret)
+    assert isinstance(ok, Principal) and (ok.device, ok.device_tls) == ("printer-2f", "legacy")
+    for refused in (auth(service, issued.secret, listener="submission"), auth(service, issued.secret, ip="192.0.2.99")):
+        assert isinstance(refused, AuthFailure) and refused.device == "printer-2f"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from smtpgate.credentials import CredentialService, app_passwords, service_accounts
+from smtpgate.credentials import CredentialService, api_tokens, app_passwords, service_accounts
 from smtpgate.credentials.leaks import find_in_text, scan_git, scan_paths
 
 
@@ -59,3 +59,14 @@ def test_states_known_to_the_server(service: CredentialService) -> None:
     assert service.secret_status(live.secret) == ("live", live.credential.id)
     assert service.secret_status(gone.secret) == ("revoked", gone.credential.id)
     assert service.secret_status(app_passwords.generate()) == ("unknown", None)
+
+
+def test_operator_api_tokens_are_found_and_their_state_known(service: CredentialService) -> None:
+    issued = service.api_tokens.create("terraform", "operator")
+    text = f"TF_VAR_smtpgate_token={issued.secret}\nbad={mangled(issued.secret)}\n"
+    assert [(line, kind.name) for line, _, kind in find_in_text(text)] == [(1, "api-token")]
+    assert service.api_tokens.secret_status(issued.secret) == ("live", issued.info.id)
+    service.api_tokens.revoke(issued.info.id)
+    assert service.api_tokens.secret_status(issued.secret) == ("revoked", issued.info.id)
+    assert service.api_tokens.secret_status(api_tokens.generate()) == ("unknown", None)
+    assert service.api_tokens.secret_status(mangled(issued.secret)) == ("unknown", None)

@@ -47,3 +47,32 @@ def test_mailboxes_decode_display_names() -> None:
 ])
 def test_shown_addresses(display: str, shown: list[str]) -> None:
     assert shown_addresses(display) == shown
+
+
+def _per_name_scan(section: bytes, name: str) -> list[str]:
+    """What header_values returned when it scanned the section once per field name."""
+    import re
+
+    pattern = re.compile(rb"(?im)^" + re.escape(name.encode()) + rb"[ \t]*:[ \t]*(.*(?:\r?\n[ \t].*)*)")
+    return [re.sub(rb"\r?\n(?=[ \t])", b"", m.group(1)).rstrip(b"\r").decode("utf-8", "surrogateescape")
+            for m in pattern.finditer(section)]
+
+
+TRICKY = (
+    b"FROM : <a@example.com>\r\n"             # upper case, space before the colon
+    b"From:<b@example.com>\r\n"               # no space, a second From
+    b"\tFrom: <hidden@example.com>\r\n"       # a continuation line of the field above
+    b"From-Extra: <c@example.com>\r\n"        # a longer name that starts with From
+    b"X-From: <d@example.com>\n"              # bare LF
+    b"Sender:\r\n"                            # empty value
+    b"resent-from: <e@example.com>,\n <f@example.com>\r\n"  # folded over a bare LF
+    b"Resent-Sender: \xc3\xa9 \xff <g@example.com>\r\n"       # 8-bit bytes, one invalid
+    b"no colon on this line\r\n"
+    b"Subject: a\rb\r\n"                      # a CR inside the value
+)
+
+
+@pytest.mark.parametrize("name", ["From", "Sender", "Resent-From", "Resent-Sender", "Subject", "To", "X-From"])
+@pytest.mark.parametrize("section", [BLOCK, TRICKY], ids=["block", "tricky"])
+def test_one_scan_per_section_reads_what_a_scan_per_name_did(section: bytes, name: str) -> None:
+    assert header_values(section, name) == _per_name_scan(section, name)

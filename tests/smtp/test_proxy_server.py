@@ -19,10 +19,10 @@ import pytest
 
 from smtpgate.audit import events as ev
 from tests.cli.conftest import Cli
-from tests.guard.servers import eventually, guarded_config, message
+from tests.guard.servers import eventually, guarded_config, message, set_section
 from tests.smtp.proxy_clients import ProxiedSMTP, ProxiedSMTPS, header
 from tests.smtp.raw_client import RawClient
-from tests.smtp.server_harness import RunningServer
+from tests.smtp.server_harness import RunningServer, free_port
 
 BALANCER = "127.0.0.2"
 
@@ -35,6 +35,7 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]
         "proxy_protocol_timeout": '"500ms"',
         "max_connections_per_ip": "2",
     })
+    set_section(config, "legacy", {"listen": f'"127.0.0.1:{free_port()}"', "networks": '["203.0.113.0/24"]'})
     running = RunningServer(config)
     running.start()
     yield running
@@ -199,3 +200,15 @@ def test_a_direct_client_is_served_as_before(proxied: RunningServer) -> None:
         smtp.starttls(context=proxied.client_context())
         smtp.login(login, secret)
     assert auth_ips(proxied, login) == ["127.0.0.10", "127.0.0.10"]
+
+
+def test_the_legacy_listener_reads_its_networks_off_the_header(proxied: RunningServer) -> None:
+    port = int(proxied.config.legacy.listen.rpartition(":")[2])
+    with ProxiedSMTP(header(1, "203.0.113.20"), port, BALANCER) as smtp:  # inside [legacy] networks
+        assert smtp.noop()[0] == 250
+    outside = RawClient(port, source=BALANCER)
+    outside.send(header(2, "198.51.100.20"))
+    assert closed_unserved(outside.sock) == b""  # outside them: closed before a greeting
+    refused = eventually(lambda: [e for e in proxied.runtime.audit_store.query(kind=ev.CONNECT)
+                                  if e.event.listener == "legacy"], bool, timeout=5)
+    assert [e.event.remote_ip for e in refused] == ["198.51.100.20"]

@@ -2,7 +2,7 @@
 
 Routers are listed here, not discovered: what the listener serves is written in one
 place. Public: /healthz, /.well-known/jwks.json, /oauth/token, /api/v1/openapi.json and
-the API's doc page; /metrics when `[admin] metrics_token_required` is off. Everything
+the API's doc page, /api/v1/leaks (signed by the reporter instead); /metrics when `[admin] metrics_token_required` is off. Everything
 else under /api/v1 needs an operator token.
 """
 
@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from smtpgate import __version__
 from smtpgate.admin import health, metrics, mta_sts, oauth
 from smtpgate.admin.api import OPENAPI_URL, openapi, problems
+from smtpgate.admin.api import leak_reports
 from smtpgate.admin.api import public as api_docs
 from smtpgate.admin.api import router as api
 from smtpgate.ops import Operations
@@ -25,7 +26,7 @@ from smtpgate.runtime import Runtime
 
 log = logging.getLogger("smtpgate.admin")
 
-ROUTERS = (health.router, metrics.router, mta_sts.router, oauth.router, api, api_docs)
+ROUTERS = (health.router, metrics.router, mta_sts.router, oauth.router, api, api_docs, leak_reports)
 
 
 def create_app(runtime: Runtime, *, draining: Callable[[], bool] | None = None) -> FastAPI:

@@ -25,8 +25,6 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
-import httpx
-
 from smtpgate.audit.store import Alert, AuditStore
 
 if TYPE_CHECKING:
@@ -91,6 +89,8 @@ class WebhookSink:
 
     def send(self, alert: Alert) -> bool:
         """POST the alert until it is taken (2xx) or the attempts run out; True when delivered."""
+        import httpx  # here, not at the top: a server without a webhook never loads it (20 MiB a process)
+
         body = self.body(alert)
         with httpx.Client(timeout=self.timeout, follow_redirects=False) as client:
             for attempt in range(self.attempts):

@@ -10,7 +10,13 @@
 - `password-spray`: failures on many logins from many sources within the guard's window
   (the guard detects it and marks the failure that revealed it, `details.spray`).
 - `volume`: a credential sent, within the last hour, `volume_factor` times its hourly
-  average over `volume_baseline` (and at least `volume_min_messages`).
+  average over `volume_baseline` (and at least `volume_min_messages`; for a device, whose
+  quota is low, at least `device_volume_min_messages`).
+- `device-elsewhere`: a device's right secret from an address other than its own, or on
+  587/465 (where a device's secret never works): someone copied it out of the device.
+- `device-recipient`: a device wrote to a recipient outside its list (refused 550 5.7.1).
+- `device-no-tls`: a device set up for TLS logged in without it (refused): STARTTLS was
+  stripped on the way, or the device was reset; its secret crossed the network in clear.
 
 The rules run in the audit writer's thread, after a batch is stored, so their database
 questions see every worker's events. Each alert has a dedupe key (rule, subject, time
@@ -36,6 +42,7 @@ class AlertSettings:
     failure_window: float = 600.0
     volume_factor: float = 10.0
     volume_min_messages: int = 50
+    device_volume_min_messages: int = 10
     volume_baseline: timedelta = timedelta(days=7)
     recheck_after: float = 60.0   # seconds between two exact volume counts of one credential
 
@@ -88,6 +95,24 @@ class AnomalyDetector:
                     f"it has leaked from where it was planted; the source is banned",
                     f"{e.credential_id}:{e.remote_ip}:{_bucket(e.time, 3600)}",
                 )
+            device = str(e.details.get("device", ""))
+            if device and e.reason in (FailureReason.IP_NOT_ALLOWED, FailureReason.DEVICE_LEGACY_ONLY):
+                where = f"on {e.listener}" if e.reason == FailureReason.DEVICE_LEGACY_ONLY else "from another address"
+                return self._alert(
+                    "device-elsewhere", "critical", e,
+                    f"the secret of device {device} ({e.credential_id}, {e.login}) was used {where}: {e.remote_ip}",
+                    f"{e.credential_id}:{e.remote_ip}:{e.listener}:{_bucket(e.time, 3600)}",
+                    {"device": device},
+                )
+            if device and e.reason == ev.TLS_REQUIRED:
+                return self._alert(
+                    "device-no-tls", "critical", e,
+                    f"device {device} ({e.credential_id}, {e.login}) logged in without TLS from {e.remote_ip} though "
+                    f"set up for it: STARTTLS stripped on the way, or the device reset; its secret crossed the "
+                    f"network in clear, rotate it",
+                    f"{e.credential_id}:{_bucket(e.time, 3600)}",
+                    {"device": device},
+                )
             if e.reason == FailureReason.IP_NOT_ALLOWED:
                 return self._alert(
                     "out-of-scope", "warning", e,
@@ -118,6 +143,15 @@ class AnomalyDetector:
                 f"credential {e.credential_id} of {e.login} tried to send as {address or 'a sender'} it may not use",
                 f"{e.credential_id}:sender:{address}:{_bucket(e.time, 3600)}",
                 {"address": address, "where": e.details.get("where", "")},
+            )
+        if e.kind == ev.MESSAGE and e.result == ev.FAIL and e.reason == ev.RECIPIENT_NOT_ALLOWED:
+            device = str(e.details.get("device", ""))
+            recipient = str(e.details.get("recipient", ""))
+            return self._alert(
+                "device-recipient", "warning", e,
+                f"device {device or e.credential_id} of {e.login} tried to send to {recipient}, outside its list",
+                f"{e.credential_id}:{recipient}:{_bucket(e.time, 3600)}",
+                {"device": device, "recipient": recipient},
             )
         if e.kind == ev.MESSAGE and e.result == ev.OK and e.credential_id:
             return self._volume_check(e)
@@ -178,16 +212,18 @@ class AnomalyDetector:
         if first is not None and first < hour_ago:
             history = (hour_ago - max(first, now - s.volume_baseline)).total_seconds() / 3600
         baseline = trailing / history if history >= 1 else 0.0
-        threshold = max(float(s.volume_min_messages), s.volume_factor * baseline)
+        floor = s.device_volume_min_messages if e.details.get("device") else s.volume_min_messages
+        threshold = max(float(floor), s.volume_factor * baseline)
         if len(self._volume) > 10_000:
             self._volume.clear()
         alerted = _bucket(now, 3600) if last_hour >= threshold else -1
         self._volume[credential] = _Volume(now, last_hour, 0, threshold, alerted)
         if last_hour < threshold:
             return None
+        what = f"device {e.details['device']} ({credential})" if e.details.get("device") else f"credential {credential}"
         return self._alert(
             "volume", "critical", e,
-            f"credential {credential} of {e.login} sent {last_hour} messages in the last hour "
+            f"{what} of {e.login} sent {last_hour} messages in the last hour "
             f"(its usual is {baseline:.1f} an hour)",
             f"{credential}:{_bucket(now, 3600)}",
             {"last_hour": last_hour, "baseline_per_hour": round(baseline, 2), "threshold": threshold},

@@ -29,6 +29,9 @@ BANNED = "banned"                      # the source is banned (at connect, or du
 LOGIN_PROTECTED = "login-protected"    # the login is under attack and this source never used it
 STORE_UNAVAILABLE = "store-unavailable"
 INVALID_CLIENT = "invalid-client"      # the token endpoint: unknown client_id, wrong or revoked secret
+NETWORK_NOT_ALLOWED = "network-not-allowed"  # legacy listener: a source outside [legacy] networks (at connect)
+TLS_REQUIRED = "tls-required"          # legacy listener: a device set up for TLS tried AUTH without it
+DEVICE_ADDRESS = "address"             # legacy listener: the mechanism of a device known by its address
 
 # message decisions
 ACCEPTED = "accepted"
@@ -42,6 +45,9 @@ STORAGE_FAILED = "storage-failed"
 PROTOCOL = "protocol"                  # refused by the protocol: too big, bare CR/LF, ...
 GUARD_UNAVAILABLE = "guard-unavailable"
 DMARC_MISALIGNED = "dmarc-misaligned"      # the From: domain's DMARC policy would refuse what the route can send
+RECIPIENT_NOT_ALLOWED = "recipient-not-allowed"  # a device wrote to a recipient outside its list (550 5.7.1)
+AUTH_REQUIRED = "auth-required"        # legacy listener: MAIL without AUTH from an address no device has
+CREDENTIAL_ENDED = "credential-ended"      # revoked, expired or disabled while the session was open
 
 # connections closed before any session
 PROXY_PROTOCOL = "proxy-protocol"  # a balancer's connection without a valid PROXY header, or a header from anyone else

@@ -6,7 +6,7 @@ at a time. Reads serve the CLI, the anomaly rules and the guard's "known-good" q
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -158,6 +158,21 @@ class AuditStore:
                     )
                 )
             )
+
+    def login_sources(self, account: str, since: datetime, *, excluding: Collection[str] = (),
+                      before: datetime | None = None) -> set[str]:
+        """The sources an account logged in from successfully since then (and before `before`),
+        with credentials other than `excluding`: where its owner is known to work from."""
+        q = select(AuditEventRow.source).distinct().where(
+            AuditEventRow.account == account.strip().lower(), AuditEventRow.kind == AUTH, AuditEventRow.result == OK,
+            AuditEventRow.time >= since, AuditEventRow.source != "",
+        )
+        if excluding:
+            q = q.where(AuditEventRow.credential_id.not_in(list(excluding)))
+        if before is not None:
+            q = q.where(AuditEventRow.time < before)
+        with self._store.session() as db:
+            return set(db.scalars(q))
 
     def message_volume(self, credential_id: str, *, now: datetime, baseline: timedelta) -> tuple[int, int, datetime | None]:
         """Accepted messages in the last hour, in the baseline before it, and the first one ever seen."""

@@ -199,6 +199,8 @@ def _rotate_due(ops: Any, actor: Any, overlap: str | None, as_json: bool) -> Non
 
     rotated, skipped, failed = [], [], 0
     for info in ops.credentials.due(actor):
+        if str(info.kind) == "device":  # due because silent: nothing to rotate
+            continue
         if not info.delivery_target:
             skipped.append(info.id)
             continue
@@ -222,7 +224,7 @@ def _rotate_due(ops: Any, actor: Any, overlap: str | None, as_json: bool) -> Non
 
 @creds_app.command("due")
 def due(config: ConfigOption = None, json: JsonOption = False) -> None:
-    """Credentials to rotate: past their rotation age or expiring soon."""
+    """Credentials to rotate (past their rotation age or expiring soon) and devices silent for a month."""
     with operations(config) as (ops, actor):
         creds = ops.credentials.due(actor)
         age = format_duration(ops.runtime.config.credentials.rotation_age)
@@ -230,10 +232,15 @@ def due(config: ConfigOption = None, json: JsonOption = False) -> None:
         print_json([c.to_json() for c in creds])
         return
     if not creds:
-        out.print(f"Nothing due: no app password is older than {age} or expiring soon.", markup=False)
+        out.print(f"Nothing due: no app password is older than {age} or expiring soon, no device silent for a month.", markup=False)
         return
     out.print(_table(creds))
-    out.print("Rotate each with: smtpgate creds rotate ID", markup=False)
+    silent = [c for c in creds if str(c.kind) == "device"]
+    if len(silent) < len(creds):
+        out.print("Rotate each with: smtpgate creds rotate ID", markup=False)
+    for c in silent:
+        out.print(f"Device {c.name} ({c.id}) has not sent since {when(c.last_used_at or c.created_at)}: "
+                  f"unplugged or replaced? If it is gone: smtpgate creds revoke {c.id}", markup=False)
 
 
 def register(root: typer.Typer) -> None:

@@ -47,6 +47,10 @@ def doctor(
     json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the SMTP transcript (secrets redacted).")] = False,
     password: PasswordOnArgv = None,
+    legacy: Annotated[bool, typer.Option(
+        "--legacy", help="Play a device on a legacy listener (default port 2525; N:starttls to use STARTTLS) and name its weaknesses.")] = False,
+    source: Annotated[str | None, typer.Option(
+        "--source", metavar="ADDRESS", help="Connect from this local address (the device's, on a machine that has it).")] = None,
     domain: Annotated[str | None, typer.Option(
         "--domain", metavar="DOMAIN", help="Check the domain's SPF, DKIM, DMARC, MTA-STS, TLS-RPT, SRV, PTR and blocklists instead.")] = None,
     config: ConfigOption = None,
@@ -96,12 +100,14 @@ def doctor(
         specs = specs or ([PortSpec.parse(str(extra))] if extra else [])
     if user and secret is None:
         secret = prompt_password(user)
+    if source is not None and not _is_address(source):
+        fail(f"--source {source!r} is not an IP address", "Example: --source 192.0.2.40", code=2)
     if send_to and not (sender or (user and "@" in user)):
         fail("the test message needs a sender", "Give --from ADDRESS (or a login that is an address).", code=2)
     options = DoctorOptions(
         host=host.strip("[]"), ports=specs, user=user or "", password=secret or "", send_to=send_to or "",
         check_recipient_domain=check_recipient_domain, mail_from=sender or "", cafile=cafile_text, connect_timeout=connect_timeout, timeout=timeout,
-        dns_server=dns_server, insecure=insecure,
+        dns_server=dns_server, insecure=insecure, legacy=legacy, source=source or "",
     )
     try:
         report = diagnose(options)
@@ -161,3 +167,13 @@ def _domain(domain: str, config: Path | None, dns_server: str | None, cafile: Pa
 
 def register(root: typer.Typer) -> None:
     root.command("doctor")(doctor)
+
+
+def _is_address(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

@@ -52,6 +52,8 @@ HINTS: dict[str, Words] = {
                                    f"(`smtpgate api-token create NAME --role {p.get('needed')}`).",
     "store-unavailable": lambda p: "Check [database] url in the config and that the server runs.",
     "unauthorized": lambda p: "Give a valid operator token in $SMTPGATE_API_TOKEN or --api-token-file.",
+    "incident-not-found": lambda p: "List them with `smtpgate incident list`.",
+    "incident-closed": lambda p: "See it with `smtpgate incident show ID`; held mail is released with `smtpgate queue release`.",
 }
 
 # where the CLI's own wording of the problem differs from the core's sentence
@@ -60,6 +62,8 @@ MESSAGES: dict[str, Words] = {
     "selection-conflict": lambda p: "--all excludes an ID, --credential and --account",
     "invalid-bits": lambda p: f"--bits {p.get('bits')} is out of range",
     "password-and-generate": lambda p: "--password-stdin and --generate exclude each other",
+    "incident-subject-required": lambda p: "name what leaked: --credential ID or --account EMAIL (one of them)",
+    "release-and-delete": lambda p: "--release-held and --delete-held exclude each other",
 }
 
 

@@ -16,7 +16,7 @@ def scan(
     as_json: JsonOption = False,
     config: ConfigOption = None,
 ) -> None:
-    """Find app passwords and client secrets (by prefix and checksum) and say whether each is live here.
+    """Find app passwords, client secrets and API tokens (by prefix and checksum) and say whether each is live here.
 
     Exit 0 when nothing was found, 1 when a secret was found (whatever its state).
     Only a short prefix of each secret is ever printed."""
@@ -37,7 +37,7 @@ def scan(
     else:
         for row in rows:
             ident = f" ({row['credential_id']})" if row["credential_id"] else ""
-            out.print(f"{row['location']}: {row['kind']} {row['secret']} {row['state'].upper()}{ident}", markup=False)
+            out.print(f"{row['location']}: {row['kind']} {row['secret']} {str(row['state']).upper()}{ident}", markup=False)
         live = sum(r["state"] == "live" for r in rows)
         out.print(f"{len(rows)} secret(s) found, {live} live" + (
             ": revoke them now (smtpgate creds revoke ID, or incident open --credential ID)" if live else ""), markup=False)
@@ -48,7 +48,7 @@ def scan(
 def _statuses(findings: list[Any], config: Path | None) -> dict[str, tuple[str, str | None]]:
     """What the server knows of each secret; "unchecked" when there is no server config here."""
     from smtpgate.config import ConfigError, load_config
-    from smtpgate.credentials import app_passwords
+    from smtpgate.credentials import api_tokens, app_passwords
     from smtpgate.runtime import Runtime
 
     if not findings:
@@ -63,6 +63,8 @@ def _statuses(findings: list[Any], config: Path | None) -> dict[str, tuple[str, 
         for f in findings:
             if f.secret.startswith(app_passwords.PREFIX):
                 result[f.secret] = rt.credentials.secret_status(f.secret)
+            elif f.secret.startswith(api_tokens.PREFIX):
+                result[f.secret] = rt.credentials.api_tokens.secret_status(f.secret)
             else:
                 result[f.secret] = rt.tokens.client_secret_status(f.secret)
         return result

@@ -164,6 +164,17 @@ class ApiTokenService:
                 row.last_used_at, row.last_used_ip = now, remote_ip  # not on every request: one write a minute
             return self._info(row), ""
 
+    def secret_status(self, secret: str) -> tuple[str, str | None]:
+        """("live" | "revoked" | "expired" | "unknown", token id) of a token found somewhere (a scan, a leak report)."""
+        if not is_well_formed(secret):
+            return "unknown", None
+        with self._store.session() as db:
+            row = db.scalar(select(ApiTokenRow).where(ApiTokenRow.secret_hash == app_passwords.keyed_hash(self._key, secret)))
+            if row is None:
+                return "unknown", None
+            state = self._info(row).state
+        return ("live" if state == "active" else state), row.id
+
     def _row(self, db: Any, ref: str) -> ApiTokenRow:
         ref = ref.strip()
         row = db.get(ApiTokenRow, ref) or db.scalar(select(ApiTokenRow).where(ApiTokenRow.name == ref))

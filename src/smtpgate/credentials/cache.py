@@ -57,6 +57,8 @@ class Snapshot:
     scopes: Scopes
     canary: bool = False
     retires: str | None = None    # a delivered successor not used yet: the predecessor it retires
+    name: str = ""                # the credential's name (a device's name is in its audit events)
+    legacy_tls: str | None = None  # devices: the TLS it can do (none, legacy, modern)
 
 
 @dataclass(frozen=True)

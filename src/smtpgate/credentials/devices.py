@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from datetime import timedelta
 
 from smtpgate.credentials.errors import InvalidOperation, InvalidScope
 from smtpgate.credentials.scopes import normalize_address, parse_sender_pattern
 
-__all__ = ["AUTH_CHOICES", "TLS_CHOICES", "DeviceRequest", "weaknesses", "MAX_DEVICE_ADDRESSES"]
+__all__ = ["AUTH_CHOICES", "DEVICE_SILENT_AFTER", "TLS_CHOICES", "DeviceRequest", "weaknesses", "MAX_DEVICE_ADDRESSES"]
 
 AUTH_CHOICES = ("none", "plain")
 TLS_CHOICES = ("none", "legacy", "modern")
 MAX_DEVICE_ADDRESSES = 16
 DEFAULT_MAX_PER_DAY = 200
+DEVICE_SILENT_AFTER = timedelta(days=30)  # `creds due` flags a device that has not sent for this long
 
 
 @dataclass(frozen=True)

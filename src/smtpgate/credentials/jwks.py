@@ -26,12 +26,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-import httpx
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, Key, KeySet, OKPKey, import_key
 from joserfc.jws import JWSRegistry
+
+if TYPE_CHECKING:  # imported where a key set is fetched: a server without an IdP never loads it
+    import httpx
 
 log = logging.getLogger("smtpgate.tokens")
 
@@ -278,6 +280,8 @@ class RemoteKeySet:
                 return json.loads(self.file.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 raise KeysUnavailable(f"cannot read the JWKS file {self.file}: {type(exc).__name__}") from None
+        import httpx
+
         try:
             if self._client is not None:
                 response = self._client.get(self.url, timeout=self.timeout)

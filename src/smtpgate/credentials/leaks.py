@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from smtpgate.credentials import app_passwords, service_accounts
+from smtpgate.credentials import api_tokens, app_passwords, service_accounts
 
 __all__ = ["Finding", "SecretKind", "KINDS", "find_in_text", "scan_paths", "scan_git", "shown"]
 
@@ -38,6 +38,7 @@ class SecretKind:
 KINDS: list[SecretKind] = [
     SecretKind("app-password", app_passwords.PREFIX, app_passwords.is_well_formed),
     SecretKind("service-account-secret", service_accounts.PREFIX, service_accounts.is_well_formed),
+    SecretKind("api-token", api_tokens.PREFIX, api_tokens.is_well_formed),
 ]
 _BODY = app_passwords.BODY_LENGTH + app_passwords.CHECK_LENGTH
 

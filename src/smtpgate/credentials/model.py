@@ -169,6 +169,8 @@ class Principal:
     credential_id: str
     credential_kind: CredentialKind
     scopes: Scopes
+    device: str = ""                 # a device credential's name (legacy listener): audited with it
+    device_tls: str | None = None    # the TLS that device can do: none, legacy, modern
 
 
 @dataclass(frozen=True)
@@ -176,4 +178,5 @@ class AuthFailure:
     reason: FailureReason
     login: str
     credential_id: str | None = None
+    device: str = ""  # the right secret of this device, used where it may not be (alerts name it)
 

@@ -24,7 +24,7 @@ from smtpgate.config import Config
 from smtpgate.credentials import app_passwords, redaction, scram
 from smtpgate.credentials.api_tokens import ApiTokenService
 from smtpgate.credentials.cache import CacheSettings, CredentialCache, Snapshot
-from smtpgate.credentials.devices import DeviceRequest
+from smtpgate.credentials.devices import DEVICE_SILENT_AFTER, DeviceRequest
 from smtpgate.credentials.errors import (
     AccountExists,
     AccountNotFound,
@@ -148,6 +148,7 @@ class CredentialService:
         self.cache = CredentialCache(self.channel, cache)
         self.usage = UsageBook(store)  # last use and counts, written in batches
         self._hashing_pool = hashing_pool  # argon2 runs there, bounded, apart from disk and database
+        self._admitted: dict[str, tuple[int, datetime | None]] = {}  # still_admitted(): (generation, expiry)
 
     def prepare(self) -> None:
         """What a server does once before serving, so no login pays for it: the dummy hash
@@ -505,13 +506,19 @@ class CredentialService:
             return self._credential_info(row, row.account)
 
     def due(self) -> list[CredentialInfo]:
-        """App passwords past their rotation age, or expiring soon, with no successor yet."""
+        """App passwords past their rotation age, or expiring soon, with no successor yet; and
+        devices silent for a month (a printer that stopped sending is unplugged, or replaced
+        by one that still holds its secret: either way someone should look)."""
         now = self._clock()
         due: list[CredentialInfo] = []
         for info in self.list_credentials():
-            if info.kind is not CredentialKind.APP_PASSWORD or info.replaced_by or info.canary:
-                continue
             if info.state in (CredentialState.REVOKED, CredentialState.EXPIRED, CredentialState.DISABLED):
+                continue
+            if info.kind is CredentialKind.DEVICE:
+                if now - (info.last_used_at or info.created_at) >= DEVICE_SILENT_AFTER:
+                    due.append(info)
+                continue
+            if info.kind is not CredentialKind.APP_PASSWORD or info.replaced_by or info.canary:
                 continue
             old = now - info.created_at >= self._settings.rotation_age
             soon = info.expires_at is not None and info.expires_at - now <= self._settings.expiring_within
@@ -642,7 +649,7 @@ class CredentialService:
         is_device = snapshot.kind is CredentialKind.DEVICE
         if is_device != (listener == LEGACY_LISTENER):
             reason = FailureReason.DEVICE_LEGACY_ONLY if is_device else FailureReason.NOT_A_DEVICE
-            return AuthFailure(reason, login, snapshot.credential_id)
+            return AuthFailure(reason, login, snapshot.credential_id, snapshot.name if is_device else "")
         result = self._admit(snapshot, remote_ip)
         if isinstance(result, Principal):
             self._ensure_scram(snapshot.credential_id, login, secret)
@@ -707,12 +714,37 @@ class CredentialService:
         if refusal:
             return AuthFailure(refusal, snapshot.login, snapshot.credential_id)
         scopes = snapshot.scopes
+        device = snapshot.name if snapshot.kind is CredentialKind.DEVICE else ""
         if not scopes.allows_ip(remote_ip):
-            return AuthFailure(FailureReason.IP_NOT_ALLOWED, snapshot.login, snapshot.credential_id)
+            return AuthFailure(FailureReason.IP_NOT_ALLOWED, snapshot.login, snapshot.credential_id, device)
         if snapshot.retires is not None:
             self._retire_predecessor(snapshot, now)
         self.usage.note(snapshot.credential_id, now, remote_ip)
-        return Principal(snapshot.account_id, snapshot.login, snapshot.credential_id, snapshot.kind, scopes)
+        return Principal(snapshot.account_id, snapshot.login, snapshot.credential_id, snapshot.kind, scopes,
+                         device=device, device_tls=snapshot.legacy_tls if device else None)
+
+    def still_admitted(self, credential_id: str) -> bool:
+        """May a session that authenticated with this credential go on sending? Asked before each
+        message, so a revocation, an expiry or a disabled account also ends the sessions already
+        open. Costs one read of the change counter while nothing changed. A bearer token has no
+        row here: its own short lifetime ends it."""
+        generation = self.cache.fresh()
+        now = self._clock()
+        known = self._admitted.get(credential_id)
+        if known is not None and known[0] == generation and (known[1] is None or known[1] > now):
+            return True
+        with self._store.session() as db:
+            row = db.get(CredentialRow, credential_id)
+            if row is None:
+                return True
+            refusal = _refusal(_snapshot(row, row.account), now)
+            expires = row.expires_at
+        if refusal is not None:
+            return False
+        if len(self._admitted) > 10_000:
+            self._admitted.clear()
+        self._admitted[credential_id] = (generation, expires)
+        return True
 
     def flush_usage(self) -> int:
         """Write the batched last-use times and counts (the server calls it every second)."""
@@ -881,7 +913,7 @@ def _snapshot(row: CredentialRow, account: AccountRow) -> Snapshot:
         enabled=account.enabled, require_app_passwords=account.require_app_passwords,
         created_at=row.created_at, expires_at=row.expires_at, revoked_at=row.revoked_at,
         last_used_at=row.last_used_at, secret_hash=row.secret_hash, scopes=Scopes.of(row),
-        canary=bool(row.canary),
+        canary=bool(row.canary), name=row.name, legacy_tls=row.legacy_tls,
         retires=row.rotated_from if row.delivery_target and row.rotated_from and not row.use_count else None,
     )
 

@@ -15,7 +15,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import dkim
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
@@ -144,6 +143,8 @@ class DkimSigner:
         key = self.key_for(message, envelope_sender)
         if key is None:
             return message
+        import dkim  # dkimpy and dnspython: loaded with the first signature, not in every worker
+
         header = dkim.sign(
             message,
             key.selector.encode("ascii"),

@@ -10,11 +10,12 @@ raised as `ConnectionProblem`, so the caller can try another connection or host.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
-import aiosmtplib
+from typing import TYPE_CHECKING, Literal
 
 from smtpgate.delivery.dsn import status_of
+
+if TYPE_CHECKING:  # loaded by the routes that send; an SMTP worker that only reads the
+    import aiosmtplib  # routes (foresight) never needs it
 
 __all__ = ["ConnectionProblem", "Outcome", "Outgoing", "all_recipients", "send_transaction"]
 
@@ -64,6 +65,8 @@ def _needs_smtputf8(message: Outgoing) -> bool:
 
 async def send_transaction(client: aiosmtplib.SMTP, message: Outgoing, remote: str) -> dict[str, Outcome]:
     """MAIL, RCPT for each pending recipient, DATA; per-recipient outcomes."""
+    import aiosmtplib
+
     options: list[str] = []
     if not message.data.isascii() and client.supports_extension("8bitmime"):
         options.append("BODY=8BITMIME")

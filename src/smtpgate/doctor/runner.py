@@ -41,11 +41,17 @@ class DoctorOptions:
     dns_server: str | None = None
     insecure: bool = False
     ehlo_name: str = ""
+    legacy: bool = False  # play a device on a legacy listener (doctor/legacy.py)
+    source: str = ""  # connect from this local address (a device's, on a machine that has several)
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
 
 
 def diagnose(options: DoctorOptions) -> Report:
     """Run every check; the report says what passed, what failed, why, and what to do."""
+    if options.legacy:
+        from smtpgate.doctor.legacy import LegacyDoctor
+
+        return LegacyDoctor(options).run()
     return Doctor(options).run()
 
 
@@ -203,7 +209,7 @@ class Doctor:
         for address in addresses:
             try:
                 wire = Wire.connect(address, spec.port, connect_timeout=self.o.connect_timeout,
-                                    timeout=self.o.timeout, transcript=self.transcript)
+                                    timeout=self.o.timeout, transcript=self.transcript, source=self.o.source)
             except ConnectFailed as exc:
                 # a timeout says more than a refusal on another address family
                 if failure is None or exc.kind == "timeout":

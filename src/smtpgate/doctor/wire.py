@@ -68,12 +68,14 @@ class Wire:
 
     @classmethod
     def connect(cls, address: str, port: int, *, connect_timeout: float, timeout: float,
-                transcript: Transcript) -> Wire:
-        transcript.note(f"connecting to {address} port {port}", str(port))
+                transcript: Transcript, source: str = "") -> Wire:
+        transcript.note(f"connecting to {address} port {port}" + (f" from {source}" if source else ""), str(port))
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.settimeout(connect_timeout)
         try:
+            if source:
+                sock.bind((source, 0))
             sock.connect((address, port))
         except (TimeoutError, socket.timeout):
             sock.close()

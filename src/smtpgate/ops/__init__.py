@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from smtpgate.ops.cluster import Cluster
     from smtpgate.ops.credentials import Credentials
     from smtpgate.ops.dkim import Dkim
+    from smtpgate.ops.incidents import Incidents
+    from smtpgate.ops.leaks import Leaks
     from smtpgate.ops.queue import Queue
     from smtpgate.ops.service_accounts import ServiceAccounts
     from smtpgate.ops.tokens import Tokens
@@ -123,6 +125,18 @@ class Operations:
         from smtpgate.ops.upstream import Upstream
 
         return Upstream(self.runtime, self.journal)
+
+    @cached_property
+    def incidents(self) -> Incidents:
+        from smtpgate.ops.incidents import Incidents
+
+        return Incidents(self.runtime, self.journal)
+
+    @cached_property
+    def leaks(self) -> Leaks:
+        from smtpgate.ops.leaks import Leaks
+
+        return Leaks(self.runtime, self.journal, self.incidents)
 
     @cached_property
     def cluster(self) -> Cluster:

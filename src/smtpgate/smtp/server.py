@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import ipaddress
 import logging
 import socket
 import ssl
@@ -62,7 +63,7 @@ from smtpgate.smtp.protocol import (
 from smtpgate.smtp.proxy import ProxyHeader, ProxyViolation
 from smtpgate.smtp.proxy_io import Balancers, looks_like_proxy, peek_first, read_header
 from smtpgate.smtp.session import BANNED, MessagePolicy, Session, SessionServices
-from smtpgate.smtp.tls import ReloadableTlsContext, TlsConfigError, describe_tls
+from smtpgate.smtp.tls import ReloadableTlsContext, TlsConfigError, describe_tls, legacy_server_context
 
 log = logging.getLogger("smtpgate.server")
 
@@ -76,9 +77,12 @@ SWEEP_INTERVAL = 1.0  # how often the deadlines of unauthenticated connections a
 _AUTH_STATES = frozenset({State.AUTH, State.AUTH_FAILURE, State.AUTH_SUCCESS})
 
 
+LEGACY = "legacy"  # the opt-in listener for devices ([legacy] listen; the credential core's LEGACY_LISTENER)
+
+
 @dataclass(frozen=True)
 class Listener:
-    name: str          # "submission" (STARTTLS) or "submissions" (implicit TLS)
+    name: str          # "submission" (STARTTLS), "submissions" (implicit TLS) or "legacy" (devices)
     host: str
     port: int
     implicit_tls: bool
@@ -104,7 +108,29 @@ def listeners_from(config: Config) -> list[Listener]:
     for name, value, implicit in (("submission", config.smtp.submission, False), ("submissions", config.smtp.submissions, True)):
         host, _, port = value.rpartition(":")
         result.append(Listener(name, host.strip("[]"), int(port), implicit))
+    if config.legacy.listen:
+        host, _, port = config.legacy.listen.rpartition(":")
+        result.append(Listener(LEGACY, host.strip("[]"), int(port), False))
     return result
+
+
+def _as_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        ip = ipaddress.ip_address(text.split("%", 1)[0])
+    except ValueError:
+        return None
+    return ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped else ip
+
+
+class LegacyNetworks:
+    """Who may connect to the legacy listener at all ([legacy] networks)."""
+
+    def __init__(self, networks: list[str]) -> None:
+        self.networks = [ipaddress.ip_network(n.strip(), strict=False) for n in networks]
+
+    def allows(self, address: str) -> bool:
+        ip = _as_ip(address)
+        return ip is not None and any(ip in network for network in self.networks)
 
 
 class SmtpServer:
@@ -133,6 +159,11 @@ class SmtpServer:
         self.banned_seen: dict[str, float] = {}  # a banned source's refusals are audited once a minute
         self.proxy_refused_seen: dict[str, float] = {}  # so are refused PROXY connections, per peer
         self.balancers = Balancers(config.smtp.proxy_protocol_from)
+        self.outsiders_seen: dict[str, float] = {}  # so are refusals on the legacy listener
+        self.legacy_networks = LegacyNetworks(config.legacy.networks)
+        # its own weaker context (TLS 1.0+), built only when the listener is on
+        self.legacy_tls = (ReloadableTlsContext(tls.cert_path, tls.key_path, factory=legacy_server_context)
+                           if config.legacy.listen else None)
         self.auth_mechanisms = auth_mechanisms(config)
         self.limits = ProtocolLimits(
             max_message_size=config.smtp.max_message_size,
@@ -166,7 +197,8 @@ class SmtpServer:
                     functools.partial(SmtpConnection, self, listener), sock=sock, backlog=1024,
                 ))
             log.info("listening on %s:%d (%s, %s)", listener.host, listener.port, listener.name,
-                     "implicit TLS" if listener.implicit_tls else "STARTTLS")
+                     "implicit TLS" if listener.implicit_tls else "STARTTLS" if listener.name != LEGACY else
+                     f"devices only, TLS 1.0+ or none, from {', '.join(self.config.legacy.networks)}")
         self._sweeper = loop.create_task(self._sweep())
 
     def admit(self, ip: str) -> Reply | None:
@@ -246,12 +278,8 @@ class SmtpServer:
         """A PROXY connection closed unserved: counted, logged, audited (once a minute per peer)."""
         metrics().connections.labels(conn.listener.name, "proxy-refused").inc()
         balancer = conn.peer_ip in self.balancers
-        seen, now = self.proxy_refused_seen, time.monotonic()
-        if now - seen.get(conn.peer_ip, -60.0) < 60.0:
+        if not self.once_a_minute(self.proxy_refused_seen, conn.peer_ip):
             return
-        if len(seen) > 10_000:
-            seen.clear()
-        seen[conn.peer_ip] = now
         log.warning("closed a connection from %s on %s: %s", conn.peer_ip, conn.listener.name, problem)
         self.audit.record(AuditEvent(
             kind=ev.CONNECT, result=ev.FAIL, reason=ev.PROXY_PROTOCOL, listener=conn.listener.name,
@@ -300,9 +328,27 @@ class SmtpServer:
                     metrics().connections.labels(conn.listener.name, "pre-auth-timeout").inc()
                     conn.end(Reply(421, "4.4.2", f"{self.config.hostname} Timeout before authentication, closing connection"))
 
+    def tls_context(self, listener: Listener) -> ssl.SSLContext:
+        """The legacy listener's weaker context for it alone; the strict one everywhere else."""
+        if listener.name == LEGACY and self.legacy_tls is not None:
+            return self.legacy_tls.context
+        return self.tls.context
+
+    def once_a_minute(self, seen: dict[str, float], ip: str) -> bool:
+        """True the first time in a minute for this source: a reconnecting client must not flood the audit."""
+        now = time.monotonic()
+        if now - seen.get(ip, -60.0) < 60.0:
+            return False
+        if len(seen) > 10_000:
+            seen.clear()
+        seen[ip] = now
+        return True
+
     def reload_tls(self) -> None:
         try:
             self.tls.reload()
+            if self.legacy_tls is not None:
+                self.legacy_tls.reload()
             log.info("TLS certificate reloaded")
         except TlsConfigError as exc:
             log.error("TLS reload failed, keeping the current certificate: %s", exc)
@@ -345,12 +391,17 @@ class SmtpConnection(asyncio.Protocol):
         self.proxy: ProxyHeader | None = None
         self.accepted_early = False  # admitted and counted at accept (SmtpServer._accept)
         self._first_read = not listener.implicit_tls  # the STARTTLS port's first bytes: a PROXY header?
+        legacy = listener.name == LEGACY
         self.conn = ServerConnection(
             ServerFeatures(
                 hostname=server.config.hostname,
                 tls_active=listener.implicit_tls,
                 starttls_available=not listener.implicit_tls,
-                auth_mechanisms=server.auth_mechanisms,
+                # the legacy listener: AUTH PLAIN/LOGIN without TLS, and MAIL without AUTH for a
+                # device known by its address (the session refuses everyone else at MAIL)
+                auth_mechanisms=("PLAIN", "LOGIN") if legacy else server.auth_mechanisms,
+                require_tls_for_auth=not legacy,
+                require_auth_for_mail=not legacy,
             ),
             server.limits,
         )
@@ -426,7 +477,7 @@ class SmtpConnection(asyncio.Protocol):
                     self._refuse_proxy(sock, "a PROXY header from an address not in [smtp] proxy_protocol_from")
                     return
             await loop.connect_accepted_socket(
-                lambda: self, sock, ssl=self.server.tls.context,
+                lambda: self, sock, ssl=self.server.tls_context(self.listener),
                 ssl_handshake_timeout=max(0.1, handshake_timeout - (time.monotonic() - started)),
             )
         except asyncio.CancelledError:  # shed or timed out while handshaking
@@ -465,7 +516,20 @@ class SmtpConnection(asyncio.Protocol):
         self._release()
 
     async def _admit_source(self) -> bool:
-        """Ask the guard before the greeting: over a cap, or banned, a source gets 421 4.7.0 and is closed."""
+        """Ask the guard before the greeting: over a cap, or banned, a source gets 421 4.7.0 and is closed.
+
+        On the legacy listener a source outside [legacy] networks is closed on first, without a
+        word (an audit event says so); a device known by its address is bound to the session.
+        """
+        if self.listener.name == LEGACY and not self.server.legacy_networks.allows(self.ip):
+            metrics().connections.labels(self.listener.name, "network").inc()
+            if self.server.once_a_minute(self.server.outsiders_seen, self.ip):
+                log.info("legacy listener: closed on %s, outside [legacy] networks", self.ip)
+                self.server.audit.record(AuditEvent(
+                    kind=ev.CONNECT, result=ev.FAIL, reason=ev.NETWORK_NOT_ALLOWED, listener=self.listener.name,
+                    remote_ip=self.ip,
+                ))
+            return False  # closed by _run, no greeting: nothing to learn here
         if not self._slot:  # the implicit-TLS port took it before the handshake
             refusal = await self.server.take_slot(self.ip, self)
             if refusal is not None:
@@ -480,14 +544,15 @@ class SmtpConnection(asyncio.Protocol):
             return False
         if ban is None:
             metrics().connections.labels(self.listener.name, "accepted").inc()
+            if self.listener.name == LEGACY and self.session is not None and await self.session.bind_device():
+                self.server.authenticated(self)
+                if self.conn.closed:  # stopping began during the look-up
+                    self._flush()
+                    return False
             self.conn.start()
             return True
         metrics().connections.labels(self.listener.name, "banned").inc()
-        seen, now = self.server.banned_seen, time.monotonic()
-        if now - seen.get(self.ip, -60.0) >= 60.0:  # a reconnecting attacker must not flood the audit
-            if len(seen) > 10_000:
-                seen.clear()
-            seen[self.ip] = now
+        if self.server.once_a_minute(self.server.banned_seen, self.ip):
             log.info("refused banned %s (%s until %s)", self.ip, ban.network, int(ban.until))
             self.server.audit.record(AuditEvent(
                 kind=ev.CONNECT, result=ev.FAIL, reason=ev.BANNED, listener=self.listener.name, remote_ip=self.ip,
@@ -591,6 +656,7 @@ class SmtpConnection(asyncio.Protocol):
                 self._flush()
                 await self._start_tls()
                 conn.tls_established()
+                self.session.tls_started()
                 continue
             await self.session.handle(conn, event)
             if conn.authenticated:
@@ -623,7 +689,7 @@ class SmtpConnection(asyncio.Protocol):
             new_transport = await loop.start_tls(
                 self.transport,
                 self,
-                self.server.tls.context,
+                self.server.tls_context(self.listener),
                 server_side=True,
                 ssl_handshake_timeout=self.server.config.smtp.tls_handshake_timeout.total_seconds(),
             )

@@ -35,7 +35,7 @@ from smtpgate.credentials import (
     app_passwords,
 )
 from smtpgate.credentials.redaction import redact_login
-from smtpgate.credentials.service import TOKEN_MECHANISMS
+from smtpgate.credentials.service import LEGACY_LISTENER, TOKEN_MECHANISMS
 from smtpgate.deliverability.foresight import Foresight
 from smtpgate.delivery import Envelope, MessageWriter, Spool
 from smtpgate.delivery.headers import (
@@ -83,8 +83,14 @@ SENDER_NOT_ALLOWED = Reply(553, "5.7.1", "Sender address not allowed for this cr
 STORAGE_FAILED = Reply(451, "4.3.0", "Could not store the message, try again later")
 NO_FROM_HEADER = Reply(550, "5.6.0", "Message has no From: header (RFC 5322 requires one)")
 BANNED = Reply(421, "4.7.0", "Too many failed logins from your address, try again later")
+# the credential of an open session was revoked, expired or disabled meanwhile: a 4xx, so that a
+# client with a rotated secret reconnects and sends with its successor
+CREDENTIAL_ENDED = Reply(421, "4.7.0", "Your credential is no longer valid, closing connection; authenticate again")
 GUARD_UNAVAILABLE = Reply(451, "4.3.0", "Temporary failure checking the sending quota, try again later")
 NULL_SENDER_REFUSED = Reply(550, "5.7.1", "Null sender <> not allowed for submission")
+RECIPIENT_NOT_ALLOWED = Reply(550, "5.7.1", "Recipient not allowed for this device")
+DEVICE_AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
+DEVICE_TLS_REQUIRED = Reply(530, "5.7.0", "Must issue a STARTTLS command first: this device is set up for TLS")
 # The header fields that say who sent a message; each must be an address of the credential.
 SENDER_FIELDS = ("From", "Sender", "Resent-From", "Resent-Sender")
 
@@ -197,6 +203,8 @@ class Session:
         if audit is None:
             return
         principal = self.principal
+        if principal is not None and principal.device:  # every event of a device's session names it
+            details = {"device": principal.device, **(details or {})}
         audit.record(AuditEvent(
             kind=kind, result=result, reason=reason, listener=self.listener, remote_ip=self.client_ip,
             tls=self._tls(), mechanism=self.mechanism if mechanism is None else mechanism,
@@ -224,7 +232,7 @@ class Session:
             result = await asyncio.to_thread(
                 self._services.credentials.authenticate,
                 event.login, event.secret, self.client_ip, True, mechanism=event.mechanism, proven=event.proven,
-                authzid=event.authzid,
+                authzid=event.authzid, listener=self.listener,
             )
         except StoreUnavailable as exc:
             log.error("auth %s from %s: credential store unavailable: %s", redact_login(event.login), self.client_ip, exc)
@@ -232,16 +240,20 @@ class Session:
             self._record(ev.AUTH, ev.FAIL, ev.STORE_UNAVAILABLE, login=event.login, mechanism=event.mechanism)
             conn.reject(AUTH_TEMPORARY_FAILURE)
             return
+        if isinstance(result, Principal) and result.device_tls not in (None, "none") and not self._tls():
+            # a device set up for TLS logs in without it: someone stripped STARTTLS, or the
+            # device was reset; either way not accepted as if nothing happened
+            log.warning("device %s logged in without TLS from %s: refused", result.device, self.client_ip)
+            self._record(ev.AUTH, ev.FAIL, ev.TLS_REQUIRED, login=event.login, credential_id=result.credential_id,
+                         mechanism=event.mechanism, details={"device": result.device})
+            await self._pad(started)
+            self._auth_metrics(event.mechanism, ev.FAIL, ev.TLS_REQUIRED, started)
+            conn.reject(DEVICE_TLS_REQUIRED)
+            return
         if isinstance(result, Principal):
             self.principal = result
             self.mechanism = event.mechanism
-            if guard is not None:
-                scopes = result.scopes
-                self._plan = guard.quota_plan(
-                    credential_id=result.credential_id, account_id=result.account_id,
-                    max_per_hour=scopes.max_per_hour, max_per_day=scopes.max_per_day,
-                    max_rcpt_per_hour=scopes.max_rcpt_per_hour, max_rcpt_per_day=scopes.max_rcpt_per_day,
-                )
+            self._plan_quotas(result)
             log.debug("auth ok login=%s credential=%s ip=%s mech=%s", redact_login(result.login), result.credential_id, self.client_ip, event.mechanism)
             self._auth_metrics(event.mechanism, ev.OK, "", started)
             self._record(ev.AUTH, ev.OK, "", login=event.login or result.login, credential_id=result.credential_id,
@@ -258,12 +270,51 @@ class Session:
             outcome = await guard.leaked_secret_used(self.client_ip, f"the canary credential {result.credential_id}")
         elif guard is not None and result.reason not in (FailureReason.APP_PASSWORD_REQUIRED, FailureReason.IDP_UNAVAILABLE):
             outcome = await guard.auth_failed(self.client_ip, redact_login(event.login))
-        self._after_failure(event, str(result.reason), result.credential_id, outcome)
+        self._after_failure(event, str(result.reason), result.credential_id, outcome, device=result.device)
         await self._pad(started)
         self._auth_metrics(event.mechanism, ev.FAIL, str(result.reason), started)
         conn.reject(_failure_reply(result))
         if outcome.source_banned:
             conn.refuse(BANNED)
+
+    def _plan_quotas(self, principal: Principal) -> None:
+        guard = self._services.guard
+        if guard is not None:
+            scopes = principal.scopes
+            self._plan = guard.quota_plan(
+                credential_id=principal.credential_id, account_id=principal.account_id,
+                max_per_hour=scopes.max_per_hour, max_per_day=scopes.max_per_day,
+                max_rcpt_per_hour=scopes.max_rcpt_per_hour, max_rcpt_per_day=scopes.max_rcpt_per_day,
+            )
+
+    async def bind_device(self) -> bool:
+        """Legacy listener, before the greeting: a device without AUTH is known by its address;
+        the session is then its credential's, as if it had logged in. True when bound."""
+        if self.listener != LEGACY_LISTENER:
+            return False
+        try:
+            found = await asyncio.to_thread(self._services.credentials.device_for_address, self.client_ip)
+        except StoreUnavailable as exc:
+            log.error("device look-up for %s: credential store unavailable: %s", self.client_ip, exc)
+            return False
+        if found is None:
+            return False
+        if isinstance(found, AuthFailure):  # its account is disabled, or it expired
+            self._record(ev.AUTH, ev.FAIL, str(found.reason), login=found.login, credential_id=found.credential_id,
+                         mechanism=ev.DEVICE_ADDRESS, details={"device": found.device} if found.device else None)
+            return False
+        self.principal = found
+        self.mechanism = ev.DEVICE_ADDRESS
+        self._plan_quotas(found)
+        self._record(ev.AUTH, ev.OK, "", login=found.login, credential_id=found.credential_id)
+        return True
+
+    def tls_started(self) -> None:
+        """RFC 3207: what was learnt before STARTTLS is forgotten. A login made in clear on
+        the legacy listener must be made again; a device known by its address stays bound."""
+        if self.principal is not None and self.mechanism != ev.DEVICE_ADDRESS:
+            self.principal, self.mechanism, self._plan = None, "", QuotaPlan()
+        self._tls_version = ""
 
     async def _supply_scram_keys(self, conn: ServerConnection, event: AuthKeysNeeded) -> None:
         """SCRAM-SHA-256 mid-exchange: the login's stored salt and keys (the proof is checked next)."""
@@ -308,8 +359,9 @@ class Session:
         if outcome.source_banned:
             conn.refuse(BANNED)
 
-    def _after_failure(self, event: AuthAttempt | AuthAborted, reason: str, credential_id: str | None, outcome: FailureOutcome) -> None:
-        details: dict[str, object] = {}
+    def _after_failure(self, event: AuthAttempt | AuthAborted, reason: str, credential_id: str | None,
+                       outcome: FailureOutcome, *, device: str = "") -> None:
+        details: dict[str, object] = {"device": device} if device else {}
         if outcome.login_failures:
             details["login_failures"] = outcome.login_failures
             details["source_failures"] = outcome.ip_failures
@@ -343,7 +395,16 @@ class Session:
     # ------------------------------------------------------------ transaction
 
     async def _mail_from_decision(self, conn: ServerConnection, event: MailFrom) -> None:
-        assert self.principal is not None  # the protocol refuses MAIL before AUTH
+        if self.principal is None:  # the legacy listener: no AUTH, and no device has this address
+            log.info("legacy listener: MAIL without AUTH from %s, which no device has", self.client_ip)
+            self._message_refused(ev.AUTH_REQUIRED, {"where": "mail-from", "address": event.address})
+            conn.reject(DEVICE_AUTH_REQUIRED)
+            return
+        if not await self._still_admitted():
+            log.info("credential ended during the session credential=%s ip=%s", self.principal.credential_id, self.client_ip)
+            self._message_refused(ev.CREDENTIAL_ENDED, {"where": "mail-from"})
+            conn.refuse(CREDENTIAL_ENDED)
+            return
         if not event.address and not self._services.policy.allow_null_sender:
             log.info("null sender refused credential=%s ip=%s", self.principal.credential_id, self.client_ip)
             self._message_refused(ev.NULL_SENDER, {"where": "mail-from"})
@@ -364,6 +425,11 @@ class Session:
         conn.accept()
 
     async def _rcpt_decision(self, conn: ServerConnection, event: RcptTo) -> None:
+        if self.principal is not None and not self.principal.scopes.allows_recipient(event.address):
+            log.info("recipient refused credential=%s ip=%s", self.principal.credential_id, self.client_ip)
+            self._message_refused(ev.RECIPIENT_NOT_ALLOWED, {"recipient": event.address})
+            conn.reject(RECIPIENT_NOT_ALLOWED)
+            return
         refusal = await self._quota_refusal(messages=0, recipients=len(self._rcpt_to) + 1, recipient=event.address)
         if refusal is not None:
             conn.reject(refusal)
@@ -427,9 +493,11 @@ class Session:
         if self._services.policy.received_auth == "token":
             self._received_token = secrets.token_hex(8)
             auth = f" (auth {self._received_token})"
+        # RFC 3848: S for TLS, A for AUTH (a device known by its address did not authenticate)
+        protocol = "ESMTP" + ("S" if self._tls_info() else "") + ("" if self.mechanism == ev.DEVICE_ADDRESS else "A")
         header = (
             f"Received: from {self.helo or 'unknown'} ([{self.client_ip}])\r\n"
-            f"\tby {self._services.hostname} (smtpgate) with ESMTPSA id {message_id}\r\n"
+            f"\tby {self._services.hostname} (smtpgate) with {protocol} id {message_id}\r\n"
             f"\t(tls {tls}){auth};\r\n"
             f"\t{email.utils.format_datetime(now)}\r\n"
         )
@@ -482,6 +550,7 @@ class Session:
         m.message_seconds.observe(time.monotonic() - started)
         details: dict[str, object] = {
             "id": stored.id, "from": self._mail_from, "rcpts": len(self._rcpt_to), "size": stored.size,
+            "domains": sorted({r.rpartition("@")[2].lower() for r in self._rcpt_to})[:50],
         }
         if self._received_token:
             details["received_token"] = self._received_token
@@ -489,6 +558,14 @@ class Session:
             details["flags"] = [{"reason": ev.DISPLAY_NAME_ADDRESS, **flag} for flag in self._flags]
         self._record(ev.MESSAGE, ev.OK, ev.ACCEPTED, details=details)
         conn.accept(f"Ok: queued as {stored.id}")
+
+    async def _still_admitted(self) -> bool:
+        assert self.principal is not None
+        try:
+            return await asyncio.to_thread(self._services.credentials.still_admitted, self.principal.credential_id)
+        except Exception as exc:  # noqa: BLE001 - an unreachable store must not stop mail that was admitted
+            log.warning("could not check the session's credential: %s", type(exc).__name__)
+            return True
 
     async def _refund(self) -> None:
         if self._plan.counters and self._services.guard is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ssl
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn
@@ -21,11 +22,15 @@ __all__ = [
     "ReloadableTlsContext",
     "TlsConfigError",
     "describe_tls",
+    "legacy_server_context",
     "server_context",
 ]
 
 # TLS 1.3 suites are all AEAD and configured separately by OpenSSL.
 TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL"
+# The legacy listener: the modern suites first, then the CBC suites TLS 1.0/1.1 clients have;
+# security level 0 because OpenSSL 3 refuses TLS 1.0/1.1 (SHA-1 signatures) above it.
+LEGACY_CIPHERS = TLS12_CIPHERS + ":ECDHE+AES:AES:!aNULL:!eNULL:!MD5:!RC4:!3DES:@SECLEVEL=0"
 
 
 class TlsConfigError(Exception):
@@ -35,6 +40,24 @@ class TlsConfigError(Exception):
 def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
     """A TLS server context for the certificate chain and key at the given paths."""
     context = _base_context()
+    _load_cert_chain(context, Path(cert_path), Path(key_path))
+    return context
+
+
+def legacy_server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
+    """The legacy listener's own context: TLS 1.0 and 1.1 too, at OpenSSL security level 0.
+
+    For printers and scanners that stop at TLS 1.0. It is built apart from `server_context`
+    and used by that listener alone, so 587 and 465 keep TLS 1.2+ with AEAD ciphers.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with warnings.catch_warnings():  # TLSVersion.TLSv1 is deprecated: here it is the point
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = ssl.TLSVersion.TLSv1
+    context.maximum_version = ssl.TLSVersion.TLSv1_3
+    context.set_ciphers(LEGACY_CIPHERS)
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    context.verify_mode = ssl.CERT_NONE
     _load_cert_chain(context, Path(cert_path), Path(key_path))
     return context
 

@@ -18,6 +18,7 @@ from smtpgate.admin.api import (
     credentials,
     docs,
     guard,
+    incidents,
     keys,
     queue,
     service_accounts,
@@ -45,7 +46,9 @@ PROBLEMS: dict[int | str, dict[str, Any]] = {
 }
 
 router = APIRouter(prefix=PREFIX, dependencies=[Depends(_bearer)], responses=PROBLEMS)
-for _module in (accounts, credentials, service_accounts, guard, audit, queue, keys):
+for _module in (accounts, credentials, service_accounts, guard, audit, queue, keys, incidents):
     router.include_router(_module.router)
 
 public = docs.router
+leak_reports = APIRouter(prefix=PREFIX)  # signed by the reporter, no operator token
+leak_reports.include_router(incidents.leaks)
