@@ -565,6 +565,36 @@ class AutoconfigConfig(_Section):
         return [_domain(v) for v in value]
 
 
+class ClusterConfig(_Section):
+    """Several nodes on one PostgreSQL and one Redis; see docs/cluster.md."""
+
+    enabled: bool = False
+    node_name: str = ""            # "": the host name; unique per node
+    address: str = ""              # how operators reach this node (shown by `cluster status`)
+    master_key_file: str = "cluster-master.key"  # the same file on every node: seals keys in the database
+    lease: timedelta = timedelta(seconds=30)          # a dead node's messages go back after this
+    heartbeat_interval: timedelta = timedelta(seconds=5)
+    cache_fallback_ttl: timedelta = timedelta(seconds=2)  # login caches while notifications are down
+    listen_url: str = ""           # LISTEN connection, past a pooler (pgbouncer); "": [database] url
+
+    _check_durations = field_validator("lease", "heartbeat_interval", "cache_fallback_ttl", mode="before")(
+        classmethod(lambda cls, v: _duration(v)))
+
+    @field_validator("lease")
+    @classmethod
+    def _lease_floor(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("a lease shorter than 1s would lapse while it is renewed; use at least 1s")
+        return value
+
+    @field_validator("listen_url")
+    @classmethod
+    def _listen_scheme(cls, value: str) -> str:
+        if value and not value.startswith("postgresql"):
+            raise ValueError("expected a postgresql+psycopg:// URL (LISTEN needs a direct session)")
+        return value
+
+
 class Config(_Section):
     """The whole configuration; `base_dir` is the folder of the file it came from."""
 
@@ -587,6 +617,7 @@ class Config(_Section):
     incidents: IncidentsConfig = IncidentsConfig()
     autoconfig: AutoconfigConfig = AutoconfigConfig()
     web: WebConfig = WebConfig()
+    cluster: ClusterConfig = ClusterConfig()
     base_dir: Path = Field(default=Path("."), exclude=True)
     source: Path | None = Field(default=None, exclude=True)
 
@@ -600,6 +631,19 @@ class Config(_Section):
         if self.database.url:
             return self.database.url
         return f"sqlite:///{self.path('smtpgate.db')}"
+
+    def cluster_problem(self) -> str | None:
+        """Why `[cluster] enabled = true` cannot work with the rest of this config, if it cannot."""
+        if not self.cluster.enabled:
+            return None
+        wrong = []
+        if not self.database_url.startswith("postgresql"):
+            wrong.append("`[database] url` must be a postgresql+psycopg:// URL (the nodes share the queue there)")
+        if self.guard.backend != "redis":
+            wrong.append('`[guard] backend` must be "redis" (bans, quotas and connection caps across nodes)')
+        if not wrong:
+            return None
+        return "`[cluster] enabled = true` needs " + " and ".join(wrong) + "."
 
     @property
     def console_url(self) -> str:
@@ -688,4 +732,7 @@ def load_config(path: Path | str | None = None) -> Config:
         raise ConfigError("\n".join(lines)) from None
     config.base_dir = file.resolve().parent
     config.source = file.resolve()
+    problem = config.cluster_problem()
+    if problem:
+        raise ConfigError(f"{file}: {problem}")
     return config
