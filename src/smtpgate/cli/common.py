@@ -38,6 +38,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON only, for s
 
 # One exit-code table for every command (README, "Exit codes"; tests/cli/test_exit_codes.py).
 OK, REFUSED, USAGE, UNREACHABLE = 0, 1, 2, 3
+UNREACHABLE_CODES = ("store-unavailable", "ban-recorded-backend-down", "unban-recorded-backend-down", "api-unreachable")
 
 
 def fail(message: str, hint: str = "", code: int = REFUSED) -> NoReturn:
@@ -51,9 +52,21 @@ def fail(message: str, hint: str = "", code: int = REFUSED) -> NoReturn:
 
 @contextmanager
 def operations(config_path: Path | None) -> Iterator[tuple[Operations, Actor]]:
-    """The operations layer on this machine's runtime, and the local user as the actor."""
+    """The operations layer on this machine's runtime, and the local user as the actor;
+    with `--api URL`, the remote server's, reached through its REST API (`cli/remote.py`)."""
+    from smtpgate.cli import remote
     from smtpgate.ops import Actor, Operations
 
+    if remote.chosen is not None:
+        from smtpgate.ops.remote import RemoteOperations
+
+        with handled_errors():
+            client = RemoteOperations(remote.chosen.url, remote.chosen.token)
+            try:
+                yield client, Actor.local()  # type: ignore[misc]  # Operations' shape, over HTTP
+            finally:
+                client.close()
+        return
     with runtime(config_path) as rt:
         yield Operations(rt), Actor.local()
 
@@ -61,6 +74,10 @@ def operations(config_path: Path | None) -> Iterator[tuple[Operations, Actor]]:
 @contextmanager
 def runtime(config_path: Path | None) -> Iterator[Runtime]:
     """Load the config and open the services; turn known errors into clear messages."""
+    from smtpgate.cli import remote
+
+    if remote.chosen is not None:
+        fail("this command runs on the server itself; it has no --api mode", code=USAGE)
     with handled_errors():
         rt = Runtime(load_config(config_path))
         try:
@@ -84,7 +101,7 @@ def fail_with(exc: OpError) -> NoReturn:
     from smtpgate.cli.errors import exit_code, words
 
     message, hint = words(exc)
-    fail(message, hint, code=UNREACHABLE if exc.code == "store-unavailable" else exit_code(exc))
+    fail(message, hint, code=UNREACHABLE if exc.code in UNREACHABLE_CODES else exit_code(exc))
 
 
 def print_json(value: Any) -> None:
