@@ -16,9 +16,9 @@ from typing import Protocol
 from smtpgate.config import Config, dns_server_address
 from smtpgate.delivery.capture import CapturedMessage, CaptureStore, Envelope
 from smtpgate.delivery.outcome import Outcome, Outgoing
-from smtpgate.delivery.upstream import UpstreamSecretStore
+from smtpgate.delivery.upstream import upstream_secrets
 
-__all__ = ["CaptureRoute", "Route", "RouteTable", "build_routes", "route_for_domain"]
+__all__ = ["CaptureRoute", "Route", "RouteTable", "build_routes", "route_for_domain", "upstream_secrets"]
 
 
 class Route(Protocol):
@@ -107,7 +107,7 @@ def build_routes(config: Config, capture: CaptureStore) -> RouteTable:
     routes: dict[str, Route] = {}
     if "capture" in used:
         routes["capture"] = CaptureRoute(capture)
-    if "relay" in used:
+    if "relay" in used:  # imported here only so that a server without a relay never loads aiosmtplib
         from smtpgate.delivery.relay import RelayRoute
 
         routes["relay"] = RelayRoute.from_config(config)
@@ -136,10 +136,3 @@ def build_routes(config: Config, capture: CaptureStore) -> RouteTable:
             mta_sts,
         )
     return RouteTable(d.mode, dict(d.routes), routes)
-
-
-def upstream_secrets(config: Config) -> UpstreamSecretStore:
-    """The upstream password's encrypted file and its key, as the config names them."""
-
-    r = config.delivery.relay
-    return UpstreamSecretStore(config.path(r.password_file), config.path(r.key_file))
