@@ -21,7 +21,7 @@ import click
 import typer
 from typer.core import TyperGroup
 
-from smtpgate.cli import helpstyle
+from smtpgate.cli import common, helpstyle
 from smtpgate.cli.common import ConfigOption
 from smtpgate.config import CONFIG_ENV
 
@@ -120,9 +120,11 @@ def main(
     """An SMTP submission gateway built around the SMTP password done right."""
     if config is not None:  # seen by every subcommand's own --config default
         os.environ[CONFIG_ENV] = str(config)
-    from smtpgate.cli import remote
+    common.remote_api = None
+    if api is not None or api_token_file is not None:
+        from smtpgate.cli import remote
 
-    remote.choose(api, api_token_file, ctx.invoked_subcommand)
+        remote.choose(api, api_token_file, ctx.invoked_subcommand)
 
 
 def run() -> None:

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from smtpgate.cli import common
 from smtpgate.cli.common import USAGE, fail
 
 TOKEN_ENV = "SMTPGATE_API_TOKEN"
@@ -24,13 +25,9 @@ class Remote:
     token: str
 
 
-chosen: Remote | None = None
-
-
 def choose(url: str | None, token_file: Path | None, command: str | None) -> None:
-    """Called by the root command before any subcommand: remote mode on or off, for this run."""
-    global chosen
-    chosen = None
+    """Called by the root command before any subcommand when --api is given: remote mode for this run
+    (`common.remote_api`, which `common.operations()` reads)."""
     if url is None:
         if token_file is not None:
             fail("--api-token-file needs --api URL", code=USAGE)
@@ -40,7 +37,7 @@ def choose(url: str | None, token_file: Path | None, command: str | None) -> Non
              f"Through --api: {', '.join(REMOTE_COMMANDS)}.", code=USAGE)
     if not url.startswith(("http://", "https://")):
         fail(f"--api {url!r}: expected a URL such as https://mail.example.com:8025", code=USAGE)
-    chosen = Remote(url, _token(token_file))
+    common.remote_api = Remote(url, _token(token_file))
 
 
 def _token(token_file: Path | None) -> str:
