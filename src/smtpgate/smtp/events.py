@@ -155,3 +155,23 @@ class State(enum.Enum):
     BDAT = "bdat"
     TLS_PENDING = "tls-pending"
     CLOSED = "closed"
+
+
+TRANSITIONS: Final[dict[State, dict[str, State]]] = {
+    State.NEW: {"greet": State.COMMAND},
+    State.COMMAND: {
+        "starttls": State.TLS_PENDING, "challenge": State.AUTH, "sasl-done": State.COMMAND,
+        "success-data": State.AUTH_SUCCESS, "failure-data": State.AUTH_FAILURE, "data": State.DATA,
+        "chunk": State.BDAT, "data-end": State.COMMAND,  # BDAT LAST: the message ends after its chunk did
+    },
+    State.AUTH: {"challenge": State.AUTH, "sasl-done": State.COMMAND, "end-sasl": State.COMMAND,
+                 "success-data": State.AUTH_SUCCESS, "failure-data": State.AUTH_FAILURE},
+    State.AUTH_FAILURE: {"end-sasl": State.COMMAND},
+    State.AUTH_SUCCESS: {"end-sasl": State.COMMAND},
+    State.DATA: {"data-end": State.COMMAND},
+    State.BDAT: {"chunk": State.BDAT, "chunk-end": State.COMMAND},
+    State.TLS_PENDING: {"tls-up": State.COMMAND},
+    State.CLOSED: {},
+}
+"""Every move of the machine, in one place: state -> trigger -> next state. Closing is allowed from
+any state; anything missing here is a bug in the connection, not in the peer's input."""

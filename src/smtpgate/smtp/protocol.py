@@ -110,6 +110,7 @@ from .events import (  # noqa: F401 - the connection's parts, importable from he
     Paused as Paused,
     ProtocolUsageError as ProtocolUsageError,
     State as State,
+    TRANSITIONS as TRANSITIONS,
 )
 from .syntax import (  # noqa: F401 - the connection's parts, importable from here as before
     _LOCAL_DOT_STRING as _LOCAL_DOT_STRING,
@@ -315,7 +316,7 @@ class ServerConnection:
         self._require_state(State.NEW, "start()")
         greeting = f"{self._features.hostname} {self._features.greeting_text}"
         self._send(Reply(220, "", greeting))
-        self._state = State.COMMAND
+        self._move("greet")
 
     def refuse(self, reply: Reply) -> None:
         """Instead of ``start()``: queue ``reply`` (e.g. 421 or 554) and close."""
@@ -389,7 +390,7 @@ class ServerConnection:
         self._extended = False
         self._authenticated = False
         self._transaction = None
-        self._state = State.COMMAND
+        self._move("tls-up")
 
     def data_to_send(self) -> bytes:
         """Everything queued for the peer since the last call."""
@@ -495,8 +496,15 @@ class ServerConnection:
             self._send(_TOO_MANY_ERRORS)
             self._close()
 
+    def _move(self, trigger: str) -> None:
+        """The one way the state changes: by a trigger the transition table allows in this state."""
+        try:
+            self._state = TRANSITIONS[self._state][trigger]
+        except KeyError:
+            raise ProtocolUsageError(f"no transition {trigger!r} from {self._state.value}") from None
+
     def _close(self) -> None:
-        self._state = State.CLOSED
+        self._state = State.CLOSED  # from any state
         self._pending = None
         self._buffer.clear()
 
@@ -650,7 +658,7 @@ class ServerConnection:
         self._discarded_after_starttls += len(self._buffer)
         self._buffer.clear()
         self._skipping_line = False
-        self._state = State.TLS_PENDING
+        self._move("starttls")
         self._events.append(StartTLS())
 
     def _cmd_rset(self, argument: str) -> None:
@@ -716,12 +724,12 @@ class ServerConnection:
     def _apply_sasl_step(self, step: SaslStep) -> None:
         if isinstance(step, Challenge):
             self._send(Reply(334, "", encode_challenge(step.data)))
-            self._state = State.AUTH
+            self._move("challenge")
         elif isinstance(step, SaslCredentials):
-            self._state = State.COMMAND
+            self._move("sasl-done")
             self._request_auth_decision(step)
         elif isinstance(step, NeedKeys):
-            self._state = State.COMMAND
+            self._move("sasl-done")
             self._request_keys(step)
         else:
             self._abort_sasl("malformed")
@@ -752,7 +760,7 @@ class ServerConnection:
             assert self._sasl is not None
             self._sasl.success_text = text
             self._send(Reply(334, "", encode_challenge(data)))
-            self._state = State.AUTH_SUCCESS
+            self._move("success-data")
             return
         self._end_sasl()
         self._authenticated = True
@@ -767,7 +775,7 @@ class ServerConnection:
             return
         self._sasl.failure_reply = reply
         self._send(Reply(334, "", encode_challenge(challenge)))
-        self._state = State.AUTH_FAILURE
+        self._move("failure-data")
 
     def _abort_sasl(self, reason: Literal["cancelled", "malformed"]) -> None:
         """End the exchange and tell the application, which audits and counts it."""
@@ -778,7 +786,7 @@ class ServerConnection:
     def _end_sasl(self) -> None:
         self._sasl = None
         if self._state in (State.AUTH, State.AUTH_FAILURE, State.AUTH_SUCCESS):
-            self._state = State.COMMAND
+            self._move("end-sasl")
 
     def _step_auth(self) -> bool:
         line = self._read_line(self._limits.max_auth_line)
@@ -947,7 +955,7 @@ class ServerConnection:
         self._transaction.body_kind = "DATA"
         self._body = _BodyInspector(self._limits)
         self._data_mid_line = False
-        self._state = State.DATA
+        self._move("data")
         self._send(_START_DATA.with_text(text))
 
     def _step_data(self) -> bool:
@@ -1009,7 +1017,7 @@ class ServerConnection:
         body = self._body
         assert body is not None
         self._body = None
-        self._state = State.COMMAND
+        self._move("data-end")
         if body.violation is not None:
             self._transaction = None
             self._events.append(MessageRejected(body.violation))
@@ -1064,12 +1072,12 @@ class ServerConnection:
 
     def _stream_chunk(self, size: int, last: bool) -> None:
         self._chunk = _Chunk(size=size, remaining=size, last=last)
-        self._state = State.BDAT
+        self._move("chunk")
 
     def _discard_chunk(self, size: int, last: bool, reply: Reply, *, protocol_error: bool) -> None:
         """Read and drop ``size`` octets, then send ``reply``."""
         self._chunk = _Chunk(size, size, last, reply, protocol_error)
-        self._state = State.BDAT
+        self._move("chunk")
 
     def _step_bdat(self) -> bool:
         chunk = self._chunk
@@ -1117,7 +1125,7 @@ class ServerConnection:
 
     def _finish_chunk(self, chunk: _Chunk) -> None:
         self._chunk = None
-        self._state = State.COMMAND
+        self._move("chunk-end")
         if chunk.reply is not None:
             if chunk.reply_is_protocol_error:
                 self._fail(chunk.reply)
