@@ -139,7 +139,7 @@ def test_a_command_that_runs_on_the_server_only_says_so(faces: Faces) -> None:
     assert code == 2 and "not available through --api" in err
 
 
-def test_a_bad_token_or_a_local_only_command_is_refused_clearly(api: Api, tmp_path: Path) -> None:
+def test_a_bad_token_a_missing_one_or_an_unreachable_server_is_said_clearly(api: Api, tmp_path: Path) -> None:
     environ = {**os.environ, "SMTPGATE_API_TOKEN": "sga_" + "a" * 39}
     environ.pop("SMTPGATE_CONFIG", None)
     smtpgate = [sys.executable, "-m", "smtpgate", "--api", api.base]
@@ -147,13 +147,11 @@ def test_a_bad_token_or_a_local_only_command_is_refused_clearly(api: Api, tmp_pa
     assert run.returncode == 1 and "SMTPGATE_API_TOKEN" in run.stderr and "refused the operator token" in run.stderr
     token_file = tmp_path / "token"
     token_file.write_text(api.tokens["viewer"].secret + "\n")
-    run = subprocess.run([*smtpgate, "--api-token-file", str(token_file), "account", "list", "--json"], env=environ,
-                         capture_output=True, text=True, timeout=60)
-    assert run.returncode == 0 and run.stdout.startswith("[")
-    environ.pop("SMTPGATE_API_TOKEN")
-    run = subprocess.run([*smtpgate, "creds", "list"], env=environ, capture_output=True, text=True, timeout=60)
-    assert run.returncode == 2 and "SMTPGATE_API_TOKEN" in run.stderr
-    unreachable = subprocess.run([sys.executable, "-m", "smtpgate", "--api", "http://127.0.0.1:9", "creds", "list"],
-                                 env={**environ, "SMTPGATE_API_TOKEN": "sga_x"}, capture_output=True, text=True,
-                                 timeout=60)
-    assert unreachable.returncode == 3 and "unreachable" in unreachable.stderr
+    runner = CliRunner()
+    listed = runner.invoke(app, ["--api", api.base, "--api-token-file", str(token_file), "account", "list", "--json"],
+                           env={"SMTPGATE_API_TOKEN": ""})
+    assert listed.exit_code == 0 and listed.stdout.startswith("[")
+    missing = runner.invoke(app, ["--api", api.base, "creds", "list"], env={"SMTPGATE_API_TOKEN": ""})
+    assert missing.exit_code == 2 and "SMTPGATE_API_TOKEN" in missing.stderr
+    unreachable = runner.invoke(app, ["--api", "http://127.0.0.1:9", "creds", "list"], env={"SMTPGATE_API_TOKEN": "sga_x"})
+    assert unreachable.exit_code == 3 and "unreachable" in unreachable.stderr
