@@ -49,6 +49,21 @@ class OpError(Exception):
         self.field = field
         self.params = params
 
+    _malformed: bool | None = None
+
+    @property
+    def malformed(self) -> bool:
+        """Input that is not well-formed (a usage error: CLI exit 2), rather than a well-formed request
+        refused; a face that received the error from another one sets it as it was."""
+        return self._default_malformed() if self._malformed is None else self._malformed
+
+    @malformed.setter
+    def malformed(self, value: bool) -> None:
+        self._malformed = value
+
+    def _default_malformed(self) -> bool:
+        return self.kind is Kind.INVALID
+
 
 class NotFound(OpError):
     code = "not-found"

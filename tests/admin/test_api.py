@@ -7,7 +7,6 @@ import re
 from datetime import UTC, datetime
 
 import httpx
-import pytest
 
 from smtpgate.delivery.capture import Envelope
 from tests.admin.conftest import Api

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from smtpgate.credentials import CredentialService, ScopeRequest
 from smtpgate.credentials.errors import DuplicateName, ForeignSender, InvalidScope, InvalidValue
+from smtpgate.credentials.scopes import MAX_LIMIT
 from smtpgate.store import Store
 from smtpgate.store.models import AccountRow, CredentialRow
 
@@ -80,3 +81,15 @@ def test_the_database_holds_the_rule_too(service: CredentialService, store: Stor
         )
         db.add(copy)
         db.flush()
+
+
+@pytest.mark.parametrize("value", [0, 2**31])
+def test_a_limit_out_of_range_is_refused_with_its_field(service: CredentialService, alice: str, value: int) -> None:
+    """A limit the database cannot hold (PostgreSQL INTEGER is 32 bits) is bad input, not a crash."""
+    for name in ("max_per_hour", "max_per_day", "max_rcpt_per_hour", "max_rcpt_per_day"):
+        with pytest.raises(InvalidScope) as err:
+            service.create_app_password(alice, name, scopes=ScopeRequest(**{name: value}))
+        assert err.value.code == "invalid-limit" and err.value.field == name
+        issued = service.create_app_password(alice, name, scopes=ScopeRequest(**{name: MAX_LIMIT}))
+        assert getattr(service.get_credential(issued.credential.id).scopes, name) == MAX_LIMIT
+        service.revoke(issued.credential.id)

@@ -10,27 +10,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
 
-from smtpgate.cli.accounts import _actor
-from smtpgate.cli.common import UNREACHABLE, ConfigOption, JsonOption, fail, out, print_json, runtime
+from smtpgate.cli.common import ConfigOption, JsonOption, fail, operations, out, print_json
 from smtpgate.durations import format_duration, parse_duration
-from smtpgate.guard import Guard, GuardRefused, GuardUnavailable
+from smtpgate.guard import GuardRefused
 from smtpgate.timefmt import iso_utc
 
 app = typer.Typer(help="Banned sources: list, add, remove.", no_args_is_help=True)
 T = TypeVar("T")
 
 
-def _run(guard: Guard, action: Callable[[], Awaitable[T]]) -> T:
+def _run(ops: Any, action: Callable[[], Awaitable[T]]) -> T:
+    """An async ban operation, then the guard backend's connections closed in the same loop."""
     async def go() -> T:
         try:
             return await action()
         finally:
-            await guard.close()
+            await ops.bans.close()
 
     return asyncio.run(go())
 
@@ -38,8 +38,8 @@ def _run(guard: Guard, action: Callable[[], Awaitable[T]]) -> T:
 @app.command("list")
 def list_(config: ConfigOption = None, json: JsonOption = False) -> None:
     """Bans in force, soonest to end first."""
-    with runtime(config) as rt:
-        records = rt.guard.recorded_bans()
+    with operations(config) as (ops, actor):
+        records = ops.bans.list(actor)
     if json:
         print_json([r.to_json() for r in records])
         return
@@ -67,19 +67,12 @@ def add(
         length = parse_duration(duration)
     except ValueError as exc:
         fail(f"--for: {exc}", code=2)
-    with runtime(config) as rt:
-        guard = rt.guard
+    with operations(config) as (ops, actor):
         try:
-            ban = _run(guard, lambda: guard.ban_network(cidr, length, reason=reason, actor=_actor()))
+            ban = _run(ops, lambda: ops.bans.add(actor, cidr, length, reason=reason))
         except GuardRefused as exc:
             fail(str(exc), exc.hint, code=2 if exc.malformed else 1)
-        except GuardUnavailable as exc:
-            fail(
-                f"the ban is recorded but the guard backend is unreachable: {exc}",
-                "Servers apply it from the database within [guard] sync_interval; check Redis.",
-                code=UNREACHABLE,
-            )
-        record = next((r for r in rt.guard.recorded_bans() if r.network == ban.network), None)
+        record = next((r for r in ops.bans.list(actor) if r.network == ban.network), None)
     until = datetime.fromtimestamp(ban.until, UTC)
     if json:  # the fields of `ban list --json`
         print_json(record.to_json() if record else {"network": ban.network, "until": iso_utc(until), "reason": ban.reason})
@@ -93,20 +86,11 @@ def remove(
     config: ConfigOption = None,
 ) -> None:
     """Lift a ban now, and forget the failures counted against that source."""
-    with runtime(config) as rt:
-        guard = rt.guard
+    with operations(config) as (ops, actor):
         try:
-            lifted = _run(guard, lambda: guard.unban_network(cidr, actor=_actor()))
+            _run(ops, lambda: ops.bans.remove(actor, cidr))
         except GuardRefused as exc:
             fail(str(exc), exc.hint, code=2)
-        except GuardUnavailable as exc:
-            fail(
-                f"the ban is lifted in the database but the guard backend is unreachable: {exc}",
-                "Servers apply it within [guard] sync_interval once Redis is back.",
-                code=UNREACHABLE,
-            )
-    if not lifted:
-        fail(f"{cidr} is not banned", "See the bans in force with `smtpgate ban list`.")
     out.print(f"Lifted the ban of {cidr}", markup=False)
 
 

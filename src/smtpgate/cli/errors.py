@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from smtpgate.credentials.errors import CredentialError, InvalidValue
-from smtpgate.errors import Kind, OpError
+from smtpgate.errors import OpError
 
 Words = Callable[[dict[str, Any]], str]
 
@@ -89,6 +88,4 @@ def words(exc: OpError) -> tuple[str, str]:
 
 def exit_code(exc: OpError) -> int:
     """2 for input that is not well-formed (a usage error); 1 for a refusal of a well-formed request."""
-    if isinstance(exc, CredentialError):
-        return 2 if isinstance(exc, InvalidValue) else 1
-    return 2 if exc.kind is Kind.INVALID else 1
+    return 2 if exc.malformed else 1

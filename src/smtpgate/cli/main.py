@@ -15,20 +15,20 @@ import pkgutil
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import click
 import typer
 from typer.core import TyperGroup
 
-from smtpgate.cli import helpstyle
+from smtpgate.cli import common, helpstyle
 from smtpgate.cli.common import ConfigOption
 from smtpgate.config import CONFIG_ENV
 
 # the order `--help` lists commands in; others follow, by name
 ORDER = ("init", "audit", "doctor", "send", "serve", "account", "app-password", "creds", "alerts", "ban",
          "capture", "dkim", "dns", "import", "profile", "queue", "service-account", "token", "api-token", "upstream")
-NOT_COMMANDS = {"main", "common", "helpstyle"}
+NOT_COMMANDS = {"main", "common", "helpstyle", "remote"}
 _REGISTERED = re.compile(r'name="([\w-]+)"|\.command\("([\w-]+)"\)')
 
 
@@ -111,10 +111,20 @@ app = typer.Typer(
 
 
 @app.callback()
-def main(config: ConfigOption = None) -> None:
+def main(
+    ctx: typer.Context,
+    config: ConfigOption = None,
+    api: Annotated[str | None, typer.Option("--api", metavar="URL", help="Run the command on a remote server through its REST API (token in $SMTPGATE_API_TOKEN).", show_default=False)] = None,
+    api_token_file: Annotated[Path | None, typer.Option("--api-token-file", help="Read the --api operator token from this file.", show_default=False)] = None,
+) -> None:
     """An SMTP submission gateway built around the SMTP password done right."""
     if config is not None:  # seen by every subcommand's own --config default
         os.environ[CONFIG_ENV] = str(config)
+    common.remote_api = None
+    if api is not None or api_token_file is not None:
+        from smtpgate.cli import remote
+
+        remote.choose(api, api_token_file, ctx.invoked_subcommand)
 
 
 def run() -> None:

@@ -34,7 +34,7 @@ from smtpgate.cli.common import (
     print_json,
     when,
 )
-from smtpgate.ops.queue import Queue, QueueBusy, QueueResult, Selection
+from smtpgate.ops.queue import QueueBusy, QueueResult, Selection
 
 app = typer.Typer(help="The delivery queue: list, inspect, hold, release, retry, delete.", no_args_is_help=True)
 
@@ -122,13 +122,13 @@ def show(
         out.print(f"{'to':13} {rcpt}  {state}", markup=False)
 
 
-def _act(config: ConfigOption, json: bool, verb: str, what: str,
-         action: Callable[..., QueueResult], *args: object) -> QueueResult | None:
-    """Run a queue action; print what it did (also when some messages stayed busy)."""
+def _act(config: ConfigOption, json: bool, verb: str, what: str, action: str, *args: object) -> QueueResult | None:
+    """Run a queue action (a method of `ops.queue`, local or remote); print what it did (also when some
+    messages stayed busy)."""
     with operations(config) as (ops, actor):
         try:
             with _progress(what) as tick:
-                result = action(ops.queue, actor, *args, tick)
+                result: QueueResult = getattr(ops.queue, action)(actor, *args, tick)
         except QueueBusy as exc:
             _done(json, verb, exc.result)
             fail_with(exc)
@@ -145,7 +145,7 @@ def hold(
     json: JsonOption = False,
 ) -> None:
     """Keep messages from being delivered until `queue release`."""
-    _act(config, json, "held", "holding", Queue.hold, Selection(message_id, credential, account))
+    _act(config, json, "held", "holding", "hold", Selection(message_id, credential, account))
 
 
 @app.command("release")
@@ -158,7 +158,7 @@ def release(
     json: JsonOption = False,
 ) -> None:
     """Let held messages go again (they are delivered now)."""
-    result = _act(config, json, "released", "releasing", Queue.release,
+    result = _act(config, json, "released", "releasing", "release",
                   Selection(message_id, credential, account, everything=all_))
     if result is not None and result.still_held:
         err.print(f"{len(result.still_held)} message(s) remain held by another hold rule "
@@ -172,7 +172,7 @@ def retry(
     json: JsonOption = False,
 ) -> None:
     """Try now instead of waiting for the next scheduled attempt (held mail stays held)."""
-    _act(config, json, "scheduled now", "scheduling", Queue.retry, message_id)
+    _act(config, json, "scheduled now", "scheduling", "retry", message_id)
 
 
 @app.command("delete")
@@ -184,7 +184,7 @@ def delete(
     json: JsonOption = False,
 ) -> None:
     """Remove messages from the queue for good, without a bounce."""
-    _act(config, json, "deleted", "deleting", Queue.delete, Selection(message_id, credential, account))
+    _act(config, json, "deleted", "deleting", "delete", Selection(message_id, credential, account))
 
 
 def _done(json: bool, verb: str, result: QueueResult) -> None:

@@ -11,6 +11,9 @@ class CredentialError(OpError):
     code = "credential-error"
     kind = Kind.INVALID
 
+    def _default_malformed(self) -> bool:
+        return isinstance(self, InvalidValue)  # a refused value (a weak password, a foreign sender) is not a typo
+
 
 class AccountExists(CredentialError):
     code = "account-exists"

@@ -14,6 +14,9 @@ from typing import Any
 from smtpgate.cidr import HostBitsSet, exact_network
 from smtpgate.credentials.errors import ForeignSender, InvalidScope
 
+MAX_LIMIT = 2**31 - 1
+"""The largest rate limit: what a PostgreSQL INTEGER column holds (about 2 billion, far past any real quota)."""
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -156,9 +159,9 @@ class ScopeRequest:
         networks = tuple(dict.fromkeys(str(parse_network(n)) for n in self.allowed_networks))
         for name in ("max_per_hour", "max_per_day", "max_rcpt_per_hour", "max_rcpt_per_day"):
             value = getattr(self, name)
-            if value is not None and value < 1:
-                raise InvalidScope(f"{name.replace('_', '-')} must be 1 or more, got {value}", code="invalid-limit",
-                                   field=name, value=value)
+            if value is not None and not 1 <= value <= MAX_LIMIT:
+                raise InvalidScope(f"{name.replace('_', '-')} must be between 1 and {MAX_LIMIT}, got {value}",
+                                   code="invalid-limit", field=name, value=value)
         return Scopes(
             allowed_senders=senders or (normalize_address(account_login),),
             allowed_networks=networks,

@@ -32,6 +32,7 @@ from smtpgate.delivery.upstream import (
     UpstreamCredentialError,
     UpstreamPassword,
     UpstreamSecretStore,
+    upstream_secrets,
 )
 
 __all__ = ["RelayRoute", "RelaySettings"]
@@ -70,8 +71,6 @@ class RelayRoute:
 
     @classmethod
     def from_config(cls, config: Config) -> RelayRoute:
-        from smtpgate.delivery.routes import upstream_secrets
-
         r = config.delivery.relay
         settings = RelaySettings(
             host=r.host,

@@ -17,9 +17,9 @@ from smtpgate.config import Config, dns_server_address
 from smtpgate.delivery.capture import CapturedMessage, Envelope
 from smtpgate.delivery.outcome import Outcome, Outgoing
 from smtpgate.delivery.spool import CaptureBox
-from smtpgate.delivery.upstream import UpstreamSecretStore
+from smtpgate.delivery.upstream import UpstreamSecretStore, upstream_secrets
 
-__all__ = ["CaptureRoute", "Route", "RouteTable", "build_routes", "route_for_domain"]
+__all__ = ["CaptureRoute", "Route", "RouteTable", "build_routes", "route_for_domain", "upstream_secrets"]
 
 
 class Route(Protocol):
@@ -110,7 +110,7 @@ def build_routes(config: Config, capture: CaptureBox) -> RouteTable:
     routes: dict[str, Route] = {}
     if "capture" in used:
         routes["capture"] = CaptureRoute(capture)
-    if "relay" in used:
+    if "relay" in used:  # imported here only so that a server without a relay never loads aiosmtplib
         from smtpgate.delivery.relay import RelayRoute
 
         routes["relay"] = RelayRoute.from_config(config)
@@ -139,10 +139,3 @@ def build_routes(config: Config, capture: CaptureBox) -> RouteTable:
             mta_sts,
         )
     return RouteTable(d.mode, dict(d.routes), routes)
-
-
-def upstream_secrets(config: Config) -> UpstreamSecretStore:
-    """The upstream password's encrypted file and its key, as the config names them."""
-
-    r = config.delivery.relay
-    return UpstreamSecretStore(config.path(r.password_file), config.path(r.key_file))

@@ -17,11 +17,15 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from smtpgate.errors import Kind, OpError
+
+if TYPE_CHECKING:
+    from smtpgate.config import Config
 
 __all__ = ["KEY_ENV", "UpstreamCredentialError", "UpstreamPassword", "UpstreamSecretStore"]
 
@@ -150,6 +154,13 @@ class UpstreamSecretStore:
                 "set the password again", path=str(self.password_path),
             ) from None
         return UpstreamPassword(clear.decode("utf-8"))
+
+
+def upstream_secrets(config: Config) -> UpstreamSecretStore:
+    """The upstream password's encrypted file and its key, as the config names them (for the relay route
+    and for the operations that set the password)."""
+    r = config.delivery.relay
+    return UpstreamSecretStore(config.path(r.password_file), config.path(r.key_file))
 
 
 def _decode_key(text: str, where: str) -> bytes:

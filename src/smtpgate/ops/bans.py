@@ -38,3 +38,7 @@ class Bans(Concern):
                                   code="unban-recorded-backend-down", network=network) from None
             if not lifted:
                 raise NotFound(f"{network} is not banned", code="not-banned", field="network", network=network)
+
+    async def close(self) -> None:
+        """Close the guard backend's connections (a face that ran the operations above in its own loop)."""
+        await self.rt.guard.close()

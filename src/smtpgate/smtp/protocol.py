@@ -16,17 +16,134 @@ replies.  Only misuse of the API by the adapter raises
 
 from __future__ import annotations
 
-import enum
-import re
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import ClassVar, Final, Literal, TypeAlias
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import ClassVar, Final, Literal
 
+from .replies import (  # noqa: F401 - the connection's parts, importable from here as before
+    _ENHANCED_RE as _ENHANCED_RE,
+    Reply as Reply,
+    AUTH_CREDENTIALS_INVALID as AUTH_CREDENTIALS_INVALID,
+    AUTH_TEMPORARY_FAILURE as AUTH_TEMPORARY_FAILURE,
+    _AUTH_OK as _AUTH_OK,
+    _SENDER_OK as _SENDER_OK,
+    _RECIPIENT_OK as _RECIPIENT_OK,
+    _START_DATA as _START_DATA,
+    _QUEUED as _QUEUED,
+    _RESET_OK as _RESET_OK,
+    _OK as _OK,
+    _BYE as _BYE,
+    _READY_FOR_TLS as _READY_FOR_TLS,
+    _VRFY as _VRFY,
+    _HELP as _HELP,
+    _SHUTTING_DOWN as _SHUTTING_DOWN,
+    _TOO_MANY_ERRORS as _TOO_MANY_ERRORS,
+    _TOO_MANY_RECIPIENTS as _TOO_MANY_RECIPIENTS,
+    _TLS_NOT_AVAILABLE as _TLS_NOT_AVAILABLE,
+    _LINE_TOO_LONG as _LINE_TOO_LONG,
+    _BARE_CR_LF as _BARE_CR_LF,
+    _NOT_UTF8 as _NOT_UTF8,
+    _UNKNOWN_COMMAND as _UNKNOWN_COMMAND,
+    _AUTH_CANCELLED as _AUTH_CANCELLED,
+    _EMPTY_RESPONSE_EXPECTED as _EMPTY_RESPONSE_EXPECTED,
+    _CANNOT_DECODE as _CANNOT_DECODE,
+    _SYNTAX_EHLO as _SYNTAX_EHLO,
+    _SYNTAX_HELO as _SYNTAX_HELO,
+    _SYNTAX_STARTTLS as _SYNTAX_STARTTLS,
+    _SYNTAX_AUTH as _SYNTAX_AUTH,
+    _SYNTAX_MAIL as _SYNTAX_MAIL,
+    _SYNTAX_RCPT as _SYNTAX_RCPT,
+    _SYNTAX_DATA as _SYNTAX_DATA,
+    _SYNTAX_BDAT as _SYNTAX_BDAT,
+    _SYNTAX_RSET as _SYNTAX_RSET,
+    _SYNTAX_SIZE as _SYNTAX_SIZE,
+    _SYNTAX_BODY as _SYNTAX_BODY,
+    _SYNTAX_SMTPUTF8 as _SYNTAX_SMTPUTF8,
+    _BAD_SENDER as _BAD_SENDER,
+    _BAD_RECIPIENT as _BAD_RECIPIENT,
+    _NOT_IMPLEMENTED_EXPN as _NOT_IMPLEMENTED_EXPN,
+    _SEND_EHLO_FIRST as _SEND_EHLO_FIRST,
+    _SEND_HELO_FIRST as _SEND_HELO_FIRST,
+    _TLS_ALREADY_ACTIVE as _TLS_ALREADY_ACTIVE,
+    _ALREADY_AUTHENTICATED as _ALREADY_AUTHENTICATED,
+    _AUTH_IN_TRANSACTION as _AUTH_IN_TRANSACTION,
+    _NESTED_MAIL as _NESTED_MAIL,
+    _NEED_MAIL_FOR_RCPT as _NEED_MAIL_FOR_RCPT,
+    _NEED_MAIL as _NEED_MAIL,
+    _NEED_RCPT as _NEED_RCPT,
+    _RCPT_AFTER_BDAT as _RCPT_AFTER_BDAT,
+    _DATA_AFTER_BDAT as _DATA_AFTER_BDAT,
+    _UNKNOWN_MECHANISM as _UNKNOWN_MECHANISM,
+    _STARTTLS_FIRST as _STARTTLS_FIRST,
+    _AUTH_REQUIRED as _AUTH_REQUIRED,
+    _MESSAGE_TOO_BIG as _MESSAGE_TOO_BIG,
+    _SIZE_EXCEEDED as _SIZE_EXCEEDED,
+    _NON_ASCII_ADDRESS as _NON_ASCII_ADDRESS,
+    _NO_RECIPIENTS as _NO_RECIPIENTS,
+    _UNSUPPORTED_PARAMETER as _UNSUPPORTED_PARAMETER,
+    _DATA_LINE_TOO_LONG as _DATA_LINE_TOO_LONG,
+    _DATA_BARE_CR_LF as _DATA_BARE_CR_LF,
+    _DATA_NUL as _DATA_NUL,
+)
+from .events import (  # noqa: F401 - the connection's parts, importable from here as before
+    Event as Event,
+    DecisionEvent as DecisionEvent,
+    Hello as Hello,
+    StartTLS as StartTLS,
+    AuthAttempt as AuthAttempt,
+    AuthKeysNeeded as AuthKeysNeeded,
+    AuthAborted as AuthAborted,
+    MailFrom as MailFrom,
+    RcptTo as RcptTo,
+    DataStart as DataStart,
+    MessageData as MessageData,
+    MessageComplete as MessageComplete,
+    MessageRejected as MessageRejected,
+    Reset as Reset,
+    Quit as Quit,
+    ConnectionLost as ConnectionLost,
+    Sentinel as Sentinel,
+    NEED_DATA as NEED_DATA,
+    PAUSED as PAUSED,
+    NeedData as NeedData,
+    Paused as Paused,
+    ProtocolUsageError as ProtocolUsageError,
+    State as State,
+    TRANSITIONS as TRANSITIONS,
+)
+from .syntax import (  # noqa: F401 - the connection's parts, importable from here as before
+    _LOCAL_DOT_STRING as _LOCAL_DOT_STRING,
+    _QUOTED_STRING as _QUOTED_STRING,
+    _LABEL as _LABEL,
+    _DOMAIN as _DOMAIN,
+    _ADDRESS_LITERAL as _ADDRESS_LITERAL,
+    _MAILBOX_RE as _MAILBOX_RE,
+    _SOURCE_ROUTE_RE as _SOURCE_ROUTE_RE,
+    _PARAM_RE as _PARAM_RE,
+    _BDAT_RE as _BDAT_RE,
+    _BODY_VALUES as _BODY_VALUES,
+    Params as Params,
+    _closing_bracket as _closing_bracket,
+    _split_path_argument as _split_path_argument,
+    _mailbox_from_path as _mailbox_from_path,
+    _parse_params as _parse_params,
+    _check_mail_params as _check_mail_params,
+    _check_mail_param as _check_mail_param,
+    _recipient_address as _recipient_address,
+    _check_recipient as _check_recipient,
+    _initial_response as _initial_response,
+    _malformed_reply as _malformed_reply,
+)
+from .body import (  # noqa: F401 - the connection's parts, importable from here as before
+    _BodyInspector as _BodyInspector,
+    _VIOLATION_RANK as _VIOLATION_RANK,
+    _scan_lines as _scan_lines,
+    _has_cr_or_lf as _has_cr_or_lf,
+)
 from .sasl import (
     DEFAULT_MECHANISMS,
     Challenge,
-    Malformed,
     MechanismFactory,
     NeedKeys,
     SaslCredentials,
@@ -70,127 +187,6 @@ __all__ = [
 ]
 
 
-# --------------------------------------------------------------------------
-# Replies
-# --------------------------------------------------------------------------
-
-_ENHANCED_RE = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One SMTP reply; a sequence ``text`` gives a multi-line reply."""
-
-    code: int
-    enhanced: str
-    text: str | Sequence[str]
-
-    def __post_init__(self) -> None:
-        if not 200 <= self.code <= 599:
-            raise ValueError(f"SMTP reply code out of range: {self.code}")
-        if self.enhanced and (
-            not _ENHANCED_RE.fullmatch(self.enhanced)
-            or self.enhanced[0] != str(self.code)[0]
-        ):
-            raise ValueError(f"bad enhanced status code {self.enhanced!r} for {self.code}")
-        if not isinstance(self.text, str):
-            object.__setattr__(self, "text", tuple(self.text))
-
-    @property
-    def lines(self) -> tuple[str, ...]:
-        """The human text, one entry per reply line."""
-        if isinstance(self.text, str):
-            return (self.text,)
-        return tuple(self.text) or ("",)
-
-    def to_bytes(self) -> bytes:
-        lines = self.lines
-        last = len(lines) - 1
-        out = []
-        for index, line in enumerate(lines):
-            separator = " " if index == last else "-"
-            out.append(f"{self.code}{separator}{self._body(line)}\r\n")
-        return "".join(out).encode("utf-8")
-
-    def _body(self, line: str) -> str:
-        clean = line.replace("\r", " ").replace("\n", " ")
-        return f"{self.enhanced} {clean}" if self.enhanced else clean
-
-    def with_text(self, text: str | None) -> Reply:
-        """The same code with another human text (``None`` keeps it)."""
-        if text is None:
-            return self
-        return Reply(self.code, self.enhanced, text)
-
-
-# Replies an application typically uses when answering decisions.
-AUTH_CREDENTIALS_INVALID = Reply(535, "5.7.8", "Authentication credentials invalid")
-AUTH_TEMPORARY_FAILURE = Reply(454, "4.7.0", "Temporary authentication failure")
-
-_AUTH_OK = Reply(235, "2.7.0", "Authentication successful")
-_SENDER_OK = Reply(250, "2.1.0", "Sender OK")
-_RECIPIENT_OK = Reply(250, "2.1.5", "Recipient OK")
-_START_DATA = Reply(354, "", "End data with <CR><LF>.<CR><LF>")
-_QUEUED = Reply(250, "2.0.0", "Ok: queued")
-_RESET_OK = Reply(250, "2.0.0", "Reset OK")
-_OK = Reply(250, "2.0.0", "OK")
-_BYE = Reply(221, "2.0.0", "Bye")
-_READY_FOR_TLS = Reply(220, "2.0.0", "Ready to start TLS")
-_VRFY = Reply(252, "2.5.0", "Cannot VRFY user, but will accept message and attempt delivery")
-_HELP = Reply(214, "2.0.0", "See RFC 5321")
-_SHUTTING_DOWN = Reply(421, "4.3.2", "Service shutting down")
-_TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors, closing connection")
-_TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients")
-_TLS_NOT_AVAILABLE = Reply(454, "4.7.0", "TLS not available")
-
-_LINE_TOO_LONG = Reply(500, "5.5.2", "Line too long")
-_BARE_CR_LF = Reply(500, "5.5.2", "Bare CR or LF not allowed")
-_NOT_UTF8 = Reply(500, "5.5.2", "Invalid UTF-8 in command")
-_UNKNOWN_COMMAND = Reply(500, "5.5.2", "Command not recognized")
-_AUTH_CANCELLED = Reply(501, "5.0.0", "Authentication cancelled")
-_EMPTY_RESPONSE_EXPECTED = Reply(501, "5.5.2", "Expected an empty response")
-_CANNOT_DECODE = Reply(501, "5.5.2", "Cannot decode response")
-_SYNTAX_EHLO = Reply(501, "5.5.4", "Syntax: EHLO hostname")
-_SYNTAX_HELO = Reply(501, "5.5.4", "Syntax: HELO hostname")
-_SYNTAX_STARTTLS = Reply(501, "5.5.4", "Syntax: STARTTLS")
-_SYNTAX_AUTH = Reply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]")
-_SYNTAX_MAIL = Reply(501, "5.5.4", "Syntax: MAIL FROM:<address>")
-_SYNTAX_RCPT = Reply(501, "5.5.4", "Syntax: RCPT TO:<address>")
-_SYNTAX_DATA = Reply(501, "5.5.4", "Syntax: DATA")
-_SYNTAX_BDAT = Reply(501, "5.5.4", "Syntax: BDAT size [LAST]")
-_SYNTAX_RSET = Reply(501, "5.5.4", "Syntax: RSET")
-_SYNTAX_SIZE = Reply(501, "5.5.4", "Syntax: SIZE=<octets>")
-_SYNTAX_BODY = Reply(501, "5.5.4", "Syntax: BODY=7BIT|8BITMIME")
-_SYNTAX_SMTPUTF8 = Reply(501, "5.5.4", "Syntax: SMTPUTF8 takes no value")
-_BAD_SENDER = Reply(501, "5.1.7", "Bad sender address syntax")
-_BAD_RECIPIENT = Reply(501, "5.1.3", "Bad recipient address syntax")
-_NOT_IMPLEMENTED_EXPN = Reply(502, "5.5.1", "EXPN not supported")
-_SEND_EHLO_FIRST = Reply(503, "5.5.1", "Send EHLO first")
-_SEND_HELO_FIRST = Reply(503, "5.5.1", "Send HELO/EHLO first")
-_TLS_ALREADY_ACTIVE = Reply(503, "5.5.1", "TLS already active")
-_ALREADY_AUTHENTICATED = Reply(503, "5.5.1", "Already authenticated")
-_AUTH_IN_TRANSACTION = Reply(503, "5.5.1", "AUTH not allowed during a mail transaction")
-_NESTED_MAIL = Reply(503, "5.5.1", "Sender already specified")
-_NEED_MAIL_FOR_RCPT = Reply(503, "5.5.1", "Need MAIL before RCPT")
-_NEED_MAIL = Reply(503, "5.5.1", "Need MAIL command")
-_NEED_RCPT = Reply(503, "5.5.1", "Need RCPT command")
-_RCPT_AFTER_BDAT = Reply(503, "5.5.1", "RCPT not allowed after BDAT")
-_DATA_AFTER_BDAT = Reply(503, "5.5.1", "DATA not allowed after BDAT")
-_UNKNOWN_MECHANISM = Reply(504, "5.5.4", "Unrecognized authentication type")
-_STARTTLS_FIRST = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
-_AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
-_MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Message too big for system")
-_SIZE_EXCEEDED = Reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
-_NON_ASCII_ADDRESS = Reply(553, "5.6.7", "Non-ASCII address requires SMTPUTF8")
-_NO_RECIPIENTS = Reply(554, "5.5.1", "No valid recipients")
-_UNSUPPORTED_PARAMETER = Reply(555, "5.5.4", "Unsupported parameter")
-_DATA_LINE_TOO_LONG = Reply(550, "5.6.0", "Line too long (RFC 5322 limit is 998 octets)")
-_DATA_BARE_CR_LF = Reply(
-    550, "5.6.0", "Message contains a bare CR or LF, refused (SMTP smuggling defence)"
-)
-# A hop that strips NULs would read CRLF NUL "." CRLF as the end of the data.
-_DATA_NUL = Reply(550, "5.6.0", "Message contains a NUL octet, refused")
-
 
 # --------------------------------------------------------------------------
 # Configuration
@@ -231,379 +227,6 @@ class ServerFeatures:
     require_tls_for_auth: bool = True
     require_auth_for_mail: bool = True
     greeting_text: str = "ESMTP smtpgate"
-
-
-# --------------------------------------------------------------------------
-# Events
-# --------------------------------------------------------------------------
-
-
-class Event:
-    """Base class of everything ``next_event()`` returns besides sentinels."""
-
-    __slots__ = ()
-
-
-class DecisionEvent(Event):
-    """An event that pauses the machine until ``accept()`` or ``reject()``."""
-
-    __slots__ = ()
-
-
-@dataclass(frozen=True)
-class Hello(Event):
-    name: str
-    extended: bool
-
-
-@dataclass(frozen=True)
-class StartTLS(Event):
-    """Start the TLS handshake now, then call ``tls_established()``."""
-
-
-@dataclass(frozen=True, repr=False)
-class AuthAttempt(DecisionEvent):
-    """Verify these credentials; SCRAM has no secret, ``proven`` names the key it proved."""
-
-    mechanism: str
-    authzid: str
-    login: str
-    secret: str
-    proven: str | None = None
-
-    def __repr__(self) -> str:
-        return (
-            f"AuthAttempt(mechanism={self.mechanism!r}, authzid={self.authzid!r}, "
-            f"login={self.login!r}, secret='<redacted>', proven={self.proven!r})"
-        )
-
-
-@dataclass(frozen=True)
-class AuthKeysNeeded(DecisionEvent):
-    """Mid-exchange (SCRAM): answer with ``supply_keys(ScramKeys)``, or ``reject()``."""
-
-    mechanism: str
-    authzid: str
-    login: str
-
-
-@dataclass(frozen=True)
-class AuthAborted(Event):
-    """A SASL exchange ended without credentials: cancelled with ``*`` or malformed.
-
-    Already answered (501); the application counts and audits it like a failure.
-    ``login`` is known only when the exchange got that far (SCRAM after its first
-    message).  ``reason`` is ``cancelled`` or ``malformed``.
-    """
-
-    mechanism: str
-    reason: Literal["cancelled", "malformed"]
-    login: str = ""
-
-
-@dataclass(frozen=True)
-class MailFrom(DecisionEvent):
-    address: str
-    params: dict[str, str | None] = field(default_factory=dict, hash=False)
-
-
-@dataclass(frozen=True)
-class RcptTo(DecisionEvent):
-    address: str
-    params: dict[str, str | None] = field(default_factory=dict, hash=False)
-
-
-@dataclass(frozen=True)
-class DataStart(DecisionEvent):
-    kind: Literal["DATA", "BDAT"]
-
-
-@dataclass(frozen=True)
-class MessageData(Event):
-    data: bytes
-
-
-@dataclass(frozen=True)
-class MessageComplete(DecisionEvent):
-    pass
-
-
-@dataclass(frozen=True)
-class MessageRejected(Event):
-    reply: Reply
-
-
-@dataclass(frozen=True)
-class Reset(Event):
-    pass
-
-
-@dataclass(frozen=True)
-class Quit(Event):
-    pass
-
-
-@dataclass(frozen=True)
-class ConnectionLost(Event):
-    pass
-
-
-class Sentinel(enum.Enum):
-    """What ``next_event()`` returns when it has no event to give."""
-
-    NEED_DATA = "NEED_DATA"  # feed more bytes with receive_data()
-    PAUSED = "PAUSED"  # a decision waits for accept()/reject()
-
-    def __repr__(self) -> str:
-        return self.value
-
-
-NEED_DATA: Final = Sentinel.NEED_DATA
-PAUSED: Final = Sentinel.PAUSED
-NeedData: TypeAlias = Literal[Sentinel.NEED_DATA]
-Paused: TypeAlias = Literal[Sentinel.PAUSED]
-
-
-class ProtocolUsageError(RuntimeError):
-    """The adapter called the API out of order (never raised for peer input)."""
-
-
-class State(enum.Enum):
-    NEW = "new"  # before start()
-    COMMAND = "command"
-    AUTH = "auth"  # reading SASL responses
-    AUTH_FAILURE = "auth-failure"  # failure challenge sent, waiting for one line
-    AUTH_SUCCESS = "auth-success"  # success data sent (334), waiting for an empty line
-    DATA = "data"
-    BDAT = "bdat"
-    TLS_PENDING = "tls-pending"
-    CLOSED = "closed"
-
-
-# --------------------------------------------------------------------------
-# Address and parameter syntax (RFC 5321 section 4.1.2, RFC 6531)
-# --------------------------------------------------------------------------
-
-_LOCAL_DOT_STRING = r'[^\x00-\x20\x7f-\x9f"(),:;<>@\[\\\]]+'
-_QUOTED_STRING = r'"(?:[^"\\\x00-\x1f\x7f-\x9f]|\\[\x20-\x7e])*"'
-_LABEL = r"[0-9A-Za-z_\u00a0-\ud7ff\ue000-\U0010ffff-]+"
-_DOMAIN = rf"{_LABEL}(?:\.{_LABEL})*"
-_ADDRESS_LITERAL = r"\[[\x21-\x5a\x5e-\x7e]+\]"
-_MAILBOX_RE = re.compile(
-    rf"(?:{_LOCAL_DOT_STRING}|{_QUOTED_STRING})@(?:{_DOMAIN}|{_ADDRESS_LITERAL})"
-)
-_SOURCE_ROUTE_RE = re.compile(rf"@{_DOMAIN}(?:,@{_DOMAIN})*:")
-_PARAM_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*)(?:=([^\x00-\x20=\x7f]+))?")
-_BDAT_RE = re.compile(r"(\d{1,20})(?: +(LAST))? *", re.IGNORECASE)
-_BODY_VALUES = frozenset({"7BIT", "8BITMIME"})
-
-Params: TypeAlias = dict[str, "str | None"]
-
-
-def _closing_bracket(text: str) -> int:
-    """Index of the ``>`` closing ``text[0] == "<"``, honouring quotes; -1 if none."""
-    quoted = escaped = False
-    for index in range(1, len(text)):
-        char = text[index]
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == '"':
-            quoted = not quoted
-        elif char == ">" and not quoted:
-            return index
-    return -1
-
-
-def _split_path_argument(argument: str, keyword: str) -> tuple[str, str] | None:
-    """Split ``FROM:<path> params`` into (path, params); ``None`` on bad syntax."""
-    prefix = keyword + ":"
-    if argument[: len(prefix)].upper() != prefix:
-        return None
-    rest = argument[len(prefix) :]
-    if rest.startswith(" "):
-        rest = rest[1:]
-    if not rest.startswith("<"):
-        return None
-    end = _closing_bracket(rest)
-    if end < 0:
-        return None
-    path, params = rest[1:end], rest[end + 1 :]
-    if params and not params.startswith(" "):
-        return None
-    return path, params
-
-
-def _mailbox_from_path(path: str) -> str | None:
-    """The mailbox of a non-empty path with any source route dropped."""
-    route = _SOURCE_ROUTE_RE.match(path)
-    mailbox = path[route.end() :] if route else path
-    return mailbox if _MAILBOX_RE.fullmatch(mailbox) else None
-
-
-def _parse_params(text: str) -> Params | None:
-    """``KEY[=value]`` words, keys upper-cased; ``None`` on bad syntax or repeats."""
-    params: Params = {}
-    for word in text.split(" "):
-        if not word:
-            continue
-        match = _PARAM_RE.fullmatch(word)
-        if match is None:
-            return None
-        key = match.group(1).upper()
-        if key in params:
-            return None
-        params[key] = match.group(2)
-    return params
-
-
-def _check_mail_params(params: Params, max_size: int) -> Reply | None:
-    """Validate MAIL parameters; the reply to send when one is unacceptable."""
-    for key, value in params.items():
-        problem = _check_mail_param(key, value, max_size)
-        if problem is not None:
-            return problem
-    return None
-
-
-def _check_mail_param(key: str, value: str | None, max_size: int) -> Reply | None:
-    if key == "SIZE":
-        if value is None or not value.isascii() or not value.isdigit():
-            return _SYNTAX_SIZE
-        return _SIZE_EXCEEDED if int(value) > max_size else None
-    if key == "BODY":
-        return None if value is not None and value.upper() in _BODY_VALUES else _SYNTAX_BODY
-    if key == "SMTPUTF8":
-        return None if value is None else _SYNTAX_SMTPUTF8
-    if key == "AUTH":
-        return None if value is not None else _SYNTAX_MAIL
-    return _UNSUPPORTED_PARAMETER
-
-
-def _recipient_address(path: str) -> str | None:
-    """The recipient mailbox; a bare ``postmaster`` is allowed (RFC 5321 4.5.1)."""
-    if path.lower() == "postmaster":
-        return path
-    return _mailbox_from_path(path)
-
-
-def _check_recipient(address: str | None, params: Params, smtputf8: bool) -> Reply | None:
-    if address is None:
-        return _BAD_RECIPIENT
-    if params:
-        return _UNSUPPORTED_PARAMETER
-    if not address.isascii() and not smtputf8:
-        return _NON_ASCII_ADDRESS
-    return None
-
-
-def _initial_response(text: str) -> bytes | None:
-    """Decode an AUTH initial response; ``=`` stands for an empty one (RFC 4954)."""
-    if text == "=":
-        return b""
-    return decode_response(text.encode("ascii", "replace"))
-
-
-def _malformed_reply(step: Malformed) -> Reply:
-    return Reply(501, "5.5.2", step.text)
-
-
-# --------------------------------------------------------------------------
-# Message content checks
-# --------------------------------------------------------------------------
-
-
-class _BodyInspector:
-    """Enforces size, line length, the bare CR/LF rule and no NUL on streamed content.
-
-    Works on runs of complete CRLF lines (or the final fragment of a BDAT
-    message) with C-level scans only: no per-byte Python loop.  After a
-    violation nothing more is delivered, but later content is still checked
-    for a more serious one (bare CR/LF > NUL > long line > size), so the reply never
-    depends on how the peer's bytes happened to be split into reads.
-    """
-
-    __slots__ = ("_max_content", "_max_size", "size", "violation")
-
-    def __init__(self, limits: ProtocolLimits) -> None:
-        self._max_content = limits.max_text_line - 2
-        self._max_size = limits.max_message_size
-        self.size = 0
-        self.violation: Reply | None = None
-
-    def accept(self, lines: bytes) -> bool:
-        """Account for ``lines``; True when they may be delivered."""
-        if self.violation is None:
-            self.size += len(lines)
-            self._record(self._find_violation(lines))
-            return self.violation is None
-        self._record(self._find_worse_violation(lines, self.violation))
-        return False
-
-    def refuse_partial_line(self, partial: bytes) -> None:
-        """An unterminated line outgrew the limit (a final CR may begin a CRLF)."""
-        head = partial[:-1] if partial.endswith(b"\r") else partial
-        self._record(_DATA_BARE_CR_LF if _has_cr_or_lf(head) else _DATA_LINE_TOO_LONG)
-        if b"\x00" in head:
-            self._record(_DATA_NUL)
-
-    def inspect_skipped(self, data: bytes) -> None:
-        """Octets inside a refused over-long line: any CR or LF there is bare."""
-        if _has_cr_or_lf(data):
-            self._record(_DATA_BARE_CR_LF)
-        elif b"\x00" in data:
-            self._record(_DATA_NUL)
-
-    def _find_violation(self, lines: bytes) -> Reply | None:
-        bare, longest = _scan_lines(lines)
-        if bare:
-            return _DATA_BARE_CR_LF
-        if b"\x00" in lines:
-            return _DATA_NUL
-        if longest > self._max_content:
-            return _DATA_LINE_TOO_LONG
-        if self.size > self._max_size:
-            return _MESSAGE_TOO_BIG
-        return None
-
-    def _find_worse_violation(self, lines: bytes, current: Reply) -> Reply | None:
-        worse = self._find_violation(lines)
-        if worse is not None and _VIOLATION_RANK[worse] > _VIOLATION_RANK[current]:
-            return worse
-        return None
-
-    def _record(self, violation: Reply | None) -> None:
-        if violation is None:
-            return
-        if self.violation is None or _VIOLATION_RANK[violation] > _VIOLATION_RANK[self.violation]:
-            self.violation = violation
-
-
-_VIOLATION_RANK: dict[Reply, int] = {
-    _MESSAGE_TOO_BIG: 1,
-    _DATA_LINE_TOO_LONG: 2,
-    _DATA_NUL: 3,
-    _DATA_BARE_CR_LF: 4,
-}
-
-
-def _scan_lines(data: bytes) -> tuple[bool, int]:
-    """(has a bare CR or LF, longest line) in one C-level split.
-
-    ``bytes.splitlines`` breaks at CRLF, CR and LF alike, so the octets it
-    removes are two per line exactly when every break is a CRLF.
-    """
-    if not data:
-        return False, 0
-    lengths = list(map(len, data.splitlines()))
-    breaks = len(lengths) - (0 if data.endswith((b"\r", b"\n")) else 1)
-    bare = len(data) - sum(lengths) != 2 * breaks
-    return bare, max(lengths)
-
-
-def _has_cr_or_lf(data: bytes) -> bool:
-    return b"\r" in data or b"\n" in data
 
 
 # --------------------------------------------------------------------------
@@ -693,7 +316,7 @@ class ServerConnection:
         self._require_state(State.NEW, "start()")
         greeting = f"{self._features.hostname} {self._features.greeting_text}"
         self._send(Reply(220, "", greeting))
-        self._state = State.COMMAND
+        self._move("greet")
 
     def refuse(self, reply: Reply) -> None:
         """Instead of ``start()``: queue ``reply`` (e.g. 421 or 554) and close."""
@@ -767,7 +390,7 @@ class ServerConnection:
         self._extended = False
         self._authenticated = False
         self._transaction = None
-        self._state = State.COMMAND
+        self._move("tls-up")
 
     def data_to_send(self) -> bytes:
         """Everything queued for the peer since the last call."""
@@ -873,8 +496,15 @@ class ServerConnection:
             self._send(_TOO_MANY_ERRORS)
             self._close()
 
+    def _move(self, trigger: str) -> None:
+        """The one way the state changes: by a trigger the transition table allows in this state."""
+        try:
+            self._state = TRANSITIONS[self._state][trigger]
+        except KeyError:
+            raise ProtocolUsageError(f"no transition {trigger!r} from {self._state.value}") from None
+
     def _close(self) -> None:
-        self._state = State.CLOSED
+        self._state = State.CLOSED  # from any state
         self._pending = None
         self._buffer.clear()
 
@@ -1028,7 +658,7 @@ class ServerConnection:
         self._discarded_after_starttls += len(self._buffer)
         self._buffer.clear()
         self._skipping_line = False
-        self._state = State.TLS_PENDING
+        self._move("starttls")
         self._events.append(StartTLS())
 
     def _cmd_rset(self, argument: str) -> None:
@@ -1094,12 +724,12 @@ class ServerConnection:
     def _apply_sasl_step(self, step: SaslStep) -> None:
         if isinstance(step, Challenge):
             self._send(Reply(334, "", encode_challenge(step.data)))
-            self._state = State.AUTH
+            self._move("challenge")
         elif isinstance(step, SaslCredentials):
-            self._state = State.COMMAND
+            self._move("sasl-done")
             self._request_auth_decision(step)
         elif isinstance(step, NeedKeys):
-            self._state = State.COMMAND
+            self._move("sasl-done")
             self._request_keys(step)
         else:
             self._abort_sasl("malformed")
@@ -1130,7 +760,7 @@ class ServerConnection:
             assert self._sasl is not None
             self._sasl.success_text = text
             self._send(Reply(334, "", encode_challenge(data)))
-            self._state = State.AUTH_SUCCESS
+            self._move("success-data")
             return
         self._end_sasl()
         self._authenticated = True
@@ -1145,7 +775,7 @@ class ServerConnection:
             return
         self._sasl.failure_reply = reply
         self._send(Reply(334, "", encode_challenge(challenge)))
-        self._state = State.AUTH_FAILURE
+        self._move("failure-data")
 
     def _abort_sasl(self, reason: Literal["cancelled", "malformed"]) -> None:
         """End the exchange and tell the application, which audits and counts it."""
@@ -1156,7 +786,7 @@ class ServerConnection:
     def _end_sasl(self) -> None:
         self._sasl = None
         if self._state in (State.AUTH, State.AUTH_FAILURE, State.AUTH_SUCCESS):
-            self._state = State.COMMAND
+            self._move("end-sasl")
 
     def _step_auth(self) -> bool:
         line = self._read_line(self._limits.max_auth_line)
@@ -1325,7 +955,7 @@ class ServerConnection:
         self._transaction.body_kind = "DATA"
         self._body = _BodyInspector(self._limits)
         self._data_mid_line = False
-        self._state = State.DATA
+        self._move("data")
         self._send(_START_DATA.with_text(text))
 
     def _step_data(self) -> bool:
@@ -1387,7 +1017,7 @@ class ServerConnection:
         body = self._body
         assert body is not None
         self._body = None
-        self._state = State.COMMAND
+        self._move("data-end")
         if body.violation is not None:
             self._transaction = None
             self._events.append(MessageRejected(body.violation))
@@ -1442,12 +1072,12 @@ class ServerConnection:
 
     def _stream_chunk(self, size: int, last: bool) -> None:
         self._chunk = _Chunk(size=size, remaining=size, last=last)
-        self._state = State.BDAT
+        self._move("chunk")
 
     def _discard_chunk(self, size: int, last: bool, reply: Reply, *, protocol_error: bool) -> None:
         """Read and drop ``size`` octets, then send ``reply``."""
         self._chunk = _Chunk(size, size, last, reply, protocol_error)
-        self._state = State.BDAT
+        self._move("chunk")
 
     def _step_bdat(self) -> bool:
         chunk = self._chunk
@@ -1495,7 +1125,7 @@ class ServerConnection:
 
     def _finish_chunk(self, chunk: _Chunk) -> None:
         self._chunk = None
-        self._state = State.COMMAND
+        self._move("chunk-end")
         if chunk.reply is not None:
             if chunk.reply_is_protocol_error:
                 self._fail(chunk.reply)

@@ -22,6 +22,7 @@ def scope_request(body: s.ScopeFields) -> ScopeRequest:
     return ScopeRequest(
         allowed_senders=tuple(body.allow_from), allowed_networks=tuple(body.allow_ip), max_per_hour=body.max_per_hour,
         max_per_day=body.max_per_day, max_rcpt_per_hour=body.max_rcpt_per_hour, max_rcpt_per_day=body.max_rcpt_per_day,
+        allow_foreign_sender=body.allow_foreign_sender,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -60,7 +61,9 @@ def problem(status: int, code: str, detail: str, *, field: str | None = None, hi
 def from_error(exc: OpError) -> JSONResponse:
     status = STATUS[exc.kind]
     headers = {"WWW-Authenticate": 'Bearer realm="smtpgate"'} if status == 401 else None
-    return problem(status, exc.code, str(exc), field=exc.field, hint=HINTS.get(exc.code, exc.hint), headers=headers)
+    params = jsonable_encoder(exc.params, custom_encoder={Kind: str}) if exc.params else None
+    return problem(status, exc.code, str(exc), field=exc.field, hint=HINTS.get(exc.code, exc.hint), headers=headers,
+                   params=params, malformed=exc.malformed if status == 422 else None)
 
 
 def _field(location: tuple[Any, ...]) -> str:

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from smtpgate.credentials.scopes import MAX_LIMIT
+
 
 class Out(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -38,6 +40,8 @@ class Problem(BaseModel):
     field: str | None = None
     hint: str | None = None
     errors: list[dict[str, Any]] | None = None
+    params: dict[str, Any] | None = Field(None, description="The values the detail was made from (never a secret).")
+    malformed: bool | None = Field(None, description="422 only: the input is not well-formed, rather than refused.")
 
 
 # ------------------------------------------------------------------ accounts
@@ -121,10 +125,11 @@ class PasswordSet(In):
 class ScopeFields(In):
     allow_from: list[str] = Field(default_factory=list, max_length=100, description="ADDRESS or @DOMAIN.")
     allow_ip: list[str] = Field(default_factory=list, max_length=100, description="CIDR networks; empty: any.")
-    max_per_hour: int | None = Field(None, ge=1)
-    max_per_day: int | None = Field(None, ge=1)
-    max_rcpt_per_hour: int | None = Field(None, ge=1)
-    max_rcpt_per_day: int | None = Field(None, ge=1)
+    max_per_hour: int | None = Field(None, ge=1, le=MAX_LIMIT)
+    max_per_day: int | None = Field(None, ge=1, le=MAX_LIMIT)
+    max_rcpt_per_hour: int | None = Field(None, ge=1, le=MAX_LIMIT)
+    max_rcpt_per_day: int | None = Field(None, ge=1, le=MAX_LIMIT)
+    allow_foreign_sender: bool = Field(False, description="Allow allow_from outside the account's own domain.")
 
 
 class AppPasswordCreate(ScopeFields):
