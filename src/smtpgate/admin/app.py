@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 
 from fastapi import FastAPI
 
@@ -48,8 +49,12 @@ def create_app(runtime: Runtime) -> FastAPI:
     return app
 
 
-async def serve_admin(runtime: Runtime, sock: socket.socket) -> None:
-    """Serve the admin app on an already bound socket until cancelled."""
+async def serve_admin(runtime: Runtime, sock: socket.socket, tls: ssl.SSLContext | None = None) -> None:
+    """Serve the admin app on an already bound socket until cancelled; over TLS with `tls`.
+
+    The context comes from the server process (the SMTP side's strict one, reloaded on
+    SIGHUP), not from uvicorn's own options, which would allow TLS 1.0 and any cipher.
+    """
     import uvicorn
 
     # proxy_headers off: uvicorn would believe X-Forwarded-For from loopback; the token
@@ -57,6 +62,8 @@ async def serve_admin(runtime: Runtime, sock: socket.socket) -> None:
     # log_config None: uvicorn's loggers go through ours (smtpgate.logformat), escaped like every line
     config = uvicorn.Config(create_app(runtime), log_level="warning", access_log=False, lifespan="off",
                             proxy_headers=False, log_config=None)
+    config.load()
+    config.ssl = tls  # read by Server.startup when it wraps the socket; the request scheme follows
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[attr-defined,method-assign]  # the SMTP server owns signals
     await server.serve(sockets=[sock])

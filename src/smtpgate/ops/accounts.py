@@ -74,7 +74,7 @@ class Accounts(Concern):
 
     def _link(self, issued: IssuedInvite | None) -> str | None:
         config = self.rt.config
-        base = config.web.public_url.rstrip("/") or f"http://{config.admin.listen}"
+        base = config.web.public_url.rstrip("/") or f"{config.admin.scheme}://{config.admin.listen}"
         return f"{base}/invite/{issued.secret}" if issued else None
 
     def list(self, actor: Actor) -> builtins.list[AccountInfo]:
