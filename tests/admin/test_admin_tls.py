@@ -18,6 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cryptography import x509
+
 from smtpgate import pki
 from smtpgate.config import AdminConfig, ConfigError, load_config
 from smtpgate.process import admin_tls_context, describe_admin_listener
@@ -137,7 +139,7 @@ def test_sighup_renews_the_admin_certificate_with_the_smtp_one(https: Api) -> No
         with verified(https, None) as client:
             response = client.get("/healthz")
             der = response.extensions["network_stream"].get_extra_info("ssl_object").getpeercert(True)
-        return pki.x509.load_der_x509_certificate(der).serial_number
+        return x509.load_der_x509_certificate(der).serial_number
 
     before = serial()
     ca_cert, ca_key = pki.load_certificate(tls_dir / "ca.pem"), pki.load_private_key(tls_dir / "ca.key")
@@ -152,7 +154,7 @@ def test_sighup_renews_the_admin_certificate_with_the_smtp_one(https: Api) -> No
         time.sleep(0.05)
     after = serial()
     assert after != before
-    assert after == pki.x509.load_pem_x509_certificate(cert_pem).serial_number
+    assert after == x509.load_pem_x509_certificate(cert_pem).serial_number
 
 
 # ------------------------------------------------------------------ plain HTTP, on request
