@@ -647,7 +647,12 @@ class Config(_Section):
     @property
     def console_url(self) -> str:
         """Where owners reach the web console: [web] public_url, or the admin listener."""
-        return (self.web.public_url or f"{self.admin.scheme}://{self.admin.listen}").rstrip("/")
+        if self.web.public_url:
+            return self.web.public_url.rstrip("/")
+        host, _, port = self.admin.listen.rpartition(":")
+        if host.strip("[]") in ("0.0.0.0", "::"):  # every interface: the name clients use, as in the certificate
+            host = self.hostname
+        return f"{self.admin.scheme}://{host}:{port}"
 
     @property
     def capture_dir(self) -> Path:

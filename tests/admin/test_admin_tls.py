@@ -194,9 +194,9 @@ def test_https_is_decided_by_the_address_and_the_keys(keys: dict[str, object], h
     assert AdminConfig.model_validate(keys).https is https
 
 
-def config_file(tmp_path: Path, admin: str) -> Path:
+def config_file(tmp_path: Path, admin: str, hostname: str = "localhost") -> Path:
     path = tmp_path / "smtpgate.toml"
-    path.write_text(f"[admin]\n{admin}\n")
+    path.write_text(f'hostname = "{hostname}"\n[admin]\n{admin}\n')
     return path
 
 
@@ -215,15 +215,17 @@ def test_own_certificate_keys_go_together(tmp_path: Path) -> None:
 def test_the_admin_listener_may_have_its_own_certificate(tmp_path: Path) -> None:
     pki.make_local_ca_and_server_cert(tmp_path / "tls", ["localhost"])
     pki.make_self_signed_cert(tmp_path / "admin.pem", tmp_path / "admin.key", "console.example.test")
-    config = load_config(config_file(tmp_path, 'listen = "0.0.0.0:8025"\ntls_cert = "admin.pem"\ntls_key = "admin.key"'))
+    config = load_config(config_file(tmp_path, 'listen = "0.0.0.0:8025"\ntls_cert = "admin.pem"\ntls_key = "admin.key"',
+                                     hostname="mail.example.test"))
     smtp = ReloadableTlsContext(config.path(config.tls.cert), config.path(config.tls.key))
     own = admin_tls_context(config, smtp)
     assert own is not None and own is not smtp and own.cert_path == tmp_path / "admin.pem"
     assert own.context.minimum_version == ssl.TLSVersion.TLSv1_2
     assert "admin.pem (from [admin] tls_cert)" in describe_admin_listener(config)
-    assert config.console_url == "https://0.0.0.0:8025"
+    assert config.console_url == "https://mail.example.test:8025"  # what 534 5.7.9 and invitations name
     loopback = load_config(config_file(tmp_path, 'listen = "127.0.0.1:8025"'))
     assert admin_tls_context(loopback, smtp) is None
     assert describe_admin_listener(loopback).startswith("admin listener on http://127.0.0.1:8025 (")
+    assert loopback.console_url == "http://127.0.0.1:8025"
     default = load_config(config_file(tmp_path, 'listen = "0.0.0.0:8025"'))
     assert admin_tls_context(default, smtp) is smtp  # one context: one SIGHUP renews both
