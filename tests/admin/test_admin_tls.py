@@ -23,7 +23,7 @@ from cryptography import x509
 from smtpgate import pki
 from smtpgate.config import AdminConfig, ConfigError, load_config
 from smtpgate.process import admin_tls_context, describe_admin_listener
-from smtpgate.smtp.tls import ReloadableTlsContext
+from smtpgate.smtp.tls import ReloadableTlsContext, TlsConfigError
 from tests.admin.conftest import Api
 from tests.smtp.server_harness import PASSWORD, RunningServer, init_data_dir, wait_for_port
 
@@ -230,3 +230,6 @@ def test_the_admin_listener_may_have_its_own_certificate(tmp_path: Path) -> None
     assert loopback.console_url == "http://127.0.0.1:8025"
     default = load_config(config_file(tmp_path, 'listen = "0.0.0.0:8025"'))
     assert admin_tls_context(default, smtp) is smtp  # one context: one SIGHUP renews both
+    missing = load_config(config_file(tmp_path, 'listen = "0.0.0.0:8025"\ntls_cert = "gone.pem"\ntls_key = "admin.key"'))
+    with pytest.raises(TlsConfigError, match="gone.pem does not exist"):  # the start stops on it (process._preflight)
+        admin_tls_context(missing, smtp)
