@@ -233,3 +233,16 @@ def test_the_admin_listener_may_have_its_own_certificate(tmp_path: Path) -> None
     missing = load_config(config_file(tmp_path, 'listen = "0.0.0.0:8025"\ntls_cert = "gone.pem"\ntls_key = "admin.key"'))
     with pytest.raises(TlsConfigError, match="gone.pem does not exist"):  # the start stops on it (process._preflight)
         admin_tls_context(missing, smtp)
+
+
+def test_a_bad_admin_certificate_stops_the_start(tmp_path: Path) -> None:
+    config = init_data_dir(tmp_path / "data")
+    config.write_text(config.read_text().replace("[admin]\n", '[admin]\ntls = "on"\ntls_cert = "tls/ca.key"\ntls_key = "tls/server.key"\n', 1))
+    server = RunningServer(config)
+    try:
+        with pytest.raises(RuntimeError, match=r"exited with 1"):
+            server.start()
+        log = server.log()
+        assert "tls/ca.key does not contain a valid PEM certificate" in log and "[admin] tls_cert / tls_key" in log
+    finally:
+        server.close()
