@@ -26,8 +26,9 @@ if ! command -v mutt >/dev/null; then
 fi
 command -v curl >/dev/null || problem "curl is missing; its tests will be skipped"
 # Tools of the deployment tests: systemd-analyze (tests/deploy/test_systemd.py), setpriv (the
-# unit's privileges reproduced), pg_dump/pg_restore (backup of PostgreSQL), make (make run).
-for need in systemd-analyze:systemd setpriv:util-linux pg_dump:postgresql-client make:make; do
+# unit's privileges reproduced), pg_dump/pg_restore (backup of PostgreSQL), make (make run),
+# haproxy (the load balancer in front of several nodes, tests/cluster/test_haproxy.py).
+for need in systemd-analyze:systemd setpriv:util-linux pg_dump:postgresql-client make:make haproxy:haproxy; do
   tool=${need%%:*} package=${need#*:}
   command -v "$tool" >/dev/null && continue
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

@@ -96,12 +96,17 @@ class SmtpConfig(_Section):
     allow_null_sender: bool = False
     display_name_address: Literal["refuse", "flag", "allow"] = "refuse"
     received_auth: Literal["token", "none"] = "token"
+    # Load balancers that begin each connection with a PROXY protocol header (docs/proxy-protocol.md).
+    proxy_protocol_from: list[str] = []
+    proxy_protocol_timeout: timedelta = timedelta(seconds=5)
 
     _check_listen = field_validator("submission", "submissions")(classmethod(lambda cls, v: _listen(v)))
     _check_durations = field_validator(
         "command_timeout", "data_timeout", "auth_failure_delay", "tls_handshake_timeout",
-        "shutdown_grace", "pre_auth_timeout", "pre_auth_stress_timeout", "auth_deadline", mode="before"
+        "shutdown_grace", "pre_auth_timeout", "pre_auth_stress_timeout", "auth_deadline",
+        "proxy_protocol_timeout", mode="before"
     )(classmethod(lambda cls, v: _duration(v)))
+    _check_balancers = field_validator("proxy_protocol_from")(classmethod(lambda cls, v: _cidrs(v)))
 
 
 def _cidrs(value: list[str]) -> list[str]:
@@ -608,6 +613,36 @@ class AutoconfigConfig(_Section):
         return [_domain(v) for v in value]
 
 
+class ClusterConfig(_Section):
+    """Several nodes on one PostgreSQL and one Redis; see docs/cluster.md."""
+
+    enabled: bool = False
+    node_name: str = ""            # "": the host name; unique per node
+    address: str = ""              # how operators reach this node (shown by `cluster status`)
+    master_key_file: str = "cluster-master.key"  # the same file on every node: seals keys in the database
+    lease: timedelta = timedelta(seconds=30)          # a dead node's messages go back after this
+    heartbeat_interval: timedelta = timedelta(seconds=5)
+    cache_fallback_ttl: timedelta = timedelta(seconds=2)  # login caches while notifications are down
+    listen_url: str = ""           # LISTEN connection, past a pooler (pgbouncer); "": [database] url
+
+    _check_durations = field_validator("lease", "heartbeat_interval", "cache_fallback_ttl", mode="before")(
+        classmethod(lambda cls, v: _duration(v)))
+
+    @field_validator("lease")
+    @classmethod
+    def _lease_floor(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("a lease shorter than 1s would lapse while it is renewed; use at least 1s")
+        return value
+
+    @field_validator("listen_url")
+    @classmethod
+    def _listen_scheme(cls, value: str) -> str:
+        if value and not value.startswith("postgresql"):
+            raise ValueError("expected a postgresql+psycopg:// URL (LISTEN needs a direct session)")
+        return value
+
+
 class Config(_Section):
     """The whole configuration; `base_dir` is the folder of the file it came from."""
 
@@ -630,6 +665,7 @@ class Config(_Section):
     incidents: IncidentsConfig = IncidentsConfig()
     autoconfig: AutoconfigConfig = AutoconfigConfig()
     web: WebConfig = WebConfig()
+    cluster: ClusterConfig = ClusterConfig()
     base_dir: Path = Field(default=Path("."), exclude=True)
     source: Path | None = Field(default=None, exclude=True)
 
@@ -643,6 +679,19 @@ class Config(_Section):
         if self.database.url:
             return self.database.url
         return f"sqlite:///{self.path('smtpgate.db')}"
+
+    def cluster_problem(self) -> str | None:
+        """Why `[cluster] enabled = true` cannot work with the rest of this config, if it cannot."""
+        if not self.cluster.enabled:
+            return None
+        wrong = []
+        if not self.database_url.startswith("postgresql"):
+            wrong.append("`[database] url` must be a postgresql+psycopg:// URL (the nodes share the queue there)")
+        if self.guard.backend != "redis":
+            wrong.append('`[guard] backend` must be "redis" (bans, quotas and connection caps across nodes)')
+        if not wrong:
+            return None
+        return "`[cluster] enabled = true` needs " + " and ".join(wrong) + "."
 
     @property
     def console_url(self) -> str:
@@ -736,4 +785,7 @@ def load_config(path: Path | str | None = None) -> Config:
         raise ConfigError("\n".join(lines)) from None
     config.base_dir = file.resolve().parent
     config.source = file.resolve()
+    problem = config.cluster_problem()
+    if problem:
+        raise ConfigError(f"{file}: {problem}")
     return config

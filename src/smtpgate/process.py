@@ -59,7 +59,7 @@ async def _serve(
     the admin listener (worker 0: the others never load FastAPI and uvicorn, about 20 MiB
     each); `parent`: the supervisor's pid, whose end ends this worker; `guard_channel`: its
     socket to the guard host in the parent; `node`: the server instance all its workers share."""
-    runtime = Runtime(config, guard_channel=guard_channel, node=node or _node_id())
+    runtime = Runtime(config, guard_channel=guard_channel, node=node or _node_id(), serving=True)
     # Database calls run in the default pool; argon2 and fsync have pools of their own
     # (runtime.hashing_pool, runtime.disk_pool: smtpgate.pools), so none starves another.
     asyncio.get_running_loop().set_default_executor(
@@ -69,6 +69,7 @@ async def _serve(
     admin: asyncio.Task[None] | None = None
     delivery = runtime.delivery_worker() if deliver else None
     delivering: asyncio.Task[None] | None = None
+    heartbeat: asyncio.Task[None] | None = None
     if runtime.audit.dispatcher is not None:
         runtime.audit.dispatcher.on_alert = lambda alert: metrics().alerts.labels(alert.rule).inc()
     runtime.audit.start()
@@ -86,8 +87,12 @@ async def _serve(
         if deliver:  # /metrics adds up every worker's files (smtpgate.metrics)
             from smtpgate.admin.app import serve_admin
 
+            # /healthz answers 503 once SMTP drains, so a load balancer sends new clients elsewhere
             admin = asyncio.get_running_loop().create_task(
-                serve_admin(runtime, sockets["admin"], admin_tls.context if admin_tls is not None else None))
+                serve_admin(runtime, sockets["admin"], draining=lambda: server.stopping,
+                            tls=admin_tls.context if admin_tls is not None else None))
+        if runtime.clustered:
+            heartbeat = asyncio.get_running_loop().create_task(_heartbeat(runtime, server))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -109,6 +114,9 @@ async def _serve(
             await asyncio.wait([delivering], timeout=20)
         if admin is not None:
             admin.cancel()
+        if heartbeat is not None:
+            heartbeat.cancel()
+            await _leave_cluster(runtime)
         if reputation is not None and watching is not None:
             reputation.stop()
             await asyncio.wait([watching], timeout=10)
@@ -174,6 +182,28 @@ async def _watch_guard(runtime: Runtime) -> None:
         except Exception as exc:  # noqa: BLE001 - the next round may succeed
             log.warning("guard maintenance failed: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
         await asyncio.sleep(interval)
+
+
+async def _heartbeat(runtime: Runtime, server: SmtpServer) -> None:
+    """The node registry's row of this process (its connections) and the keys' mirror, every heartbeat_interval."""
+    registry = runtime.node_registry
+    while True:
+        try:
+            await asyncio.to_thread(registry.beat, len(server.connections))
+            if runtime.sealed_files is not None:  # keys rotated on another node arrive, ours leave
+                await asyncio.to_thread(runtime.sealed_files.sync)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the database may be down; the next beat may pass
+            log.warning("cluster heartbeat failed: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        await asyncio.sleep(registry.interval)
+
+
+async def _leave_cluster(runtime: Runtime) -> None:
+    try:
+        await asyncio.to_thread(runtime.node_registry.leave)
+    except Exception as exc:  # noqa: BLE001 - it ages out instead
+        log.warning("cannot remove this process from the node registry: %s", type(exc).__name__)
 
 
 MEMORY_CHECK_INTERVAL = 10.0
@@ -411,6 +441,9 @@ def _supervise(config: Config, sockets: dict[str, socket.socket], workers: int) 
         nonlocal stopping
         if signum in (signal.SIGTERM, signal.SIGINT):
             stopping = True
+            for name, sock in sockets.items():  # no worker is started any more: the ports close with the workers'
+                if name != "admin":
+                    sock.close()
         for pid in children:
             try:
                 os.kill(pid, signal.SIGTERM if signum == signal.SIGINT else signum)

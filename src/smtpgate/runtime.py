@@ -18,32 +18,91 @@ from smtpgate.store import Store, open_store
 if TYPE_CHECKING:
     from smtpgate.audit import AuditRecorder, AuditStore
     from smtpgate.audit.store import Alert
+    from smtpgate.cluster.registry import NodeRegistry
+    from smtpgate.cluster.sealed import SealedFiles
     from smtpgate.credentials.tokens import TokenService
     from smtpgate.deliverability.foresight import Foresight
     from smtpgate.deliverability.reputation import OutcomeWatch, Watch
-    from smtpgate.delivery import Spool
-    from smtpgate.delivery.capture import CaptureStore
-    from smtpgate.delivery.queue import QueueStore
+    from smtpgate.delivery import CaptureBox, MessageQueue, Spool
     from smtpgate.delivery.worker import DeliveryWorker
     from smtpgate.guard import Guard, GuardBackend
     from smtpgate.guard.slots import ConnectionSlots
+    from smtpgate.store.notify import Listener, Notifier
 
 
 class Runtime:
-    def __init__(self, config: Config, *, guard_channel: socket.socket | None = None, node: str = "") -> None:
+    def __init__(self, config: Config, *, guard_channel: socket.socket | None = None, node: str = "",
+                 serving: bool = False) -> None:
         """`guard_channel`: a worker's socket to the guard host in its parent (shared backend);
-        `node`: this machine's server instance, the same in all its workers (Redis slots)."""
+        `node`: this machine's server instance, the same in all its workers (Redis slots);
+        `serving`: a server process (in a cluster it listens for the other nodes' changes)."""
         self.config = config
         self.guard_channel = guard_channel
         self.node = node
+        self.serving = serving
+
+    # ---------------------------------------------------------------- the cluster
+
+    @property
+    def clustered(self) -> bool:
+        """`[cluster] enabled`: queue, capture, keys and cache invalidation shared in PostgreSQL."""
+        return self.config.cluster.enabled
+
+    @cached_property
+    def node_name(self) -> str:
+        return self.config.cluster.node_name or socket.gethostname()
+
+    @cached_property
+    def node_registry(self) -> NodeRegistry:
+        """This node's heartbeats (`smtpgate cluster status` reads them)."""
+        from smtpgate.cluster.registry import NodeRegistry
+
+        cluster = self.config.cluster
+        address = cluster.address or f"{self.node_name}:{self.config.smtp.submission.rpartition(':')[2]}"
+        return NodeRegistry(self.store, node=self.node_name, address=address,
+                            interval=cluster.heartbeat_interval.total_seconds())
+
+    @cached_property
+    def notifier(self) -> Notifier:
+        from smtpgate.store.notify import Notifier
+
+        return Notifier(self.store)
+
+    @cached_property
+    def listener(self) -> Listener | None:
+        """The NOTIFY listener of a serving cluster node (the CLI only sends)."""
+        if not (self.clustered and self.serving):
+            return None
+        from smtpgate.store.notify import Listener
+
+        return Listener(self.config.cluster.listen_url or self.config.database_url)
 
     @cached_property
     def store(self) -> Store:
-        return open_store(self.config.database_url)
+        store = open_store(self.config.database_url)
+        if self.clustered:  # the cluster's keys before anything reads them (docs/cluster.md)
+            from smtpgate.cluster.sealed import open_sealed
+
+            sealed = open_sealed(store, self.config)
+            sealed.sync()
+            self.__dict__["sealed_files"] = sealed
+        return store
+
+    @cached_property
+    def sealed_files(self) -> SealedFiles | None:
+        """The keys every node shares, mirrored from the database (None outside a cluster)."""
+        self.store
+        return self.__dict__.get("sealed_files")
 
     @cached_property
     def credentials(self) -> CredentialService:
-        return CredentialService.from_config(self.config, self.store, hashing_pool=self.hashing_pool)
+        channel = None
+        if self.clustered:
+            from smtpgate.credentials.cluster_channel import NotifyChannel
+
+            channel = NotifyChannel(self.store, self.notifier, self.listener,
+                                    fallback_ttl=self.config.cluster.cache_fallback_ttl.total_seconds())
+        return CredentialService.from_config(self.config, self.store, hashing_pool=self.hashing_pool, channel=channel)
 
     @cached_property
     def hashing_pool(self) -> ThreadPoolExecutor:
@@ -67,13 +126,24 @@ class Runtime:
         return tokens
 
     @cached_property
-    def capture(self) -> CaptureStore:
+    def capture(self) -> CaptureBox:
+        if self.clustered:
+            from smtpgate.delivery.pg_queue import PgCaptureStore
+
+            return PgCaptureStore(self.store, self.config.path("spool-tmp"), notifier=self.notifier)
         from smtpgate.delivery.capture import CaptureStore
 
         return CaptureStore(self.config.capture_dir)
 
     @cached_property
-    def queue(self) -> QueueStore:
+    def queue(self) -> MessageQueue:
+        """The file queue, or in a cluster the PostgreSQL one (claims under leases, NOTIFY wake-ups)."""
+        if self.clustered:
+            from smtpgate.delivery.pg_queue import PgQueueStore
+
+            return PgQueueStore(self.store, self.config.path("spool-tmp"), node=self.node_name,
+                                lease=self.config.cluster.lease.total_seconds(),
+                                notifier=self.notifier, listener=self.listener)
         from smtpgate.delivery.queue import QueueStore
 
         return QueueStore(self.config.path(self.config.delivery.queue_dir))
@@ -255,5 +325,14 @@ class Runtime:
         for pool in ("hashing_pool", "disk_pool"):
             if pool in self.__dict__:
                 self.__dict__[pool].shutdown(wait=False)
+        sealed = self.__dict__.get("sealed_files")
+        if sealed is not None:
+            try:
+                sealed.push()  # a key this process made or changed (dkim rotate, upstream set-password)
+            except Exception:  # noqa: BLE001 - pushed by the next heartbeat of a server instead
+                pass
+        listener = self.__dict__.get("listener")
+        if listener is not None:
+            listener.stop()
         if "store" in self.__dict__:
             self.store.dispose()

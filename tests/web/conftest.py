@@ -4,7 +4,9 @@ http://localhost:PORT: WebAuthn needs a domain as its relying party, never an IP
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +19,9 @@ from tests.smtp.server_harness import RunningServer, init_data_dir, wait_for_por
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run", "--disable-sync"]
 AXE = Path(__file__).resolve().parents[1] / "clients" / "node_modules" / "axe-core" / "axe.min.js"
+# Screenshots go to a temporary folder, so a test run changes no tracked file;
+# SMTPGATE_SCREENSHOTS=docs/screenshots refreshes the ones the docs show.
+SHOTS = Path(os.environ.get("SMTPGATE_SCREENSHOTS") or Path(tempfile.gettempdir()) / "smtpgate-screenshots")
 
 
 @dataclass

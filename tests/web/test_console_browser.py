@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import smtplib
 import time
-from pathlib import Path
 from typing import Any
 
 import pyotp
 import pytest
 
 from tests.smtp.server_harness import PASSWORD
-from tests.web.conftest import AXE, Console
+from tests.web.conftest import AXE, Console, SHOTS
 
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
 def smtp_client(console: Console) -> smtplib.SMTP:

@@ -8,7 +8,6 @@ import smtplib
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
@@ -17,9 +16,8 @@ import pytest
 
 from smtpgate.ops import Actor, Operations
 from tests.smtp.server_harness import PASSWORD, RunningServer, init_data_dir, wait_for_port
-from tests.web.conftest import AXE, Console
+from tests.web.conftest import AXE, Console, SHOTS
 
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 AUTOCONFIG = '\n[autoconfig]\nincoming = "imap:imap.example.com:993:SSL"\ndomains = ["example.com"]\n'
 NEW_PASSWORD = "saffron-kettle-orbit-62"
 

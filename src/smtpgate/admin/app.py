@@ -9,14 +9,16 @@ else under /api/v1 needs an operator token.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import ssl
+from collections.abc import Callable
 
 from fastapi import FastAPI
 
 from smtpgate import __version__
-from smtpgate.admin import autoconfig, metrics, mta_sts, oauth
+from smtpgate.admin import autoconfig, health, metrics, mta_sts, oauth
 from smtpgate.admin.api import OPENAPI_URL, openapi, problems
 from smtpgate.admin.api import leak_reports
 from smtpgate.admin.api import public as api_docs
@@ -27,29 +29,29 @@ from smtpgate.web import router as web_console
 
 log = logging.getLogger("smtpgate.admin")
 
-ROUTERS = (metrics.router, mta_sts.router, oauth.router, api, api_docs, leak_reports, autoconfig.router, web_console)
+ROUTERS = (health.router, metrics.router, mta_sts.router, oauth.router, api, api_docs, leak_reports, autoconfig.router,
+           web_console)
 
 
-def create_app(runtime: Runtime) -> FastAPI:
+def create_app(runtime: Runtime, *, draining: Callable[[], bool] | None = None) -> FastAPI:
+    """`draining`: true once SMTP stops accepting (SIGTERM), so /healthz sends the balancer elsewhere."""
     app = FastAPI(
         title="smtpgate", version=__version__, docs_url=None, redoc_url=None, openapi_url=OPENAPI_URL,
         description="The operator API of smtpgate: accounts, credentials, bans, audit, queue (docs/api.md).",
     )
     app.state.runtime = runtime
     app.state.ops = Operations(runtime)
+    app.state.draining = draining
     problems.install(app)
     openapi.install(app)
-
-    @app.get("/healthz", include_in_schema=False)
-    def healthz() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
 
     for router in ROUTERS:
         app.include_router(router)
     return app
 
 
-async def serve_admin(runtime: Runtime, sock: socket.socket, tls: ssl.SSLContext | None = None) -> None:
+async def serve_admin(runtime: Runtime, sock: socket.socket, *, draining: Callable[[], bool] | None = None,
+                      tls: ssl.SSLContext | None = None) -> None:
     """Serve the admin app on an already bound socket until cancelled; over TLS with `tls`.
 
     The context comes from the server process (the SMTP side's strict one, reloaded on
@@ -60,10 +62,13 @@ async def serve_admin(runtime: Runtime, sock: socket.socket, tls: ssl.SSLContext
     # proxy_headers off: uvicorn would believe X-Forwarded-For from loopback; the token
     # endpoint believes it only from [admin] trusted_proxies (admin/oauth.py)
     # log_config None: uvicorn's loggers go through ours (smtpgate.logformat), escaped like every line
-    config = uvicorn.Config(create_app(runtime), log_level="warning", access_log=False, lifespan="off",
+    config = uvicorn.Config(create_app(runtime, draining=draining), log_level="warning", access_log=False, lifespan="off",
                             proxy_headers=False, log_config=None)
     config.load()
     config.ssl = tls  # read by Server.startup when it wraps the socket; the request scheme follows
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined,method-assign]  # the SMTP server owns signals
+    # The SMTP server owns signals: uvicorn must not stop the admin listener on SIGTERM, since
+    # /healthz answers "draining" to the load balancer until the sessions in flight are done.
+    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined,method-assign]  # uvicorn before 0.29
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]  # uvicorn 0.29 and later
     await server.serve(sockets=[sock])

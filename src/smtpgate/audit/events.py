@@ -50,6 +50,9 @@ RECIPIENT_NOT_ALLOWED = "recipient-not-allowed"  # a device wrote to a recipient
 AUTH_REQUIRED = "auth-required"        # legacy listener: MAIL without AUTH from an address no device has
 CREDENTIAL_ENDED = "credential-ended"      # revoked, expired or disabled while the session was open
 
+# connections closed before any session
+PROXY_PROTOCOL = "proxy-protocol"  # a balancer's connection without a valid PROXY header, or a header from anyone else
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)

@@ -174,7 +174,8 @@ class CredentialService:
 
     @classmethod
     def from_config(cls, config: Config, store: Store, *, clock: Clock = utcnow,
-                    hashing_pool: Executor | None = None) -> CredentialService:
+                    hashing_pool: Executor | None = None,
+                    channel: InvalidationChannel | None = None) -> CredentialService:
         pw = config.passwords
         hibp = config.path(pw.hibp_file) if pw.hibp_file else None
         cr = config.credentials
@@ -193,7 +194,7 @@ class CredentialService:
             clock=clock,
             tokens=lambda: _token_service(config, store, app_key, clock),
             scram_iterations=config.tokens.scram_iterations if config.tokens.scram else None,
-            channel=DatabaseChannel(store),
+            channel=channel or DatabaseChannel(store),  # a cluster passes its NOTIFY channel
             cache=CacheSettings(size=cr.login_cache_size, ttl=300.0,
                                 verified_ttl=cr.login_cache_ttl.total_seconds()),
             hashing_pool=hashing_pool,

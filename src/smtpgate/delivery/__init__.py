@@ -9,6 +9,6 @@ implements the same protocol (docs/delivery.md says what each method must guaran
 from __future__ import annotations
 
 from smtpgate.delivery.capture import CapturedMessage, Envelope, SpoolWriter
-from smtpgate.delivery.spool import Claim, MessageQueue, MessageWriter, Spool
+from smtpgate.delivery.spool import CaptureBox, Claim, MessageQueue, MessageWriter, Spool
 
-__all__ = ["CapturedMessage", "Claim", "Envelope", "MessageQueue", "MessageWriter", "Spool", "SpoolWriter"]
+__all__ = ["CaptureBox", "CapturedMessage", "Claim", "Envelope", "MessageQueue", "MessageWriter", "Spool", "SpoolWriter"]

@@ -27,6 +27,7 @@ receiving.
 from __future__ import annotations
 
 import base64
+import builtins
 import fcntl
 import io
 import json
@@ -312,6 +313,22 @@ class _Slice(io.RawIOBase):
         super().close()
 
 
+def message_metadata(message_id: str, env: Envelope, size: int, header_section: bytes | None) -> CapturedMessage:
+    """What is kept about a message beside its bytes (every spool, files or database)."""
+    return CapturedMessage(
+        id=message_id,
+        received_at=env.received_at.astimezone(timezone.utc),
+        credential_id=env.credential_id,
+        account=env.account,
+        mail_from=env.mail_from,
+        rcpt_to=tuple(env.rcpt_to),
+        subject=parse_subject(header_section),
+        size=size,
+        client_ip=env.client_ip,
+        helo=env.helo,
+    )
+
+
 # --------------------------------------------------------------------------- writer
 
 
@@ -379,19 +396,7 @@ class SpoolWriter:
             file.close()
 
     def _metadata(self) -> CapturedMessage:
-        env = self.envelope
-        return CapturedMessage(
-            id=self.message_id,
-            received_at=env.received_at.astimezone(timezone.utc),
-            credential_id=env.credential_id,
-            account=env.account,
-            mail_from=env.mail_from,
-            rcpt_to=tuple(env.rcpt_to),
-            subject=parse_subject(self._headers.section()),
-            size=self.size,
-            client_ip=env.client_ip,
-            helo=env.helo,
-        )
+        return message_metadata(self.message_id, self.envelope, self.size, self._headers.section())
 
     def abort(self) -> None:
         """Discard the message; safe to call more than once, and after a failed commit."""
@@ -499,7 +504,7 @@ class CaptureStore:
         except FileNotFoundError:
             raise MessageNotFound(message_id) from None
 
-    def purge(self, *, older_than: timedelta | None = None, now: datetime | None = None) -> list[str]:
+    def purge(self, *, older_than: timedelta | None = None, now: datetime | None = None) -> builtins.list[str]:
         """Delete the messages received more than `older_than` ago (None: every message);
         the ids deleted, oldest first."""
         cutoff = None if older_than is None else (now or datetime.now(timezone.utc)) - older_than

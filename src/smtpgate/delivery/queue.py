@@ -144,6 +144,8 @@ class QueueEntry:
 class Lock:
     """A held message claim (an flock on its message file); release() closes it."""
 
+    lease_seconds: float | None = None  # the kernel ends it with the holder's process
+
     def __init__(self, fd: int, entry: QueueEntry) -> None:
         self._fd: int | None = fd
         self.entry = entry
@@ -164,7 +166,9 @@ class QueueStore(CaptureStore):
         self.state_dir = Path(directory) / "state"
         self.holds_path = Path(directory) / "holds.json"
         self.wakeup_path = Path(directory) / "wakeup"
+        self.holds_location = str(self.holds_path)
         self._listeners: list[Callable[[CapturedMessage], None]] = []
+        self._wake_listeners: list[Callable[[str | None], None]] = []
         super().__init__(directory, stale_after=stale_after)
         _make_dir(self.state_dir)
         self.state_syncer = DirSyncer(self.state_dir)
@@ -175,12 +179,22 @@ class QueueStore(CaptureStore):
         """Call `listener(message)` (from the committing thread) after each durable commit."""
         self._listeners.append(listener)
 
+    def on_wake(self, listener: Callable[[str | None], None]) -> None:
+        """`listener(message_id)` after each commit of this process (other processes' commits
+        and wake-ups are seen by `wakeup_stamp()` and the worker's scan)."""
+        self._wake_listeners.append(listener)
+
     def committed(self, message: CapturedMessage) -> None:
         for listener in self._listeners:
             try:
                 listener(message)
             except Exception:  # noqa: BLE001 - a listener must never fail a commit
                 log.exception("queue commit listener failed")
+        for wake in self._wake_listeners:
+            try:
+                wake(message.id)
+            except Exception:  # noqa: BLE001
+                log.exception("queue wake listener failed")
 
     def wake(self) -> None:
         """Tell the delivery worker (in any process) to look again now."""

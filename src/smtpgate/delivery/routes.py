@@ -14,8 +14,9 @@ from datetime import datetime, timezone
 from typing import Protocol
 
 from smtpgate.config import Config, dns_server_address
-from smtpgate.delivery.capture import CapturedMessage, CaptureStore, Envelope
+from smtpgate.delivery.capture import CapturedMessage, Envelope
 from smtpgate.delivery.outcome import Outcome, Outgoing
+from smtpgate.delivery.spool import CaptureBox
 from smtpgate.delivery.upstream import UpstreamSecretStore
 
 __all__ = ["CaptureRoute", "Route", "RouteTable", "build_routes", "route_for_domain"]
@@ -36,7 +37,7 @@ class CaptureRoute:
 
     name = "capture"
 
-    def __init__(self, store: CaptureStore) -> None:
+    def __init__(self, store: CaptureBox) -> None:
         self.store = store
 
     async def deliver(self, message: Outgoing) -> dict[str, Outcome]:
@@ -52,9 +53,11 @@ class CaptureRoute:
                     received_at=datetime.now(timezone.utc),
                 )
             )
-            with writer:
+            try:
                 writer.write(message.data)
                 return writer.commit()
+            finally:
+                writer.abort()  # a no-op after commit()
 
         stored = await asyncio.to_thread(write)
         return {r: Outcome("delivered", f"250 2.0.0 captured as {stored.id}", "capture") for r in message.recipients}
@@ -100,7 +103,7 @@ class RouteTable:
             await route.close()
 
 
-def build_routes(config: Config, capture: CaptureStore) -> RouteTable:
+def build_routes(config: Config, capture: CaptureBox) -> RouteTable:
     """The routes the config uses, and nothing else (an unused relay needs no password)."""
     d = config.delivery
     used = {d.mode, *d.routes.values()}

@@ -1,14 +1,18 @@
 """The spool and queue interfaces: what a storage of accepted mail must promise.
 
-Two implementations exist or are planned: files on local disk (`capture.CaptureStore`,
-`queue.QueueStore`) and a database shared by several nodes. The contracts below are what
+Two implementations: files on local disk (`capture.CaptureStore`, `queue.QueueStore`)
+and PostgreSQL shared by the nodes of a cluster (`pg_queue.PgCaptureStore`,
+`pg_queue.PgQueueStore`). The contracts below are what
 the SMTP session, the delivery worker and the CLI rely on; docs/delivery.md explains them.
 """
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 if TYPE_CHECKING:
     from smtpgate.delivery.capture import CapturedMessage, Envelope
@@ -47,6 +51,25 @@ class Spool(Protocol):
         ...
 
 
+class CaptureBox(Spool, Protocol):
+    """Captured messages (the capture route's store): what `smtpgate capture` reads."""
+
+    def ids(self) -> list[str]: ...
+
+    def list(self, *, limit: int | None = None) -> list[CapturedMessage]:
+        """Newest first."""
+        ...
+
+    def get(self, message_id: str) -> CapturedMessage: ...
+
+    def open_raw(self, message_id: str) -> BinaryIO: ...
+
+    def delete(self, message_id: str) -> None: ...
+
+    def purge(self, *, older_than: timedelta | None = None,
+              now: datetime | None = None) -> builtins.list[str]: ...
+
+
 class Claim(Protocol):
     """One holder's exclusive right to attempt a message (a lease).
 
@@ -56,6 +79,7 @@ class Claim(Protocol):
     """
 
     entry: QueueEntry
+    lease_seconds: float | None  # renew within this; None: it cannot lapse while the holder lives
 
     def renew(self) -> None:
         """Extend the lease (a no-op where the lease cannot lapse while the holder lives)."""
@@ -69,6 +93,11 @@ class MessageQueue(Spool, Protocol):
 
     def on_commit(self, listener: Callable[[CapturedMessage], None]) -> None:
         """`listener(message)` after each durable commit made by this process."""
+        ...
+
+    def on_wake(self, listener: Callable[[str | None], None]) -> None:
+        """`listener(message_id)` when a message arrived (here or, shared, on any node), or
+        `listener(None)` when a wake-up was asked for; from any thread."""
         ...
 
     def wake(self) -> None:
@@ -87,12 +116,21 @@ class MessageQueue(Spool, Protocol):
         """Visible messages, oldest first."""
         ...
 
+    def entries(self) -> list[QueueEntry]:
+        """Every message with its state, oldest first (a snapshot)."""
+        ...
+
     def entry(self, message_id: str) -> QueueEntry:
         """Message and state without a claim (a snapshot); MessageNotFound if gone."""
         ...
 
     def acquire(self, message_id: str, *, wait: bool = True, timeout: float = 120.0) -> Claim:
         """Claim a message: Busy if another holder has it (and `wait` is False)."""
+        ...
+
+    def locked(self, message_id: str, *, wait: bool = True,
+               timeout: float = 120.0) -> AbstractContextManager[QueueEntry]:
+        """acquire() for the length of a `with` block."""
         ...
 
     def save_state(self, message_id: str, state: MessageState) -> None:
@@ -103,11 +141,18 @@ class MessageQueue(Spool, Protocol):
         """Forget the message for good; under its claim."""
         ...
 
+    def delete(self, message_id: str) -> None:
+        """Remove a message, waiting for an attempt in flight to end first."""
+        ...
+
     def read_raw(self, message_id: str) -> bytes: ...
 
     def enqueue(self, envelope: Envelope, data: bytes) -> CapturedMessage:
         """Put a message we made (a DSN) into the queue, durably."""
         ...
+
+    holds_location: str
+    """Where the hold rules live, for an operator's error message."""
 
     def hold_rules(self) -> HoldRules: ...
 

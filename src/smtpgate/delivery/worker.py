@@ -2,9 +2,11 @@
 
 One asyncio task per attempt, at most `concurrency` at once. The worker knows the queue
 by listing it every `poll_interval` (messages accepted by other processes, edits by the
-CLI) and is woken at once by commits in its own process and by `queue retry`/`release`
-(the queue's wakeup file). An attempt holds the message's lock from start to finish,
-so no other process delivers it meanwhile, and records its outcome before letting go:
+CLI) and is woken at once by the queue (`on_wake`: commits in its own process, and with
+the shared queue every node's commits, `queue retry` and `release`, through NOTIFY).
+An attempt holds the message's claim from start to finish, renewing it when it is a
+lease (the shared queue), so no other process delivers it meanwhile, and records its
+outcome before letting go:
 
     delivered       -> the recipient is done
     temporary (4xx) -> attempts + 1, next attempt after the backoff; after the queue
@@ -36,7 +38,7 @@ from smtpgate.delivery.queue import (
     QueueEntry,
     RecipientResult,
 )
-from smtpgate.delivery.spool import MessageQueue
+from smtpgate.delivery.spool import Claim, MessageQueue
 from smtpgate.delivery.retry import RetryPolicy
 from smtpgate.delivery.routes import RouteTable
 
@@ -92,7 +94,7 @@ class DeliveryWorker:
         """Deliver until stop() is called; then let attempts in flight finish (briefly)."""
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        self.queue.on_commit(self._committed)
+        self.queue.on_wake(self._woken)
         log.info("delivery worker started (routes: %s)", ", ".join(sorted(self.routes.routes)))
         try:
             while not self._stopping:
@@ -111,17 +113,18 @@ class DeliveryWorker:
         if self._wake is not None:
             self._wake.set()
 
-    def _committed(self, message: CapturedMessage) -> None:
-        """From a committing thread: a new message is durable in this process's queue."""
+    def _woken(self, message_id: str | None) -> None:
+        """From any thread: a message is durable in the queue (an id), or look again (None)."""
         if self._loop is None or self._loop.is_closed():
             return
         try:
-            self._loop.call_soon_threadsafe(self._arrived, message.id)
+            self._loop.call_soon_threadsafe(self._arrived, message_id)
         except RuntimeError:  # the loop closed meanwhile
             pass
 
-    def _arrived(self, message_id: str) -> None:
-        self._due.setdefault(message_id, self.clock())
+    def _arrived(self, message_id: str | None) -> None:
+        if message_id is not None:
+            self._due.setdefault(message_id, self.clock())
         if self._wake is not None:
             self._wake.set()
 
@@ -216,12 +219,32 @@ class DeliveryWorker:
         except MessageNotFound:
             self._due.pop(message_id, None)
             return
+        renewing = asyncio.get_running_loop().create_task(self._renew(lock)) if lock.lease_seconds else None
         try:
             await self._attempt_locked(lock.entry)
         finally:
-            lock.release()
+            if renewing is not None:
+                renewing.cancel()
+            try:
+                await asyncio.to_thread(lock.release)
+            except OSError as exc:  # the database is gone: the lease lapses on its own
+                log.warning("cannot release the claim on %s: %s", message_id, exc)
 
-    def _acquire(self, message_id: str):
+    async def _renew(self, claim: Claim) -> None:
+        """Keep a lease while the attempt runs: renewed at a third of its length, so two
+        renewals may fail before it lapses and another node takes the message."""
+        assert claim.lease_seconds is not None
+        while True:
+            await asyncio.sleep(claim.lease_seconds / 3)
+            try:
+                await asyncio.to_thread(claim.renew)
+            except Busy:
+                log.error("lost the claim on %s (lease lapsed): another node may deliver it too", claim.entry.message.id)
+                return
+            except OSError as exc:
+                log.warning("cannot renew the claim on %s: %s", claim.entry.message.id, exc)
+
+    def _acquire(self, message_id: str) -> Claim:
         """Lock the message, and pick up hold rules written since the last scan: a
         `queue hold --credential` must stop new mail at once, not a poll later."""
         lock = self.queue.acquire(message_id, wait=False)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from smtpgate.ops.capture import Capture
     from smtpgate.ops.client_setup import ClientSetup
     from smtpgate.ops.console import Console
+    from smtpgate.ops.cluster import Cluster
     from smtpgate.ops.credentials import Credentials
     from smtpgate.ops.dkim import Dkim
     from smtpgate.ops.incidents import Incidents
@@ -165,3 +166,9 @@ class Operations:
         from smtpgate.ops.console import Console
 
         return Console(self.runtime, self.journal)
+
+    @cached_property
+    def cluster(self) -> Cluster:
+        from smtpgate.ops.cluster import Cluster
+
+        return Cluster(self.runtime, self.journal)

@@ -6,7 +6,7 @@ import builtins
 from datetime import timedelta
 from typing import Any
 
-from smtpgate.credentials import CredentialInfo, CredentialState, IssuedSecret
+from smtpgate.credentials import CredentialInfo, CredentialKind, CredentialState, IssuedSecret
 from smtpgate.credentials.api_tokens import Role
 from smtpgate.errors import Invalid
 from smtpgate.ops.actor import Actor
@@ -47,3 +47,8 @@ class Credentials(Concern):
 
     def due(self, actor: Actor) -> builtins.list[CredentialInfo]:
         return self.rt.credentials.due()
+
+    def silent_devices(self, actor: Actor) -> builtins.list[CredentialInfo]:
+        """Legacy devices that have not sent for `DEVICE_SILENT_AFTER` (the `creds due` rule):
+        unplugged, or replaced by one that still holds the secret; either way, look."""
+        return [c for c in self.rt.credentials.due() if c.kind is CredentialKind.DEVICE]

@@ -20,8 +20,8 @@ from smtpgate.delivery.queue import (
     HoldRules,
     MessageState,
     QueueEntry,
-    QueueStore,
 )
+from smtpgate.delivery.spool import MessageQueue
 from smtpgate.errors import Conflict, Invalid, NotFound
 from smtpgate.ops.actor import Actor
 from smtpgate.ops.base import Concern
@@ -69,7 +69,7 @@ class QueuedMessage:
 
 class Queue(Concern):
     @property
-    def _queue(self) -> QueueStore:
+    def _queue(self) -> MessageQueue:
         return self.rt.queue
 
     def list(self, actor: Actor, *, held_only: bool = False) -> builtins.list[QueuedMessage]:
@@ -199,9 +199,9 @@ class Queue(Concern):
     def _rules_for_edit(self) -> HoldRules:
         rules = self._queue.hold_rules()
         if rules.everything:
-            raise Conflict(f"{self._queue.holds_path} is unreadable, so all mail is held",
+            raise Conflict(f"{self._queue.holds_location} is unreadable, so all mail is held",
                            "Fix or remove that file (it lists held credential ids and accounts), then try again.",
-                           code="hold-rules-unreadable", path=str(self._queue.holds_path))
+                           code="hold-rules-unreadable", path=self._queue.holds_location)
         return rules
 
     def _still_held(self, message_id: str) -> bool:

@@ -18,6 +18,13 @@ at most `1 - auth_reserve` of the slots; when the server is full the one idle th
 is shed for a newcomer, so a flood of idle or dripping connections cannot keep clients out.
 Progress is counted in commands and bytes, not reads: a byte at a time resets nothing.
 
+Behind a load balancer (`[smtp] proxy_protocol_from`), a connection from a listed balancer
+is accepted here, its PROXY header read off the socket (`smtp.proxy_io`), and only then is
+the session built, with the client's address from the header, and, on the implicit-TLS
+port, the handshake started. The header is the client's address everywhere after that:
+caps, bans, scopes, audit, `Received:`. A balancer's connection without a valid header in
+`proxy_protocol_timeout`, or a header from anyone else, is closed unserved and audited.
+
 The guard is asked about every new connection before the greeting: a banned source gets
 `421 4.7.0` and is closed. Each process runs the audit writer thread and a maintenance
 task (ban changes from the database, guard housekeeping); metrics are per process and
@@ -27,6 +34,7 @@ added up across workers by the admin listener (see `smtpgate.metrics`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import socket
@@ -52,6 +60,8 @@ from smtpgate.smtp.protocol import (
     StartTLS,
     State,
 )
+from smtpgate.smtp.proxy import ProxyHeader, ProxyViolation
+from smtpgate.smtp.proxy_io import Balancers, looks_like_proxy, peek_first, read_header_within
 from smtpgate.smtp.session import BANNED, MessagePolicy, Session, SessionServices
 from smtpgate.smtp.tls import ReloadableTlsContext, TlsConfigError, describe_tls, legacy_server_context
 
@@ -148,6 +158,8 @@ class SmtpServer:
         self.guard = runtime.guard
         self.audit = runtime.audit
         self.banned_seen: dict[str, float] = {}  # a banned source's refusals are audited once a minute
+        self.proxy_refused_seen: dict[str, float] = {}  # so are refused PROXY connections, per peer
+        self.balancers = Balancers(config.smtp.proxy_protocol_from)
         self.outsiders_seen: dict[str, float] = {}  # so are refusals on the legacy listener
         self.legacy_networks = LegacyNetworks(config.legacy.networks)
         # its own weaker context (TLS 1.0+), built only when the listener is on
@@ -167,6 +179,7 @@ class SmtpServer:
         self.stopping = False
         self._sweeper: asyncio.Task[None] | None = None
         self._acceptors: list[asyncio.Task[None]] = []
+        self._accepting: list[socket.socket] = []  # the listening sockets our acceptors read
         smtp = config.smtp
         self.pre_auth_limit = max(1, int(smtp.max_connections * (1 - smtp.auth_reserve)))
 
@@ -174,13 +187,15 @@ class SmtpServer:
         loop = asyncio.get_running_loop()
         for listener in listeners_from(self.config):
             sock = (sockets or {}).get(listener.name) or bind(listener)
-            if listener.implicit_tls:
+            if listener.implicit_tls or self.balancers:
                 # Not create_server(ssl=...): it hides a connection until its handshake is
-                # done, outside every cap. We accept, count, then hand over to TLS.
-                self._acceptors.append(loop.create_task(self._accept_tls(listener, sock)))
+                # done, outside every cap. We accept, count, read a balancer's PROXY header,
+                # then hand over to TLS. Without balancers, STARTTLS keeps create_server.
+                self._acceptors.append(loop.create_task(self._accept(listener, sock)))
+                self._accepting.append(sock)
             else:
                 self.servers.append(await loop.create_server(
-                    lambda listener=listener: SmtpConnection(self, listener), sock=sock, backlog=1024,
+                    functools.partial(SmtpConnection, self, listener), sock=sock, backlog=1024,
                 ))
             log.info("listening on %s:%d (%s, %s)", listener.host, listener.port, listener.name,
                      "implicit TLS" if listener.implicit_tls else "STARTTLS" if listener.name != LEGACY else
@@ -217,8 +232,13 @@ class SmtpServer:
         self.releasing.add(task)
         task.add_done_callback(self.releasing.discard)
 
-    async def _accept_tls(self, listener: Listener, sock: socket.socket) -> None:
-        """The implicit-TLS port: admit and count at accept, then the handshake."""
+    async def _accept(self, listener: Listener, sock: socket.socket) -> None:
+        """Accept ourselves: the implicit-TLS port, and every port behind load balancers.
+
+        A balancer's connection, and any on the implicit-TLS port, is admitted and counted
+        at accept; its PROXY header, slot and handshake follow in `SmtpConnection.open`.
+        Anyone else on the STARTTLS port goes the way create_server would take it.
+        """
         loop = asyncio.get_running_loop()
         while True:
             try:
@@ -227,15 +247,45 @@ class SmtpServer:
                 log.warning("accept on %s failed: %s", listener.name, exc)
                 await asyncio.sleep(0.1)
                 continue
+            client.setblocking(False)
+            balancer = peer[0] in self.balancers
+            if not balancer and not listener.implicit_tls:
+                task = loop.create_task(self._connect_plain(listener, client))
+                self.releasing.add(task)  # kept from the GC until connection_made has run
+                task.add_done_callback(self.releasing.discard)
+                continue
             refusal = self.admit(peer[0])
-            if refusal is not None:  # a reply is unreadable before TLS
+            if refusal is not None:  # nothing is said: a reply is unreadable before TLS or a header
                 metrics().connections.labels(listener.name, "shutdown" if refusal.enhanced == "4.3.2" else "limit").inc()
                 client.close()
                 continue
             conn = SmtpConnection(self, listener)
-            conn.ip = peer[0]
+            conn.ip = conn.peer_ip = peer[0]
+            conn.accepted_early = True
             self.register(conn)
-            conn.handshake = loop.create_task(conn.handshake_tls(client))
+            conn.handshake = loop.create_task(conn.open(client, balancer=balancer))
+
+    async def _connect_plain(self, listener: Listener, client: socket.socket) -> None:
+        def connection() -> SmtpConnection:
+            return SmtpConnection(self, listener)
+
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(connection, client)
+        except OSError as exc:
+            log.debug("connection on %s failed before it started: %s", listener.name, exc)
+            client.close()
+
+    def proxy_refused(self, conn: SmtpConnection, problem: str) -> None:
+        """A PROXY connection closed unserved: counted, logged, audited (once a minute per peer)."""
+        metrics().connections.labels(conn.listener.name, "proxy-refused").inc()
+        balancer = conn.peer_ip in self.balancers
+        if not self.once_a_minute(self.proxy_refused_seen, conn.peer_ip):
+            return
+        log.warning("closed a connection from %s on %s: %s", conn.peer_ip, conn.listener.name, problem)
+        self.audit.record(AuditEvent(
+            kind=ev.CONNECT, result=ev.FAIL, reason=ev.PROXY_PROTOCOL, listener=conn.listener.name,
+            remote_ip=conn.peer_ip, details={"problem": problem, "balancer": balancer},
+        ))
 
     def register(self, conn: SmtpConnection) -> None:
         self.connections.add(conn)
@@ -305,12 +355,20 @@ class SmtpServer:
             log.error("TLS reload failed, keeping the current certificate: %s", exc)
 
     async def shutdown(self) -> None:
-        """Stop accepting, let transactions in flight finish, answer 421 to the rest."""
+        """Stop accepting, let transactions in flight finish, answer 421 to the rest.
+
+        The listening sockets are closed, not just left unread: a connection the kernel
+        would queue meanwhile gets a refusal at once, which a load balancer retries on
+        another node, instead of a silence ended by a reset (docs/proxy-protocol.md).
+        """
         self.stopping = True
         if self._sweeper is not None:
             self._sweeper.cancel()
         for acceptor in self._acceptors:
             acceptor.cancel()
+        await asyncio.gather(*self._acceptors, return_exceptions=True)
+        for sock in self._accepting:
+            sock.close()
         for server in self.servers:
             server.close()
         for conn in list(self.connections):
@@ -329,7 +387,11 @@ class SmtpConnection(asyncio.Protocol):
         self.server = server
         self.listener = listener
         self.transport: asyncio.Transport | None = None
-        self.ip = ""
+        self.ip = ""        # the client's: the peer's, or the one a balancer's PROXY header names
+        self.peer_ip = ""   # who is at the other end of the socket (a balancer, or the client)
+        self.proxy: ProxyHeader | None = None
+        self.accepted_early = False  # admitted and counted at accept (SmtpServer._accept)
+        self._first_read = not listener.implicit_tls  # the STARTTLS port's first bytes: a PROXY header?
         legacy = listener.name == LEGACY
         self.conn = ServerConnection(
             ServerFeatures(
@@ -351,7 +413,7 @@ class SmtpConnection(asyncio.Protocol):
         self._reading_paused = False
         self._lost = False
         self._task: asyncio.Task[None] | None = None
-        self.handshake: asyncio.Task[None] | None = None  # implicit TLS, until connection_made
+        self.handshake: asyncio.Task[None] | None = None  # header and implicit TLS, until connection_made
         self.accepted_at = self.last_progress = time.monotonic()
         self._unprogressed = 0  # octets received since the last progress
         self._ended = False
@@ -361,17 +423,18 @@ class SmtpConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
-        peer = transport.get_extra_info("peername") or ("unknown", 0)
-        self.ip = peer[0]
         m = metrics()
-        if self.listener.implicit_tls:  # admitted and counted at accept (SmtpServer._accept_tls)
-            version = (self.tls_info() or "unknown").partition(" ")[0]
-            m.tls_handshakes.labels(self.listener.name, "ok", version).inc()
+        if self.accepted_early:  # admitted and counted at accept (SmtpServer._accept)
+            if self.listener.implicit_tls:
+                version = (self.tls_info() or "unknown").partition(" ")[0]
+                m.tls_handshakes.labels(self.listener.name, "ok", version).inc()
             if self._ended:
                 transport.abort()  # type: ignore[attr-defined]
                 return
             self._progress()
         else:
+            peer = transport.get_extra_info("peername") or ("unknown", 0)
+            self.ip = self.peer_ip = peer[0]
             refusal = self.server.admit(self.ip)
             if refusal is not None:
                 m.connections.labels(self.listener.name, "shutdown" if refusal.code == 421 and refusal.enhanced == "4.3.2" else "limit").inc()
@@ -384,23 +447,39 @@ class SmtpConnection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=256 * 1024)  # type: ignore[attr-defined]
         self._task = asyncio.get_running_loop().create_task(self._run())
 
-    async def handshake_tls(self, sock: socket.socket) -> None:
-        """A slot first, then the implicit-TLS handshake; connection_made follows it.
+    async def open(self, sock: socket.socket, *, balancer: bool) -> None:
+        """From accept to connection_made: a balancer's PROXY header, a slot, the TLS handshake.
 
-        Over a cap the socket is closed at once: a reply is unreadable before TLS, and a
-        handshake would cost what the cap saves.
+        The slot is taken under the client's own address, so it waits for the header. On
+        the implicit-TLS port, over a cap the socket is closed at once: a reply is
+        unreadable before TLS, and a handshake would cost what the cap saves; the STARTTLS
+        port takes its slot in `_admit_source`, where a 421 can be read.
         """
         loop = asyncio.get_running_loop()
+        smtp = self.server.config.smtp
         try:
+            if balancer and not await self._read_proxy_header(sock):
+                return
+            if not self.listener.implicit_tls:
+                await loop.connect_accepted_socket(lambda: self, sock)
+                return
             if await self.server.take_slot(self.ip, self) is not None:
                 metrics().connections.labels(self.listener.name, "limit").inc()
                 sock.close()
                 self._release()
                 return
             self._slot = True
+            started = time.monotonic()
+            handshake_timeout = smtp.tls_handshake_timeout.total_seconds()
+            if not balancer:
+                async with asyncio.timeout(handshake_timeout):
+                    first = await peek_first(sock)
+                if looks_like_proxy(first):
+                    self._refuse_proxy(sock, "a PROXY header from an address not in [smtp] proxy_protocol_from")
+                    return
             await loop.connect_accepted_socket(
-                lambda: self, sock, ssl=self.server.tls.context,
-                ssl_handshake_timeout=self.server.config.smtp.tls_handshake_timeout.total_seconds(),
+                lambda: self, sock, ssl=self.server.tls_context(self.listener),
+                ssl_handshake_timeout=max(0.1, handshake_timeout - (time.monotonic() - started)),
             )
         except asyncio.CancelledError:  # shed or timed out while handshaking
             sock.close()
@@ -408,10 +487,29 @@ class SmtpConnection(asyncio.Protocol):
             if not self._ended:
                 raise
         except (OSError, ssl.SSLError, TimeoutError) as exc:
-            metrics().tls_handshakes.labels(self.listener.name, "fail", "").inc()
-            log.debug("TLS handshake with %s failed: %s", self.ip, exc)
+            if self.listener.implicit_tls:
+                metrics().tls_handshakes.labels(self.listener.name, "fail", "").inc()
+            log.debug("connection from %s failed before its session (TLS handshake, reset): %s", self.ip, exc)
             sock.close()
             self._release()
+
+    async def _read_proxy_header(self, sock: socket.socket) -> bool:
+        """The balancer's header within proxy_protocol_timeout; False when the connection was closed."""
+        header = await read_header_within(sock, self.server.config.smtp.proxy_protocol_timeout.total_seconds())
+        if isinstance(header, ProxyViolation):
+            self._refuse_proxy(sock, header.reason)
+            return False
+        self.proxy = header
+        if header.source is not None:  # LOCAL and UNKNOWN (health checks): the balancer's own address
+            self.ip = header.source[0]
+        return True
+
+    def _refuse_proxy(self, sock: socket.socket | None, problem: str) -> None:
+        self._ended = True
+        self.server.proxy_refused(self, problem)
+        if sock is not None:
+            sock.close()
+        self._release()
 
     async def _admit_source(self) -> bool:
         """Ask the guard before the greeting: over a cap, or banned, a source gets 421 4.7.0 and is closed.
@@ -437,10 +535,16 @@ class SmtpConnection(asyncio.Protocol):
                 return False
             self._slot = True
         ban = await self.server.guard.check_connection(self.ip)
+        if self.conn.closed:  # the server began to stop meanwhile: its 421 is all this client gets
+            self._flush()
+            return False
         if ban is None:
             metrics().connections.labels(self.listener.name, "accepted").inc()
             if self.listener.name == LEGACY and self.session is not None and await self.session.bind_device():
                 self.server.authenticated(self)
+                if self.conn.closed:  # stopping began during the look-up
+                    self._flush()
+                    return False
             self.conn.start()
             return True
         metrics().connections.labels(self.listener.name, "banned").inc()
@@ -455,6 +559,14 @@ class SmtpConnection(asyncio.Protocol):
         return False
 
     def data_received(self, data: bytes) -> None:
+        if self._first_read:
+            self._first_read = False
+            if looks_like_proxy(data):  # after a balancer's header, a second one is refused as well
+                self._refuse_proxy(None, "a PROXY header from an address not in [smtp] proxy_protocol_from"
+                                   if self.proxy is None else "a second PROXY header")
+                if self._task is not None:
+                    self._task.cancel()
+                return
         self.conn.receive_data(data)
         self._unprogressed += len(data)
         if self._unprogressed >= PROGRESS_BYTES:
@@ -526,6 +638,8 @@ class SmtpConnection(asyncio.Protocol):
         while True:
             event = conn.next_event()
             if event is NEED_DATA:
+                if self.server.stopping:  # draining: a transaction just finished gets its 421 now, not at the next command
+                    conn.shutdown()
                 self._flush()
                 if conn.closed or self._lost:
                     return

@@ -132,6 +132,11 @@ class Store:
         except OperationalError as exc:
             raise StoreUnavailable(_safe_reason(exc)) from None
 
+    def ping(self) -> None:
+        """One round trip, for a health check; StoreUnavailable when the database does not answer."""
+        with self.session() as session:
+            session.execute(text("SELECT 1"))
+
     def dispose(self) -> None:
         self.engine.dispose()
 

@@ -7,10 +7,11 @@ the Content-Security-Policy needs no 'unsafe-inline' and no CDN is ever asked. E
 works without JavaScript, except the security key, which is JavaScript by nature.
 """
 
-from smtpgate.web import console, invite
+from smtpgate.web import console, console_incidents, invite
 from smtpgate.web.pages import router
 
 router.include_router(invite.router)
 router.include_router(console.router)
+router.include_router(console_incidents.router)
 
 __all__ = ["router"]

@@ -1,4 +1,5 @@
-"""The operators' console: dashboard, accounts, credential inventory, bans, audit, alerts, queue.
+"""The operators' console: dashboard, accounts, credential inventory, bans, audit, alerts, queue
+(incidents: `console_incidents`).
 
 Open to a signed-in owner whose account has a console role and a second factor
 (`ops.console.operator`); the actor carries that role, so each action is allowed or refused
@@ -18,6 +19,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from smtpgate.credentials import CredentialState
+from smtpgate.credentials.api_tokens import Role
 from smtpgate.errors import OpError
 from smtpgate.ops import Actor
 from smtpgate.ops.queue import Selection
@@ -27,7 +29,7 @@ from smtpgate.web.pages import Visit, read_form, redirect, render, sec_same, sta
 
 router = APIRouter(include_in_schema=False)
 SHOWS = {"all": "Every credential", "dormant": "Dormant (unused for long)", "expiring": "Expiring soon",
-         "never-used": "Never used", "revoked": "Revoked"}
+         "never-used": "Never used", "revoked": "Revoked", "silent": "Silent devices (no mail for a month)"}
 CHART_CSS = {"logins_ok": "ok", "logins_failed": "fail", "messages": "msg", "alerts": "alert"}
 
 
@@ -92,7 +94,7 @@ async def accounts(request: Request) -> Response:
         return found
     v, actor = found
     listed = await run_in_threadpool(v.ops.accounts.list, actor)
-    return _page(v, actor, "console_accounts.html", "Accounts", accounts=listed)
+    return _page(v, actor, "console_accounts.html", "Accounts", accounts=listed, may_act=actor.may(Role.OPERATOR))
 
 
 @router.post("/console/accounts")
@@ -101,7 +103,7 @@ async def invite(request: Request) -> Response:
         created = v.ops.accounts.create(actor, form.get("login", ""), invite=True, invite_expires=form.get("expires") or None,
                                         require_second_factor=form.get("require_2fa") == "1")
         return _page(v, actor, "console_accounts.html", "Accounts", accounts=v.ops.accounts.list(actor),
-                     invite_url=created.invite_url)
+                     invite_url=created.invite_url, may_act=actor.may(Role.OPERATOR))
 
     return await _act(request, lambda v, a, f: run_in_threadpool(create, v, a, f), "/console/accounts")
 
@@ -127,15 +129,19 @@ async def credentials(request: Request, show: str = "all", account: str = "", ap
              "revoked": CredentialState.REVOKED}.get(show)
     try:
         listed = await run_in_threadpool(lambda: v.ops.credentials.list(actor, account=account.strip() or None, state=state))
+        silent = {c.id for c in await run_in_threadpool(v.ops.credentials.silent_devices, actor)}
     except OpError as exc:
         return _page(v, actor, "console_credentials.html", "Credentials", status_of(exc), error=str(exc), creds=[],
-                     shows=SHOWS, show=show, account=account, app=app)
+                     shows=SHOWS, show=show, account=account, app=app, silent=set(), may_act=False)
+    if show == "silent":
+        listed = [c for c in listed if c.id in silent]
     if show == "never-used":
         listed = [c for c in listed if c.last_used_at is None and c.state != CredentialState.REVOKED]
     if app.strip():
         listed = [c for c in listed if app.strip().lower() in c.name.lower()]
     return _page(v, actor, "console_credentials.html", "Credentials", creds=listed, shows=SHOWS,
-                 show=show if show in SHOWS else "all", account=account, app=app)
+                 show=show if show in SHOWS else "all", account=account, app=app, silent=silent,
+                 may_act=actor.may(Role.OPERATOR))
 
 
 @router.post("/console/credentials/{credential_id}/revoke")

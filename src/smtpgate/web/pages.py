@@ -36,6 +36,8 @@ DONE = {  # messages after a redirect: chosen by key, never echoed from the URL
     "password": "Your password was changed. Every browser was signed out: sign in with the new password.",
     "ended": "Your session ended. Sign in again.",
     "welcome": "Your password is set. Now make an app password for each mail app or device: the server settings are found from your address.",
+    "incident-opened": "The incident is open: the credentials are revoked, their queued mail held, the sources banned.",
+    "incident-closed": "The incident is closed.",
     "welcome-2fa": "Your password is set. Your account needs a second factor: add one now, before anything else.",
 }
 
