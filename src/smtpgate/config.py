@@ -120,13 +120,61 @@ def _cidrs(value: list[str]) -> list[str]:
     return value
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether a listen address reaches this machine only: 127.0.0.0/8, ::1, `localhost`.
+
+    Any other name, and the wildcards 0.0.0.0 and ::, count as reachable from elsewhere.
+    """
+    import ipaddress
+
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class AdminConfig(_Section):
     listen: str = "127.0.0.1:8025"
     # proxies whose X-Forwarded-For is believed; empty: the peer's address is the client's
     trusted_proxies: list[str] = []
+    # HTTPS on the admin listener (docs/configuration.md, "The admin listener"): "auto" off
+    # loopback, "on" everywhere, "off" never (off loopback only with allow_plain_http)
+    tls: Literal["auto", "on", "off"] = "auto"
+    tls_cert: str = ""   # empty: the SMTP certificate, [tls] cert
+    tls_key: str = ""    # empty: [tls] key
+    allow_plain_http: bool = False   # plain HTTP on a non-loopback address, with a warning at start
+    metrics_token_required: bool = False   # /metrics asks for an operator token (any role)
 
     _check_listen = field_validator("listen")(classmethod(lambda cls, v: _listen(v)))
     _check_proxies = field_validator("trusted_proxies")(classmethod(lambda cls, v: _cidrs(v)))
+
+    @model_validator(mode="after")
+    def _plain_only_when_allowed(self) -> AdminConfig:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("set tls_cert and tls_key together (or neither: the [tls] certificate is used)")
+        if self.tls == "off" and not self.on_loopback and not self.allow_plain_http:
+            raise ValueError(f'tls = "off" on the non-loopback address {self.listen} sends tokens and passwords '
+                             'in clear; remove it (HTTPS with the [tls] certificate) or also set '
+                             'allow_plain_http = true')
+        return self
+
+    @property
+    def on_loopback(self) -> bool:
+        return is_loopback_host(self.listen.rpartition(":")[0])
+
+    @property
+    def https(self) -> bool:
+        """Whether the admin listener speaks TLS: off loopback unless plain HTTP is allowed."""
+        if self.tls == "auto":
+            return not self.on_loopback and not self.allow_plain_http
+        return self.tls == "on"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.https else "http"
 
 
 class WebConfig(_Section):
@@ -648,7 +696,12 @@ class Config(_Section):
     @property
     def console_url(self) -> str:
         """Where owners reach the web console: [web] public_url, or the admin listener."""
-        return (self.web.public_url or f"http://{self.admin.listen}").rstrip("/")
+        if self.web.public_url:
+            return self.web.public_url.rstrip("/")
+        host, _, port = self.admin.listen.rpartition(":")
+        if host.strip("[]") in ("0.0.0.0", "::"):  # every interface: the name clients use, as in the certificate
+            host = self.hostname
+        return f"{self.admin.scheme}://{host}:{port}"
 
     @property
     def capture_dir(self) -> Path:

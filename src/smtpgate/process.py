@@ -83,19 +83,21 @@ async def _serve(
         tls = ReloadableTlsContext(config.path(config.tls.cert), config.path(config.tls.key))
         server = SmtpServer(config, runtime, tls)
         await server.start(sockets)
+        admin_tls = admin_tls_context(config, tls) if deliver else None
         if deliver:  # /metrics adds up every worker's files (smtpgate.metrics)
             from smtpgate.admin.app import serve_admin
 
             # /healthz answers 503 once SMTP drains, so a load balancer sends new clients elsewhere
             admin = asyncio.get_running_loop().create_task(
-                serve_admin(runtime, sockets["admin"], draining=lambda: server.stopping))
+                serve_admin(runtime, sockets["admin"], draining=lambda: server.stopping,
+                            tls=admin_tls.context if admin_tls is not None else None))
         if runtime.clustered:
             heartbeat = asyncio.get_running_loop().create_task(_heartbeat(runtime, server))
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
         loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, server.reload_tls)
+        loop.add_signal_handler(signal.SIGHUP, lambda: _reload_tls(server, tls, admin_tls))
         orphaned = loop.create_task(_watch_parent(parent, stop)) if parent is not None else None
         limit = config.smtp.worker_memory_limit_mib * 1024 * 1024 if parent is not None else 0  # recycling needs a supervisor
         keeper = loop.create_task(_keep_memory(server, stop, limit=limit))
@@ -123,6 +125,44 @@ async def _serve(
         await runtime.guard.close()
         runtime.audit.close(wait_for_alerts=False)  # events are written; webhook retries are not waited for
         runtime.close()
+
+
+def admin_tls_context(config: Config, smtp_tls: ReloadableTlsContext) -> ReloadableTlsContext | None:
+    """The admin listener's TLS, or None for plain HTTP (`[admin] tls`, docs/configuration.md).
+
+    By default the SMTP certificate's own context: the same strict settings (TLS 1.2+, AEAD
+    ciphers), and one SIGHUP renews both. `[admin] tls_cert`/`tls_key` give it its own files.
+    """
+    admin = config.admin
+    if not admin.https:
+        return None
+    if not admin.tls_cert:
+        return smtp_tls
+    return ReloadableTlsContext(config.path(admin.tls_cert), config.path(admin.tls_key))
+
+
+def _reload_tls(server: SmtpServer, smtp_tls: ReloadableTlsContext, admin_tls: ReloadableTlsContext | None) -> None:
+    """SIGHUP: the SMTP certificates, then the admin listener's when it has files of its own."""
+    server.reload_tls()
+    if admin_tls is None or admin_tls is smtp_tls:
+        return
+    try:
+        admin_tls.reload()
+        log.info("admin listener TLS certificate reloaded")
+    except TlsConfigError as exc:
+        log.error("admin listener TLS reload failed, keeping the current certificate: %s", exc)
+
+
+def describe_admin_listener(config: Config) -> str:
+    """The start-up line naming the admin listener's scheme and address."""
+    host, port = admin_address(config)
+    shown = f"[{host}]" if ":" in host else host
+    admin = config.admin
+    line = f"admin listener on {admin.scheme}://{shown}:{port} (/healthz, /metrics, /oauth/token, /api/v1, the web console)"
+    if admin.https:
+        source = f"{admin.tls_cert} (from [admin] tls_cert)" if admin.tls_cert else f"{config.tls.cert} (the [tls] certificate)"
+        line += f"; TLS 1.2+ with {source}"
+    return line
 
 
 async def _watch_guard(runtime: Runtime) -> None:
@@ -271,9 +311,13 @@ def _setup_logging() -> None:
 def _preflight(config: Config) -> None:
     """Fail before forking: bad TLS files, an unreachable database, a missing key."""
     try:
-        ReloadableTlsContext(config.path(config.tls.cert), config.path(config.tls.key))
+        smtp_tls = ReloadableTlsContext(config.path(config.tls.cert), config.path(config.tls.key))
     except TlsConfigError as exc:
         raise SystemExit(f"error: {exc}") from None
+    try:
+        admin_tls_context(config, smtp_tls)
+    except TlsConfigError as exc:
+        raise SystemExit(f"error: {exc} (the admin listener's, [admin] tls_cert / tls_key)") from None
     runtime = Runtime(config)
     try:
         runtime.credentials  # opens the store, upgrades the schema, reads the key file
@@ -349,8 +393,12 @@ def run_server(config: Config, *, workers: int = 1) -> int:
     sockets = {listener.name: bind(listener) for listener in listeners_from(config)}
     host, port = admin_address(config)
     sockets["admin"] = bind(Listener("admin", host, port, implicit_tls=False))
-    shown = f"[{host}]" if ":" in host else host
-    log.info("admin listener on http://%s:%d (/healthz, /metrics, /oauth/token)", shown, port)
+    log.info("%s", describe_admin_listener(config))
+    if not config.admin.https and not config.admin.on_loopback:
+        log.warning("the admin listener on %s is plain HTTP on a non-loopback address: operator tokens, "
+                    "console passwords and session cookies cross the network in clear unless a TLS proxy "
+                    "carries them ([admin] allow_plain_http = true; without it the listener serves HTTPS)",
+                    config.admin.listen)
     _install_loop()
     if config.guard.backend == "memory" and workers > 1:
         log.warning('[guard] backend = "memory" with %d workers: each worker counts failures, quotas and '

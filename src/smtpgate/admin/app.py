@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 from collections.abc import Callable
 
 from fastapi import FastAPI
@@ -49,8 +50,13 @@ def create_app(runtime: Runtime, *, draining: Callable[[], bool] | None = None) 
     return app
 
 
-async def serve_admin(runtime: Runtime, sock: socket.socket, *, draining: Callable[[], bool] | None = None) -> None:
-    """Serve the admin app on an already bound socket until cancelled."""
+async def serve_admin(runtime: Runtime, sock: socket.socket, *, draining: Callable[[], bool] | None = None,
+                      tls: ssl.SSLContext | None = None) -> None:
+    """Serve the admin app on an already bound socket until cancelled; over TLS with `tls`.
+
+    The context comes from the server process (the SMTP side's strict one, reloaded on
+    SIGHUP), not from uvicorn's own options, which would allow TLS 1.0 and any cipher.
+    """
     import uvicorn
 
     # proxy_headers off: uvicorn would believe X-Forwarded-For from loopback; the token
@@ -58,6 +64,8 @@ async def serve_admin(runtime: Runtime, sock: socket.socket, *, draining: Callab
     # log_config None: uvicorn's loggers go through ours (smtpgate.logformat), escaped like every line
     config = uvicorn.Config(create_app(runtime, draining=draining), log_level="warning", access_log=False, lifespan="off",
                             proxy_headers=False, log_config=None)
+    config.load()
+    config.ssl = tls  # read by Server.startup when it wraps the socket; the request scheme follows
     server = uvicorn.Server(config)
     # The SMTP server owns signals: uvicorn must not stop the admin listener on SIGTERM, since
     # /healthz answers "draining" to the load balancer until the sessions in flight are done.

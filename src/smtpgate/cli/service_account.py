@@ -55,7 +55,7 @@ def _print_client(issued: IssuedClient, json: bool, verb: str, admin: str) -> No
     out.print(f"{verb} service account {a.login}", markup=False)
     out.print(f"Client id:     {a.id}", markup=False)
     out.print(f"Client secret (shown once, store it now): {issued.client_secret}", markup=False)
-    err.print(f"Tokens: POST http://{admin}/oauth/token with grant_type=client_credentials "
+    err.print(f"Tokens: POST {admin}/oauth/token with grant_type=client_credentials "
               "(HTTP Basic client id and secret), or `smtpgate token issue`.", markup=False)
 
 
@@ -82,7 +82,7 @@ def create(
         issued = ops.service_accounts.create(
             actor, login, name=name, scopes=scopes, token_lifetime=token_lifetime, notes=notes,
         )
-        admin = ops.runtime.config.admin.listen
+        admin = f"{ops.runtime.config.admin.scheme}://{ops.runtime.config.admin.listen}"
     _print_client(issued, json, "Created", admin)
 
 
@@ -128,7 +128,7 @@ def reset_secret(account: Annotated[str, typer.Argument(help="Client id or login
     """A new client secret, printed once; the old one stops working now."""
     with operations(config) as (ops, actor):
         issued = ops.service_accounts.reset_secret(actor, account)
-        admin = ops.runtime.config.admin.listen
+        admin = f"{ops.runtime.config.admin.scheme}://{ops.runtime.config.admin.listen}"
     _print_client(issued, json, "New client secret for", admin)
 
 

@@ -73,9 +73,7 @@ class Accounts(Concern):
             return self.rt.credentials.set_account_policy(login, role=role, require_second_factor=require_second_factor)
 
     def _link(self, issued: IssuedInvite | None) -> str | None:
-        config = self.rt.config
-        base = config.web.public_url.rstrip("/") or f"http://{config.admin.listen}"
-        return f"{base}/invite/{issued.secret}" if issued else None
+        return f"{self.rt.config.console_url}/invite/{issued.secret}" if issued else None
 
     def list(self, actor: Actor) -> builtins.list[AccountInfo]:
         return self.rt.credentials.list_accounts()
