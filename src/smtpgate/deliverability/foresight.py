@@ -144,7 +144,7 @@ class Foresight:
         spf_can_align = bool(envelope_domain) and aligned(envelope_domain, from_domain, policy.aspf)
         if spf_can_align:
             try:
-                if self._spf_names_route(envelope_domain, route, term, addresses):
+                if spf.route_named(self.resolver, envelope_domain, term, addresses).named:
                     return None
             except DnsTrouble as exc:
                 log.info("SPF of %s not judged: %s", envelope_domain, exc)
@@ -161,19 +161,6 @@ class Foresight:
             if domain in self.signer.keys:
                 return aligned(domain, from_domain, mode)
         return False
-
-    def _spf_names_route(self, domain: str, route: str, term: str, addresses: list[str]) -> bool:
-        if not addresses and term.startswith(("ip4:", "ip6:")):
-            addresses = [t.partition(":")[2] for t in term.split()]
-        if not addresses and route == "relay" and not term.startswith("a:"):
-            tree = spf.lookup_tree(self.resolver, domain)
-            return term.lower() in {w.lstrip("+").lower() for text in tree.texts for w in text.split()}
-        if not addresses:  # a:HOST: the addresses that name has
-            addresses = self.resolver.addresses(term.partition(":")[2])
-        results = [spf.check_host(self.resolver, ip, domain).result for ip in addresses]
-        if "temperror" in results:
-            raise DnsTrouble(f"SPF of {domain}: temporary error")
-        return bool(results) and all(r == "pass" for r in results)
 
     def _tell(self, verdict: Verdict) -> None:
         day = _today(self.clock())
