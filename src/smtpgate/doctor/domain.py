@@ -18,11 +18,12 @@ import httpx
 from smtpgate.doctor.report import Check, Report, Status
 from smtpgate.mailauth import dnsbl, spf
 from smtpgate.mailauth.dmarc import DmarcError, find_policy
+from smtpgate.mailauth.names import domain_name
 from smtpgate.mailauth.mta_sts import MAX_POLICY_BYTES, PolicyError, parse_policy, parse_txt
 from smtpgate.mailauth.resolver import DnsTrouble, Resolver
 from smtpgate.mailauth.tags import TagError, dkim_public_key, parse_tags
 
-__all__ = ["DomainOptions", "Expectation", "check_domain"]
+__all__ = ["DomainOptions", "Expectation", "check_domain", "domain_name"]
 
 _PROBE = "255.255.255.255"   # never a sender: SPF evaluated with it runs through the whole record
 
