@@ -58,3 +58,5 @@ def test_no_command_makes_records_or_keys_for_a_bad_name(cli: Cli) -> None:
     assert cli("dkim", "show", "a..b").code == 2
     doctor = cli("doctor", "--domain", "ex_ample.com")
     assert doctor.code == 2 and "not a domain name" in doctor.stderr
+    silent = cli("doctor", "--domain", "example.com", "--dns-server", "127.0.0.1:9", "--timeout", "0.2")
+    assert silent.code == 3 and "nothing could be checked" in silent.stdout

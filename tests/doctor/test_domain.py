@@ -172,3 +172,15 @@ def test_without_a_config_records_are_still_checked(zone, pki, policy_server) ->
     assert report.get("spf").status is Status.PASS and report.get("dkim").status is Status.SKIP
     assert report.get("dmarc").summary == "p=reject" and report.get("mta-sts").status is Status.PASS
     assert not any(c.id.startswith(("ptr", "dnsbl")) for c in report.checks)
+
+
+def test_no_answer_from_dns_is_no_verdict() -> None:
+    """A silent resolver must not end in "all good": exit 3, as for a server that cannot be reached."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:   # bound, never answers
+        silent.bind(("127.0.0.1", 0))
+        report = check_domain(DomainOptions("example.com", expectation(), dns_server=silent.getsockname(), timeout=0.2))
+    assert not report.ok and report.exit_code == 3, report.render()
+    dns = report.get("dns")
+    assert dns.status is Status.FAIL and "nothing could be checked" in dns.summary and "dns_servers" in dns.fix

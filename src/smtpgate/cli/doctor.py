@@ -157,7 +157,7 @@ def _domain(domain: str, config: Path | None, dns_server: str | None, cafile: Pa
         print_json(report.to_json())
     else:
         sys.stdout.write(report.render())
-    raise typer.Exit(0 if report.ok else 1)
+    raise typer.Exit(report.exit_code)
 
 
 def register(root: typer.Typer) -> None:

@@ -73,10 +73,16 @@ class DomainDoctor:
         self.report = Report(self.domain)
         self.spf_names_route = False
         self.dkim_matches = False
+        self.unanswered: set[str] = set()   # checks that are only "could not ask DNS"
 
     def run(self) -> Report:
         for step in (self._spf, self._dkim, self._dmarc, self._mta_sts, self._tls_rpt, self._srv, self._ptr, self._dnsbl):
             self._guarded(step)
+        if self.unanswered and all(c.id in self.unanswered or c.status is Status.SKIP for c in self.report.checks):
+            # one lost answer is a warning; none at all is no verdict (exit 3, as an unreachable server)
+            self.add("dns", "dns", Status.FAIL, f"no DNS answer about {self.domain}: nothing could be checked",
+                     "The DNS server did not answer any question, so nothing published was seen.",
+                     "Check the resolver the doctor asks: [delivery] dns_servers in the config, or --dns-server IP:PORT.")
         return self.report
 
     def _guarded(self, step: Callable[[], None]) -> None:
@@ -84,6 +90,7 @@ class DomainDoctor:
             step()
         except DnsTrouble as exc:
             name = step.__name__.strip("_").replace("_", "-")
+            self.unanswered.add(name)
             self.add(name, name, Status.WARN, f"could not ask DNS: {exc}",
                      "The DNS server did not answer (or answered with an error), so this was not checked.",
                      "Run the doctor again; if it persists, check the resolver (or --dns-server).")
