@@ -40,6 +40,15 @@ def test_reject_without_alignment_is_foreseen_and_alerted_once_a_day(tmp_path: P
     assert not asyncio.run(warn.check("example.com", "alice@example.com")).refuse
 
 
+def test_dns_answers_are_cached_across_verdicts(tmp_path: Path, fake_dns: FakeDns) -> None:
+    fake_dns.add("_dmarc.example.com", "TXT", txt("v=DMARC1; p=reject"))
+    fake_dns.add("example.com", "TXT", txt("v=spf1 ip4:198.51.100.1 -all"))
+    f = foresight(tmp_path, fake_dns, [])
+    for sender in ("alice@example.com", "bounce@elsewhere.example", "x@other.example"):   # three verdicts
+        assert asyncio.run(f.check("example.com", sender)) is not None
+    assert fake_dns.queries.count(("_dmarc.example.com", "TXT")) == 1
+
+
 def test_what_aligns_is_not_refused(tmp_path: Path, fake_dns: FakeDns) -> None:
     fake_dns.add("_dmarc.example.com", "TXT", txt("v=DMARC1; p=quarantine"))
     fake_dns.add("example.com", "TXT", txt("v=spf1 ip4:192.0.2.25 -all"))
