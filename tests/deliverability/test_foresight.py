@@ -40,6 +40,18 @@ def test_reject_without_alignment_is_foreseen_and_alerted_once_a_day(tmp_path: P
     assert not asyncio.run(warn.check("example.com", "alice@example.com")).refuse
 
 
+def test_a_long_refusal_keeps_every_reply_line_within_512_octets() -> None:
+    from smtpgate.deliverability.foresight import Verdict
+    from smtpgate.smtp.protocol import Reply
+
+    domain = ".".join(["a" * 60] * 4) + ".example"
+    terms = " ".join(f"ip6:2001:db8:{n:x}::25" for n in range(12))
+    reply = Reply(550, "5.7.26", Verdict(domain, "reject", terms, True).reply_lines).to_bytes()
+    lines = reply.split(b"\r\n")[:-1]
+    assert len(lines) > 1 and all(len(line) + 2 <= 512 for line in lines)
+    assert b"".join(line[11:] for line in lines).replace(b" ", b"") == Verdict(domain, "reject", terms, True).reply.replace(" ", "").encode()
+
+
 def test_dns_answers_are_cached_across_verdicts(tmp_path: Path, fake_dns: FakeDns) -> None:
     fake_dns.add("_dmarc.example.com", "TXT", txt("v=DMARC1; p=reject"))
     fake_dns.add("example.com", "TXT", txt("v=spf1 ip4:198.51.100.1 -all"))

@@ -87,6 +87,8 @@ def test_the_server_alerts_on_listing_and_shows_it_on_metrics(tmp_path: Path, fa
         host, _, port = server.config.admin.listen.rpartition(":")
         metrics = httpx.get(f"http://{host}:{port}/metrics", timeout=10).text
         assert 'smtpgate_dnsbl_listed{address="192.0.2.25",zone="bl.example.net"} 1.0' in metrics
+        policy = httpx.get(f"http://{host}:{port}/.well-known/mta-sts.txt", timeout=10)   # no [deliverability.mta_sts] mx
+        assert policy.status_code == 404 and "[deliverability.mta_sts] mx" in policy.text
         fake_dns.set("25.2.0.192.bl.example.net", "A")
         wait_until(lambda: any(a["rule"] == "dnsbl-delisted" for a in cli.ok("alerts", "list", "--json").json()),
                    timeout=60, what="the delisting alert")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -58,6 +59,11 @@ class Verdict:
     def reply(self) -> str:
         return (f"{self.domain} publishes DMARC p={self.policy} and this server cannot align DKIM or SPF for it; "
                 f"missing: {self.missing}")
+
+    @property
+    def reply_lines(self) -> list[str]:
+        """The reply in lines that keep each SMTP reply line within 512 octets (RFC 5321 4.5.3.1.5)."""
+        return textwrap.wrap(self.reply, 400, break_on_hyphens=False)
 
 
 class Foresight:
