@@ -184,7 +184,7 @@ class Foresight:
                 summary=f"Mail from {verdict.domain} will be {'rejected' if verdict.policy == 'reject' else 'junked'} "
                         f"downstream (DMARC p={verdict.policy}, nothing aligns): publish {verdict.missing}"
                         + (" (refused here with 550 5.7.26)" if verdict.refuse else ""),
-                dedupe_key=f"dmarc-misaligned:{verdict.domain}:{day}",
+                dedupe_key=f"dmarc-misaligned:{day}:{verdict.domain}",   # the day first: the store keeps 255 characters
                 time=datetime.fromtimestamp(self.clock(), UTC),
                 details={"domain": verdict.domain, "policy": verdict.policy, "spf_term": verdict.spf_fix,
                          "dkim": f"smtpgate dkim rotate {verdict.domain}", "mode": self.mode},
