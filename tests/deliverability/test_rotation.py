@@ -127,3 +127,17 @@ def test_rotation_keeps_every_message_verifiable(tmp_path: Path, fake_dns: FakeD
         assert "retired s1" in server.log()
     finally:
         server.close()
+
+
+def test_a_selector_asked_for_while_another_key_waits_is_refused(tmp_path: Path, fake_dns: FakeDns) -> None:
+    """Not silently ignored: the operator asked for a new key, the waiting one is named instead."""
+    from smtpgate.deliverability.rotation import rotate
+    from smtpgate.delivery.dkim import DkimError
+    from tests.deliverability.conftest import make_config
+
+    config = make_config(tmp_path, delivery={"dns_servers": [fake_dns.address]})
+    assert rotate(config, "example.com", algorithm="ed25519", selector="s1").made is not None
+    assert rotate(config, "example.com", algorithm="ed25519", selector="s1").made is None   # the same one: moves on
+    assert rotate(config, "example.com", algorithm="ed25519").made is None
+    with pytest.raises(DkimError, match="s1._domainkey.example.com is still waiting"):
+        rotate(config, "example.com", algorithm="ed25519", selector="s2")
