@@ -35,9 +35,44 @@ def test_reject_without_alignment_is_foreseen_and_alerted_once_a_day(tmp_path: P
     again = asyncio.run(f.check("example.com", "bob@example.com"))
     assert again == verdict and f.resolver.queries == asked          # cached: no DNS at all
     assert [a.rule for a in alerts] == ["dmarc-misaligned"]             # once per domain and day
-    assert alerts[0].dedupe_key.startswith("dmarc-misaligned:example.com:") and "publish a DKIM key" in alerts[0].summary
+    assert alerts[0].dedupe_key.startswith("dmarc-misaligned:2") and alerts[0].dedupe_key.endswith(":example.com") and "publish a DKIM key" in alerts[0].summary
     warn = foresight(tmp_path / "w", fake_dns, [], mode="warn")
     assert not asyncio.run(warn.check("example.com", "alice@example.com")).refuse
+
+
+def test_a_long_refusal_keeps_every_reply_line_within_512_octets() -> None:
+    from smtpgate.deliverability.foresight import Verdict
+    from smtpgate.smtp.protocol import Reply
+
+    domain = ".".join(["a" * 60] * 4) + ".example"
+    terms = " ".join(f"ip6:2001:db8:{n:x}::25" for n in range(12))
+    reply = Reply(550, "5.7.26", Verdict(domain, "reject", terms, True).reply_lines).to_bytes()
+    lines = reply.split(b"\r\n")[:-1]
+    assert len(lines) > 1 and all(len(line) + 2 <= 512 for line in lines)
+    assert b"".join(line[11:] for line in lines).replace(b" ", b"") == Verdict(domain, "reject", terms, True).reply.replace(" ", "").encode()
+
+
+def test_alerts_of_two_days_stay_two_for_the_longest_names(tmp_path: Path, fake_dns: FakeDns) -> None:
+    """The alert store keeps 255 characters of the dedupe key: the day must survive a 253-character domain."""
+    from smtpgate.deliverability.foresight import Verdict
+
+    alerts: list = []
+    f = foresight(tmp_path, fake_dns, alerts)
+    f.clock = lambda: 1_800_000_000.0
+    domain = ".".join(["a" * 62] * 4) + ".ex"
+    f._tell(Verdict(domain, "reject", "", True))
+    f.clock = lambda: 1_800_000_000.0 + 86_400
+    f._tell(Verdict(domain, "reject", "", True))
+    assert len({a.dedupe_key[:255] for a in alerts}) == 2
+
+
+def test_dns_answers_are_cached_across_verdicts(tmp_path: Path, fake_dns: FakeDns) -> None:
+    fake_dns.add("_dmarc.example.com", "TXT", txt("v=DMARC1; p=reject"))
+    fake_dns.add("example.com", "TXT", txt("v=spf1 ip4:198.51.100.1 -all"))
+    f = foresight(tmp_path, fake_dns, [])
+    for sender in ("alice@example.com", "bounce@elsewhere.example", "x@other.example"):   # three verdicts
+        assert asyncio.run(f.check("example.com", sender)) is not None
+    assert fake_dns.queries.count(("_dmarc.example.com", "TXT")) == 1
 
 
 def test_what_aligns_is_not_refused(tmp_path: Path, fake_dns: FakeDns) -> None:

@@ -62,6 +62,28 @@ def test_a_sudden_rise_of_failures_alerts_once_per_window() -> None:
     assert 'smtpgate_delivery_outcomes_total{domain="rise.example",result="failed"} 4.0' in text
 
 
+def test_alert_keys_keep_their_time_within_255_characters() -> None:
+    """The alert store keeps 255 characters of the dedupe key: a long name must not hide a later alert."""
+    from datetime import UTC, datetime
+
+    from smtpgate.mailauth.dnsbl import Listing
+
+    long_name = ".".join(["b" * 62] * 4) + ".ex"
+    clock, alerts = Clock(), []
+    watch = OutcomeWatch(window=900, factor=3, minimum=1, alert=alerts.append, clock=clock)
+    watch.record(f"x@{long_name}", "permanent", "550 no")
+    clock.now += 900
+    for _ in range(30):
+        watch.record(f"x@{long_name}", "delivered", "250 ok")
+    clock.now += 900
+    watch.record(f"x@{long_name}", "permanent", "550 no")
+    blocklist = BlocklistWatch([], [], Resolver([("127.0.0.1", 9)]), Path("/nonexistent"), alerts.append)
+    for day in (1, 2):
+        blocklist._raise(Listing("192.0.2.25", long_name, "listed", ("127.0.0.2",)), datetime(2026, 12, day, tzinfo=UTC))
+    keys = [a.dedupe_key[:255] for a in alerts]
+    assert len(keys) == 4 and len(set(keys)) == 4
+
+
 def test_outcome_classes() -> None:
     assert outcome_class("temporary", "451 4.7.1 greylisted") == "throttled"
     assert outcome_class("temporary", "452 4.2.2 mailbox full") == "deferred"
@@ -87,6 +109,8 @@ def test_the_server_alerts_on_listing_and_shows_it_on_metrics(tmp_path: Path, fa
         host, _, port = server.config.admin.listen.rpartition(":")
         metrics = httpx.get(f"http://{host}:{port}/metrics", timeout=10).text
         assert 'smtpgate_dnsbl_listed{address="192.0.2.25",zone="bl.example.net"} 1.0' in metrics
+        policy = httpx.get(f"http://{host}:{port}/.well-known/mta-sts.txt", timeout=10)   # no [deliverability.mta_sts] mx
+        assert policy.status_code == 404 and "[deliverability.mta_sts] mx" in policy.text
         fake_dns.set("25.2.0.192.bl.example.net", "A")
         wait_until(lambda: any(a["rule"] == "dnsbl-delisted" for a in cli.ok("alerts", "list", "--json").json()),
                    timeout=60, what="the delisting alert")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dkim
 import dns.resolver
+import httpx
 import pytest
 
 from tests.cli.conftest import Cli
@@ -69,8 +70,11 @@ def test_rotation_keeps_every_message_verifiable(tmp_path: Path, fake_dns: FakeD
     text = text.replace("dns_servers = []", f'dns_servers = ["{fake_dns.address}"]', 1)
     text = text.replace("port = 25\nmta_sts = true", f"port = {sink.port}\nmta_sts = false", 1)
     text = text.replace('dkim_retire_after = "7d"', 'dkim_retire_after = "20s"', 1)
+    text = text.replace("rise_min = 10", "rise_min = 2", 1)
     config.write_text(text.replace('dkim_check_interval = "5m"', 'dkim_check_interval = "1s"', 1))
     fake_dns.add("example.org", "MX", "10 mx.example.org.").add("mx.example.org", "A", "127.0.0.1")
+    fake_dns.add("refuse.example", "MX", "10 mx.example.org.")
+    sink.script = lambda stage, arg: "550 5.1.1 no such user" if stage == "rcpt" and arg.endswith("@refuse.example") else None
     cli = Cli(config)
     cli.ok("dkim", "rotate", "example.com", "--selector", "s1")
     server = RunningServer(config)
@@ -78,12 +82,14 @@ def test_rotation_keeps_every_message_verifiable(tmp_path: Path, fake_dns: FakeD
     try:
         secret = server.account_with_app_password("alice@example.com")
 
-        def send(subject: str) -> bytes:
+        def send(subject: str, to: tuple[str, ...] = ("bob@example.org",)) -> bytes:
             with smtplib.SMTP("127.0.0.1", server.submission_port, timeout=30) as client:
                 client.starttls(context=server.client_context())
                 client.login("alice@example.com", secret)
-                client.sendmail("alice@example.com", ["bob@example.org"],
-                                f"From: alice@example.com\r\nTo: bob@example.org\r\nSubject: {subject}\r\n\r\nHi.\r\n".encode())
+                client.sendmail("alice@example.com", list(to),
+                                f"From: alice@example.com\r\nTo: {to[0]}\r\nSubject: {subject}\r\n\r\nHi.\r\n".encode())
+            if not to[0].endswith("@example.org"):
+                return b""
             got = wait_until(lambda: [m for m in sink.messages if f"Subject: {subject}".encode() in m.data], what=subject)
             return got[0].data
 
@@ -92,6 +98,16 @@ def test_rotation_keeps_every_message_verifiable(tmp_path: Path, fake_dns: FakeD
         wait_until(lambda: ring_states(config) == {"s1": "active"}, what="the server to switch to s1")
         before = send("before")
         assert selector_of(before) == "s1" and verified(fake_dns, before)
+
+        # delivery outcomes per destination domain, and the alert on a rise of refusals, on the same server
+        send("refused", ("a@refuse.example", "b@refuse.example"))
+        rise = wait_until(lambda: [a for a in cli.ok("alerts", "list", "--json").json() if a["rule"] == "delivery-failures"],
+                          what="the delivery-failures alert")
+        assert rise[0]["details"]["domain"] == "refuse.example" and "550 5.1.1 no such user" in rise[0]["summary"]
+        host, _, port = server.config.admin.listen.rpartition(":")
+        metrics = httpx.get(f"http://{host}:{port}/metrics", timeout=10).text
+        assert 'smtpgate_delivery_outcomes_total{domain="refuse.example",result="failed"} 2.0' in metrics
+        assert 'smtpgate_delivery_outcomes_total{domain="example.org",result="delivered"} 1.0' in metrics
 
         cli.ok("dkim", "rotate", "example.com", "--selector", "s2")
         assert states(cli) == {"s1": "active", "s2": "pending"}
@@ -111,3 +127,17 @@ def test_rotation_keeps_every_message_verifiable(tmp_path: Path, fake_dns: FakeD
         assert "retired s1" in server.log()
     finally:
         server.close()
+
+
+def test_a_selector_asked_for_while_another_key_waits_is_refused(tmp_path: Path, fake_dns: FakeDns) -> None:
+    """Not silently ignored: the operator asked for a new key, the waiting one is named instead."""
+    from smtpgate.deliverability.rotation import rotate
+    from smtpgate.delivery.dkim import DkimError
+    from tests.deliverability.conftest import make_config
+
+    config = make_config(tmp_path, delivery={"dns_servers": [fake_dns.address]})
+    assert rotate(config, "example.com", algorithm="ed25519", selector="s1").made is not None
+    assert rotate(config, "example.com", algorithm="ed25519", selector="s1").made is None   # the same one: moves on
+    assert rotate(config, "example.com", algorithm="ed25519").made is None
+    with pytest.raises(DkimError, match="s1._domainkey.example.com is still waiting"):
+        rotate(config, "example.com", algorithm="ed25519", selector="s2")

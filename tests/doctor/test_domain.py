@@ -97,6 +97,9 @@ BROKEN: list[tuple[str, Callable[[FakeDns], object], str, Status, str]] = [
     ("spf twice", lambda d: d.add("example.com", "TXT", txt("v=spf1 a -all")), "spf", Status.FAIL, "2 SPF records: they conflict"),
     ("spf invalid", lambda d: d.set("example.com", "TXT", txt("v=spf1 ip4:192.0.2.300 -all")), "spf", Status.FAIL, "the SPF record is invalid"),
     ("spf 11 lookups", eleven_includes, "spf", Status.FAIL, "needs 11 DNS lookups; the limit is 10"),
+    ("spf void lookups", lambda d: d.set("example.com", "TXT", txt("v=spf1 a:n1.example.com a:n2.example.com a:n3.example.com "
+                                                                   "ip4:192.0.2.25 ~all")), "spf", Status.FAIL,
+     "permerror: more than 2 lookups found nothing"),
     ("spf dangling include", lambda d: d.set("_spf.example.com", "TXT"), "spf", Status.FAIL, "permerror: _spf.example.com publishes no SPF record"),
     ("spf without the route", lambda d: d.set("example.com", "TXT", txt("v=spf1 ip4:198.51.100.1 ~all")), "spf", Status.FAIL,
      "does not name this server's route (mx: ip4:192.0.2.25)"),
@@ -156,6 +159,18 @@ def test_dmarc_reject_without_any_alignment_fails(zone, pki, policy_server) -> N
     assert run(zone, pki, policy_server).get("dmarc").status is Status.PASS  # p=none rejects nothing
 
 
+def test_a_smarthost_named_by_an_include_that_covers_its_address_passes(zone, pki, policy_server) -> None:
+    """The route's term is a:HOST: what counts is that SPF passes for HOST's addresses, as at a receiver."""
+    zone.set("example.com", "TXT", txt("v=spf1 include:_spf.provider.test ~all"))
+    zone.set("_spf.provider.test", "TXT", txt("v=spf1 ip4:198.51.100.0/24 -all"))
+    zone.set("smtp.provider.test", "A", "198.51.100.7")
+    relay = Expectation(route="relay", spf_term="a:smtp.provider.test", dkim=expectation().dkim)
+    assert run(zone, pki, policy_server, relay).get("spf").status is Status.PASS
+    zone.set("smtp.provider.test", "A", "203.0.113.7")   # the smarthost moved out of the provider's range
+    spf = run(zone, pki, policy_server, relay).get("spf")
+    assert spf.status is Status.FAIL and "does not name this server's route (relay: a:smtp.provider.test)" in spf.summary
+
+
 def test_an_unreachable_policy_fails(zone, pki, tmp_path: Path) -> None:
     other = make_pki(tmp_path / "other", ["mta-sts.example.com"])  # a CA the doctor does not trust
     server = PolicyServer(other, POLICY)
@@ -171,3 +186,15 @@ def test_without_a_config_records_are_still_checked(zone, pki, policy_server) ->
     assert report.get("spf").status is Status.PASS and report.get("dkim").status is Status.SKIP
     assert report.get("dmarc").summary == "p=reject" and report.get("mta-sts").status is Status.PASS
     assert not any(c.id.startswith(("ptr", "dnsbl")) for c in report.checks)
+
+
+def test_no_answer_from_dns_is_no_verdict() -> None:
+    """A silent resolver must not end in "all good": exit 3, as for a server that cannot be reached."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:   # bound, never answers
+        silent.bind(("127.0.0.1", 0))
+        report = check_domain(DomainOptions("example.com", expectation(), dns_server=silent.getsockname(), timeout=0.2))
+    assert not report.ok and report.exit_code == 3, report.render()
+    dns = report.get("dns")
+    assert dns.status is Status.FAIL and "nothing could be checked" in dns.summary and "dns_servers" in dns.fix

@@ -19,12 +19,13 @@ def records(
     json: JsonOption = False,
 ) -> None:
     """SPF, DKIM, DMARC, MTA-STS, TLS-RPT, SRV and autoconfig records: a table and a zone fragment."""
-    from smtpgate.deliverability.records import plan_for, zone_fragment
+    from smtpgate.deliverability.records import domain_name, plan_for, zone_fragment
     from smtpgate.delivery.dkim import DkimError
 
-    name = domain.strip().lower().rstrip(".")
-    if not name or "." not in name or any(c in name for c in "@/ \t"):
-        fail(f"{domain!r} is not a domain name", "Give the domain of the From: address, e.g. example.com.", code=2)
+    try:
+        name = domain_name(domain)
+    except ValueError as exc:
+        fail(str(exc), "Give the domain of the From: address, e.g. example.com.", code=2)
     with runtime(config) as rt:
         try:
             plan = plan_for(rt.config, name)

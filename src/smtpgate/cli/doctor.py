@@ -123,12 +123,13 @@ def doctor(
 def _domain(domain: str, config: Path | None, dns_server: str | None, cafile: Path | None, timeout: float, json: bool) -> None:
     """doctor --domain: the doctor checks, the config (when there is one) says what to expect."""
     from smtpgate.config import default_config_path
-    from smtpgate.doctor.domain import DomainOptions, Expectation, check_domain
+    from smtpgate.doctor.domain import DomainOptions, Expectation, check_domain, domain_name
     from smtpgate.doctor.lookup import parse_server
 
-    name = domain.strip().lower().rstrip(".")
-    if not name or "." not in name or any(c in name for c in "@/ \t:"):
-        fail(f"{domain!r} is not a domain name", "Example: smtpgate doctor --domain example.com", code=2)
+    try:
+        name = domain_name(domain)
+    except ValueError as exc:
+        fail(str(exc), "Example: smtpgate doctor --domain example.com", code=2)
     options = DomainOptions(name, timeout=min(timeout, 10.0), cafile=str(cafile) if cafile else "")
     path = config or default_config_path()
     if config is not None or path.exists():
@@ -163,7 +164,7 @@ def _domain(domain: str, config: Path | None, dns_server: str | None, cafile: Pa
         print_json(report.to_json())
     else:
         sys.stdout.write(report.render())
-    raise typer.Exit(0 if report.ok else 1)
+    raise typer.Exit(report.exit_code)
 
 
 def register(root: typer.Typer) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -58,6 +59,11 @@ class Verdict:
     def reply(self) -> str:
         return (f"{self.domain} publishes DMARC p={self.policy} and this server cannot align DKIM or SPF for it; "
                 f"missing: {self.missing}")
+
+    @property
+    def reply_lines(self) -> list[str]:
+        """The reply in lines that keep each SMTP reply line within 512 octets (RFC 5321 4.5.3.1.5)."""
+        return textwrap.wrap(self.reply, 400, break_on_hyphens=False)
 
 
 class Foresight:
@@ -144,7 +150,7 @@ class Foresight:
         spf_can_align = bool(envelope_domain) and aligned(envelope_domain, from_domain, policy.aspf)
         if spf_can_align:
             try:
-                if self._spf_names_route(envelope_domain, route, term, addresses):
+                if spf.route_named(self.resolver, envelope_domain, term, addresses).named:
                     return None
             except DnsTrouble as exc:
                 log.info("SPF of %s not judged: %s", envelope_domain, exc)
@@ -162,19 +168,6 @@ class Foresight:
                 return aligned(domain, from_domain, mode)
         return False
 
-    def _spf_names_route(self, domain: str, route: str, term: str, addresses: list[str]) -> bool:
-        if not addresses and term.startswith(("ip4:", "ip6:")):
-            addresses = [t.partition(":")[2] for t in term.split()]
-        if not addresses and route == "relay" and not term.startswith("a:"):
-            tree = spf.lookup_tree(self.resolver, domain)
-            return term.lower() in {w.lstrip("+").lower() for text in tree.texts for w in text.split()}
-        if not addresses:  # a:HOST: the addresses that name has
-            addresses = self.resolver.addresses(term.partition(":")[2])
-        results = [spf.check_host(self.resolver, ip, domain).result for ip in addresses]
-        if "temperror" in results:
-            raise DnsTrouble(f"SPF of {domain}: temporary error")
-        return bool(results) and all(r == "pass" for r in results)
-
     def _tell(self, verdict: Verdict) -> None:
         day = _today(self.clock())
         with self._lock:
@@ -191,7 +184,7 @@ class Foresight:
                 summary=f"Mail from {verdict.domain} will be {'rejected' if verdict.policy == 'reject' else 'junked'} "
                         f"downstream (DMARC p={verdict.policy}, nothing aligns): publish {verdict.missing}"
                         + (" (refused here with 550 5.7.26)" if verdict.refuse else ""),
-                dedupe_key=f"dmarc-misaligned:{verdict.domain}:{day}",
+                dedupe_key=f"dmarc-misaligned:{day}:{verdict.domain}",   # the day first: the store keeps 255 characters
                 time=datetime.fromtimestamp(self.clock(), UTC),
                 details={"domain": verdict.domain, "policy": verdict.policy, "spf_term": verdict.spf_fix,
                          "dkim": f"smtpgate dkim rotate {verdict.domain}", "mode": self.mode},

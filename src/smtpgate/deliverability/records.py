@@ -20,8 +20,9 @@ from smtpgate.config import Config
 from smtpgate.delivery.dkim import DkimError, load_key, txt_record
 from smtpgate.delivery.keyring import keyring_from
 from smtpgate.delivery.routes import route_for_domain
+from smtpgate.mailauth.names import domain_name
 
-__all__ = ["DomainPlan", "Record", "mta_sts_policy", "plan_for", "zone_fragment"]
+__all__ = ["DomainPlan", "Record", "domain_name", "mta_sts_policy", "plan_for", "zone_fragment"]
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def _port(listen: str) -> int:
 
 
 def plan_for(config: Config, domain: str) -> DomainPlan:
-    domain = domain.strip().lower().rstrip(".")
+    domain = domain_name(domain)
     route = route_for_domain(config, domain)
     d = config.deliverability
     plan = DomainPlan(domain, route, dnsbl=list(config.reputation.dnsbl))

@@ -100,7 +100,8 @@ class BlocklistWatch:
             rule="dnsbl-listed" if listed else "dnsbl-delisted",
             severity="critical" if listed else "warning",
             summary=summary,
-            dedupe_key=f"dnsbl:{listing.address}:{listing.zone}:{'listed' if listed else 'delisted'}:{now.isoformat()}",
+            # the store keeps 255 characters: what makes the key unique comes before a long zone name
+            dedupe_key=f"dnsbl:{now.isoformat()}:{'listed' if listed else 'delisted'}:{listing.address}:{listing.zone}",
             time=now, remote_ip=listing.address,
             details={"address": listing.address, "zone": listing.zone, "codes": list(listing.codes), "reason": listing.reason},
         ))
@@ -166,7 +167,7 @@ class OutcomeWatch:
             now = datetime.fromtimestamp(self.clock(), UTC)
             self.alert(Alert(
                 rule="delivery-failures", severity="warning", summary=summary,
-                dedupe_key=f"delivery-failures:{domain}:{int(self.clock() // self.window)}", time=now,
+                dedupe_key=f"delivery-failures:{int(self.clock() // self.window)}:{domain}", time=now,
                 details={"domain": domain, "attempts": total, "failures": failures, "baseline": round(baseline, 4)},
             ))
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from smtpgate.config import Config
 from smtpgate.deliverability.dns import record_visible, resolver_for
+from smtpgate.delivery.dkim import DkimError
 from smtpgate.delivery.keyring import PENDING, RETIRING, KeyEntry, Keyring, keyring_from
 from smtpgate.mailauth.resolver import Resolver
 
@@ -47,8 +48,12 @@ def rotate(config: Config, domain: str, *, algorithm: str = "rsa", bits: int = 2
     keyring = keyring or keyring_from(config)
     resolver = resolver or resolver_for(config, cached=False)
     result = Rotation(domain.strip().lower().rstrip("."))
-    if not any(e.state == PENDING for e in keyring.entries(result.domain)):
+    waiting = next((e for e in keyring.entries(result.domain) if e.state == PENDING), None)
+    if waiting is None:
         result.made = keyring.add(result.domain, selector=selector, algorithm=algorithm, bits=bits)
+    elif selector and selector != waiting.selector:
+        raise DkimError(f"{waiting.dns_name} is still waiting to be published; publish it and run "
+                        f"`smtpgate dkim rotate {result.domain}` (without --selector) to move on, before making another key")
     result.changes = keyring.advance(result.domain, _visible(resolver))
     return _described(keyring, result)
 

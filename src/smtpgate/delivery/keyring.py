@@ -30,6 +30,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from smtpgate.delivery.dkim import DkimError, DkimKey, DkimSigner, check_selector, generate_key, load_key, txt_record
+from smtpgate.mailauth.names import domain_name
 
 __all__ = ["KeyEntry", "Keyring", "KeyringSigner"]
 
@@ -214,10 +215,10 @@ class KeyringSigner(DkimSigner):
 
 
 def _domain(domain: str) -> str:
-    value = domain.strip().lower().rstrip(".")
-    if not value or "." not in value or any(c in value for c in "@/ \t"):
-        raise DkimError(f"{domain!r} is not a domain name; give the From: domain, e.g. example.com")
-    return value
+    try:
+        return domain_name(domain)
+    except ValueError as exc:
+        raise DkimError(f"{exc}; give the From: domain, e.g. example.com") from None
 
 
 def keyring_from(config) -> Keyring:  # type: ignore[no-untyped-def]

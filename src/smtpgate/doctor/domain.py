@@ -18,11 +18,14 @@ import httpx
 from smtpgate.doctor.report import Check, Report, Status
 from smtpgate.mailauth import dnsbl, spf
 from smtpgate.mailauth.dmarc import DmarcError, find_policy
+from smtpgate.mailauth.names import domain_name
 from smtpgate.mailauth.mta_sts import MAX_POLICY_BYTES, PolicyError, parse_policy, parse_txt
 from smtpgate.mailauth.resolver import DnsTrouble, Resolver
 from smtpgate.mailauth.tags import TagError, dkim_public_key, parse_tags
 
-__all__ = ["DomainOptions", "Expectation", "check_domain"]
+__all__ = ["DomainOptions", "Expectation", "check_domain", "domain_name"]
+
+_PROBE = "255.255.255.255"   # never a sender: SPF evaluated with it runs through the whole record
 
 
 @dataclass
@@ -71,10 +74,16 @@ class DomainDoctor:
         self.report = Report(self.domain)
         self.spf_names_route = False
         self.dkim_matches = False
+        self.unanswered: set[str] = set()   # checks that are only "could not ask DNS"
 
     def run(self) -> Report:
         for step in (self._spf, self._dkim, self._dmarc, self._mta_sts, self._tls_rpt, self._srv, self._client_setup, self._ptr, self._dnsbl):
             self._guarded(step)
+        if self.unanswered and all(c.id in self.unanswered or c.status is Status.SKIP for c in self.report.checks):
+            # one lost answer is a warning; none at all is no verdict (exit 3, as an unreachable server)
+            self.add("dns", "dns", Status.FAIL, f"no DNS answer about {self.domain}: nothing could be checked",
+                     "The DNS server did not answer any question, so nothing published was seen.",
+                     "Check the resolver the doctor asks: [delivery] dns_servers in the config, or --dns-server IP:PORT.")
         return self.report
 
     def _guarded(self, step: Callable[[], None]) -> None:
@@ -82,6 +91,7 @@ class DomainDoctor:
             step()
         except DnsTrouble as exc:
             name = step.__name__.strip("_").replace("_", "-")
+            self.unanswered.add(name)
             self.add(name, name, Status.WARN, f"could not ask DNS: {exc}",
                      "The DNS server did not answer (or answered with an error), so this was not checked.",
                      "Run the doctor again; if it persists, check the resolver (or --dns-server).")
@@ -133,25 +143,26 @@ class DomainDoctor:
                      "Remove or correct that include.", record=records[0], problems=tree.problems)
             return
         data: dict[str, object] = {"record": records[0], "lookups": tree.lookups}
-        if e.spf_term:
-            self.spf_names_route = self._names_route(tree)
+        probe = spf.check_host(self.dns, _PROBE, d)   # an address nothing lists: every term is evaluated
+        route = spf.route_named(self.dns, d, e.spf_term, e.outbound_addresses) if e.spf_term else None
+        permerror = (route.permerror if route is not None else "") or (probe.reason if probe.result == "permerror" else "")
+        if permerror:
+            self.add("spf", "spf", Status.FAIL, f"the SPF record ends in permerror: {permerror}",
+                     "Receivers stop evaluating and treat the mail as failing SPF (RFC 7208 section 4.6.4: "
+                     "at most 10 lookups, at most 2 that find nothing).",
+                     "Remove the terms whose names do not exist (or publish them), and keep the lookups within the limits.",
+                     **data)
+            return
+        if probe.result == "temperror":
+            raise DnsTrouble(f"SPF of {d}: {probe.reason}")
+        if route is not None:
+            self.spf_names_route = route.named
             if not self.spf_names_route:
                 self.add("spf", "spf", Status.FAIL, f"the SPF record does not name this server's route ({e.route}: {e.spf_term})",
                          "Mail sent through this server fails SPF at receivers: it leaves from addresses the record does not list.",
                          f"Add {e.spf_term} to the record, before its all: {suggestion}.", **data)
                 return
         self.add("spf", "spf", Status.PASS, f"{records[0]} ({tree.lookups} of {spf.LOOKUP_LIMIT} lookups)", "", "", **data)
-
-    def _names_route(self, tree: spf.Tree) -> bool:
-        words = {w.lstrip("+").lower() for text in tree.texts for w in text.split()[1:]}
-        for term in self.expect.spf_term.split():
-            name, _, value = term.partition(":")
-            if name in ("ip4", "ip6") and value:
-                if spf.check_host(self.dns, value.partition("/")[0], self.domain).result != "pass":
-                    return False
-            elif term.lower() not in words:
-                return False
-        return True
 
     # ---------------------------------------------------------------- DKIM
 

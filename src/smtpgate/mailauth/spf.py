@@ -18,7 +18,8 @@ from typing import Protocol
 
 from smtpgate.mailauth.resolver import DnsTrouble
 
-__all__ = ["LOOKUP_LIMIT", "SpfRecord", "SpfResult", "SpfSyntaxError", "check_host", "lookup_tree", "parse", "spf_records"]
+__all__ = ["LOOKUP_LIMIT", "RouteCheck", "SpfRecord", "SpfResult", "SpfSyntaxError", "check_host", "lookup_tree", "parse",
+           "route_named", "spf_records"]
 
 LOOKUP_LIMIT = 10
 VOID_LIMIT = 2
@@ -341,3 +342,48 @@ def _walk(dns: Dns, domain: str, tree: Tree, seen: set[str], depth: int) -> None
         if term.name in ("include", "redirect") and "%" not in term.value:
             tree.includes.append(term.value.lower())
             _walk(dns, term.value.lower().rstrip("."), tree, seen, depth + 1)
+
+
+@dataclass(frozen=True)
+class RouteCheck:
+    named: bool
+    permerror: str = ""     # why mail leaving by the route meets permerror, when it does
+
+
+def route_named(dns: Dns, domain: str, term: str, addresses: list[str] | None = None) -> RouteCheck:
+    """Does `domain`'s SPF authorise mail that leaves by the route `term` names?
+
+    Answered as a receiver would wherever an address is known: ip4:/ip6: values, `addresses`,
+    and the addresses of an a:HOST term are each run through check_host (so an include that
+    covers the smarthost counts, and a permerror is told apart). A term without addresses
+    (include:, the term a provider documents) must appear somewhere in the record's tree.
+    DnsTrouble when a temperror leaves the question open.
+    """
+    wanted = list(addresses or [])
+    literal: list[str] = []
+    for word in term.split():
+        name, _, value = word.lstrip("+").partition(":")
+        name = name.lower()
+        if name in ("ip4", "ip6") and value:
+            wanted.append(value.partition("/")[0])
+        elif name == "a" and value and "/" not in value:
+            found = dns.query(value, "A") + dns.query(value, "AAAA")
+            if found:
+                wanted.extend(found)
+            else:
+                literal.append(word)
+        else:
+            literal.append(word)
+    for ip in dict.fromkeys(wanted):
+        result = check_host(dns, ip, domain)
+        if result.result == "temperror":
+            raise DnsTrouble(f"SPF of {domain}: {result.reason}")
+        if result.result == "permerror":
+            return RouteCheck(False, result.reason)
+        if result.result != "pass":
+            return RouteCheck(False)
+    if literal:
+        words = {w.lstrip("+").lower() for text in lookup_tree(dns, domain).texts for w in text.split()[1:]}
+        if any(w.lstrip("+").lower() not in words for w in literal):
+            return RouteCheck(False)
+    return RouteCheck(bool(wanted or literal))

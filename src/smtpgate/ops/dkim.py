@@ -34,12 +34,20 @@ class DkimRecord:
         return data
 
 
+def checked_domain(domain: str) -> str:
+    """The domain as DNS holds it; Invalid (a usage error) when it is not a domain name."""
+    from smtpgate.deliverability.records import domain_name
+
+    try:
+        return domain_name(domain)
+    except ValueError as exc:
+        raise Invalid(str(exc), "Give the domain of the From: address, e.g. example.com.",
+                      code="invalid-domain", field="domain", domain=domain[:253]) from None
+
+
 def check(domain: str, algorithm: str, bits: int) -> str:
     """The domain, normalised, once the key request is sound."""
-    domain = domain.strip().lower().rstrip(".")
-    if not domain or "." not in domain or any(c in domain for c in "@/ \t"):
-        raise Invalid(f"{domain!r} is not a domain name", "Give the domain of the From: address, e.g. example.com.",
-                      code="invalid-domain", field="domain", domain=domain)
+    domain = checked_domain(domain)
     if algorithm not in ALGORITHMS:
         raise Invalid(f"unknown algorithm {algorithm!r}", f"Use one of: {', '.join(ALGORITHMS)}.",
                       code="invalid-algorithm", field="algorithm", algorithm=algorithm)
@@ -93,6 +101,7 @@ class Dkim(Concern):
         from smtpgate.delivery.dkim import load_key, txt_record
         from smtpgate.delivery.keyring import PUBLISHED, keyring_from
 
+        domain = checked_domain(domain) if domain else None
         rows: list[DkimRecord] = []
         try:
             keyring = keyring_from(self.rt.config)

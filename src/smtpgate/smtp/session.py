@@ -617,7 +617,7 @@ class Session:
         if verdict is None or not verdict.refuse:
             return None
         self._message_refused(ev.DMARC_MISALIGNED, {"domain": verdict.domain, "policy": verdict.policy})
-        return Reply(550, "5.7.26", verdict.reply)
+        return Reply(550, "5.7.26", verdict.reply_lines)
 
     def _check_display_name(self, name: str, display: str, address: str) -> Reply | None:
         """`"carol@example.test" <alice@example.com>`: what a reader sees is not who sent it."""
