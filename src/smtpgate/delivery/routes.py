@@ -17,7 +17,7 @@ from smtpgate.config import Config, dns_server_address
 from smtpgate.delivery.capture import CapturedMessage, Envelope
 from smtpgate.delivery.outcome import Outcome, Outgoing
 from smtpgate.delivery.spool import CaptureBox
-from smtpgate.delivery.upstream import UpstreamSecretStore, upstream_secrets
+from smtpgate.delivery.upstream import upstream_secrets
 
 __all__ = ["CaptureRoute", "Route", "RouteTable", "build_routes", "route_for_domain", "upstream_secrets"]
 

@@ -14,6 +14,7 @@ import socket
 from dataclasses import dataclass, field
 
 import dns.exception
+import dns.rdata
 import dns.resolver
 
 
@@ -78,7 +79,7 @@ class Lookup:
         self._resolver.lifetime = timeout
         self._resolver.timeout = timeout
 
-    def _query(self, name: str, rdtype: str) -> tuple[list[object], str, str]:
+    def _query(self, name: str, rdtype: str) -> tuple[list[dns.rdata.Rdata], str, str]:
         try:
             answer = self._resolver.resolve(name, rdtype, search=False)
         except dns.resolver.NXDOMAIN:
