@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import dns.exception
 import dns.rdata
+import dns.rdtypes.ANY.MX
+import dns.rdtypes.IN.SRV
 import dns.resolver
 
 
@@ -119,7 +121,7 @@ class Lookup:
     def mx(self, domain: str) -> tuple[list[MxHost], Answer]:
         records, error, message = self._query(domain, "MX")
         hosts = sorted(
-            (MxHost(r.preference, r.exchange.to_text(omit_final_dot=True)) for r in records),  # type: ignore[attr-defined]
+            (MxHost(r.preference, r.exchange.to_text(omit_final_dot=True)) for r in records if isinstance(r, dns.rdtypes.ANY.MX.MX)),
             key=lambda m: m.preference,
         )
         return hosts, Answer(values=[f"{m.preference} {m.host}" for m in hosts], error=error, message=message)
@@ -128,7 +130,7 @@ class Lookup:
         """SRV targets, best first; empty when there are none (or the lookup failed)."""
         records, _, _ = self._query(name, "SRV")
         targets = [
-            SrvTarget(r.priority, r.weight, r.port, r.target.to_text(omit_final_dot=True))  # type: ignore[attr-defined]
-            for r in records
+            SrvTarget(r.priority, r.weight, r.port, r.target.to_text(omit_final_dot=True))
+            for r in records if isinstance(r, dns.rdtypes.IN.SRV.SRV)
         ]
         return sorted((t for t in targets if t.host not in ("", ".")), key=lambda t: (t.priority, -t.weight))
