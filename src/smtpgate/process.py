@@ -480,14 +480,14 @@ def _supervise(config: Config, sockets: dict[str, socket.socket], workers: int) 
                     break
                 if pid == 0:
                     break
-                slot = children.pop(pid, None)
+                exited_slot = children.pop(pid, None)
                 worker_exited(pid)  # its live gauges (open connections) stop counting
-                if slot is not None and not stopping:
+                if exited_slot is not None and not stopping:
                     if status == 0:  # it stopped itself: recycled after growing past worker_memory_limit_mib
                         log.info("worker %d recycled; starting a new one", pid)
                     else:
                         log.error("worker %d exited (status %d); starting a new one", pid, status)
-                    restart_at[slot] = time.monotonic() + 0.5
+                    restart_at[exited_slot] = time.monotonic() + 0.5
             for slot, when in list(restart_at.items()):
                 if stopping:
                     restart_at.clear()

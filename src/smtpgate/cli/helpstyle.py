@@ -12,7 +12,7 @@ import enum
 from pathlib import Path
 from typing import Any, get_args, get_origin
 
-from typer import core
+from typer import _click, core
 
 _WORDS = {str: "TEXT", int: "INTEGER", float: "NUMBER", Path: "PATH", _datetime.datetime: "DATETIME",
           _datetime.timedelta: "DURATION"}
@@ -26,8 +26,8 @@ def _word(annotation: Any) -> str:
     return _WORDS.get(annotation, "TEXT")
 
 
-def _display_type(self: Any, ctx: Any) -> str | None:
-    if getattr(self, "is_flag", False):
+def _display_type(self: core._TyperParameter, ctx: _click.Context) -> str | None:
+    if getattr(self, "is_flag", False):  # only options have is_flag
         return None  # a flag takes no value
     desc = self.type_descriptor
     if desc.is_choice:
@@ -35,12 +35,14 @@ def _display_type(self: Any, ctx: Any) -> str | None:
     return _word(desc.annotation)
 
 
-def _usage_display_name(self: Any) -> str:
+def _usage_display_name(self: core.TyperArgument) -> str:
     name = self.metavar or self.name.upper()
     name = name if self.required else f"[{name}]"
     return name + ("..." if self.nargs != 1 else "")
 
 
 def apply() -> None:
-    core._TyperParameter.display_type = _display_type  # type: ignore[method-assign]
+    # typer declares display_type `-> str`, yet every caller reads it through display_type_rich
+    # (`-> str | None`) and takes None as "no value": the declaration is narrower than its use
+    core._TyperParameter.display_type = _display_type  # type: ignore[method-assign, assignment]
     core.TyperArgument._usage_display_name = _usage_display_name  # type: ignore[method-assign]

@@ -5,6 +5,10 @@ worker or the token issuer. Which module holds which command is read from the mo
 `register(app)` functions without importing them (command_modules()); `--help`,
 completion and an unknown name load every module, so a command the reading misses still
 works, only slower (tests/cli/test_lazy.py checks that it misses none).
+
+typer (0.26 on) carries its own copy of click, `typer._click`: the group below overrides
+TyperGroup's methods, so it takes and returns that copy's Context and Command (click the
+package is neither a dependency nor what typer raises).
 """
 
 from __future__ import annotations
@@ -15,10 +19,10 @@ import pkgutil
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import click
 import typer
+from typer import _click as click
 from typer.core import TyperGroup
 
 from smtpgate.cli import common, helpstyle
@@ -90,10 +94,10 @@ class LazyGroup(TyperGroup):
         self._load_all()
         return super().list_commands(ctx)
 
-    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
         try:
             return super().resolve_command(ctx, args)
-        except click.UsageError:
+        except click.exceptions.UsageError:
             self._load_all()  # so that "did you mean" knows every command
             return super().resolve_command(ctx, args)
 

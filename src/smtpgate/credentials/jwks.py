@@ -26,11 +26,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Literal
 
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, Key, KeySet, OKPKey, import_key
-from joserfc.jws import JWSRegistry
+from joserfc.jws import JWSAlgModel, JWSRegistry
 
 if TYPE_CHECKING:  # imported where a key set is fetched: a server without an IdP never loads it
     import httpx
@@ -47,14 +47,14 @@ class QuietRegistry(JWSRegistry):
     token would only flood the log. A copy of the algorithm keeps joserfc's own untouched.
     """
 
-    algorithms: ClassVar[dict[str, Any]] = dict(JWSRegistry.algorithms)
+    algorithms: dict[str, JWSAlgModel] = dict(JWSRegistry.algorithms)
 
 
 _eddsa = copy.copy(QuietRegistry.algorithms["EdDSA"])
 _eddsa.security_warning = None
 QuietRegistry.algorithms["EdDSA"] = _eddsa
 
-SIGNING_ALGORITHMS = {"ES256": ("EC", "P-256"), "EdDSA": ("OKP", "Ed25519"), "Ed25519": ("OKP", "Ed25519")}
+SIGNING_ALGORITHMS: dict[str, tuple[str, Literal["P-256", "Ed25519"]]] = {"ES256": ("EC", "P-256"), "EdDSA": ("OKP", "Ed25519"), "Ed25519": ("OKP", "Ed25519")}
 MIN_REFRESH = 30.0  # seconds between two fetches of one IdP's keys on unknown kids
 RELOAD_AFTER = 5.0  # re-read our own key folder at least this often (coarse mtimes can hide a change)
 
@@ -191,8 +191,8 @@ class SigningKeys:
         return removed
 
     def _create(self) -> SigningKey:
-        kty, crv = SIGNING_ALGORITHMS[self.algorithm]
-        key: Key = ECKey.generate_key(crv, auto_kid=True) if kty == "EC" else OKPKey.generate_key(crv, auto_kid=True)
+        _, crv = SIGNING_ALGORITHMS[self.algorithm]
+        key: Key = OKPKey.generate_key(crv, auto_kid=True) if crv == "Ed25519" else ECKey.generate_key(crv, auto_kid=True)
         kid = str(key.kid)
         created = self._clock()
         data = {"alg": self.algorithm, "created": created, "retired": None, "jwk": key.as_dict(private=True)}

@@ -408,7 +408,9 @@ class TokenService:
         if not isinstance(claims, dict) or not isinstance(alg, str) or not isinstance(kid, (str, type(None))):
             raise _Refused(FailureReason.TOKEN_MALFORMED)
         issuer_claim = claims.get("iss")
-        external = self.issuers.get(issuer_claim) if isinstance(issuer_claim, str) else None
+        if not isinstance(issuer_claim, str):  # missing, or not a name: no issuer of ours
+            raise _Refused(FailureReason.TOKEN_WRONG_ISSUER)
+        external = self.issuers.get(issuer_claim)
         if issuer_claim != self.settings.issuer and external is None:
             raise _Refused(FailureReason.TOKEN_WRONG_ISSUER)
         allowed = external.algorithms if external is not None else frozenset(SIGNING_ALGORITHMS)

@@ -21,6 +21,7 @@ the attempt is made again: delivery is at least once, never lost.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -198,7 +199,7 @@ class DeliveryWorker:
                 break
             task = asyncio.get_running_loop().create_task(self._attempt(message_id))
             self._inflight[message_id] = task
-            task.add_done_callback(lambda t, i=message_id: self._finished(i, t))
+            task.add_done_callback(functools.partial(self._finished, message_id))
 
     def _finished(self, message_id: str, task: asyncio.Task[None]) -> None:
         self._inflight.pop(message_id, None)

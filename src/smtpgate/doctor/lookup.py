@@ -14,6 +14,9 @@ import socket
 from dataclasses import dataclass, field
 
 import dns.exception
+import dns.rdata
+import dns.rdtypes.ANY.MX
+import dns.rdtypes.IN.SRV
 import dns.resolver
 
 
@@ -78,7 +81,7 @@ class Lookup:
         self._resolver.lifetime = timeout
         self._resolver.timeout = timeout
 
-    def _query(self, name: str, rdtype: str) -> tuple[list[object], str, str]:
+    def _query(self, name: str, rdtype: str) -> tuple[list[dns.rdata.Rdata], str, str]:
         try:
             answer = self._resolver.resolve(name, rdtype, search=False)
         except dns.resolver.NXDOMAIN:
@@ -118,7 +121,7 @@ class Lookup:
     def mx(self, domain: str) -> tuple[list[MxHost], Answer]:
         records, error, message = self._query(domain, "MX")
         hosts = sorted(
-            (MxHost(r.preference, r.exchange.to_text(omit_final_dot=True)) for r in records),  # type: ignore[attr-defined]
+            (MxHost(r.preference, r.exchange.to_text(omit_final_dot=True)) for r in records if isinstance(r, dns.rdtypes.ANY.MX.MX)),
             key=lambda m: m.preference,
         )
         return hosts, Answer(values=[f"{m.preference} {m.host}" for m in hosts], error=error, message=message)
@@ -127,7 +130,7 @@ class Lookup:
         """SRV targets, best first; empty when there are none (or the lookup failed)."""
         records, _, _ = self._query(name, "SRV")
         targets = [
-            SrvTarget(r.priority, r.weight, r.port, r.target.to_text(omit_final_dot=True))  # type: ignore[attr-defined]
-            for r in records
+            SrvTarget(r.priority, r.weight, r.port, r.target.to_text(omit_final_dot=True))
+            for r in records if isinstance(r, dns.rdtypes.IN.SRV.SRV)
         ]
         return sorted((t for t in targets if t.host not in ("", ".")), key=lambda t: (t.priority, -t.weight))

@@ -628,7 +628,7 @@ class Session:
         if not shown:
             return None
         assert self.principal is not None
-        details = {"where": name, "address": address, "shown": shown[0][:254]}
+        details: dict[str, object] = {"where": name, "address": address, "shown": shown[0][:254]}
         log.info("header %s display name shows %s credential=%s address=%s ip=%s (%s)",
                  name, shown[0][:254], self.principal.credential_id, address, self.client_ip, policy)
         if policy == "flag":
