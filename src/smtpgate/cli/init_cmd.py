@@ -155,6 +155,7 @@ email_from = ""                 # empty: postmaster@<hostname>
 failure_burst = 20              # failed logins on one login within [guard] failure_window
 volume_factor = 10              # an hour's messages this many times the credential's baseline...
 volume_min_messages = 50        # ...and at least this many
+device_volume_min_messages = 10 # the same floor for a legacy device, whose quota is low
 volume_baseline = "7d"
 
 [deliverability]
