@@ -22,8 +22,8 @@ from tests.delivery.harness import make_pki, relay_to_sink, wait_until
 from tests.delivery.sink import SinkServer
 from tests.guard.servers import client, eventually, guarded_config
 from tests.smtp.server_harness import PASSWORD, RunningServer, wait_for_port
-from tests.web.conftest import Console
-from tests.web.test_operators_console import check_axe, operator, shoot, sign_in
+from tests.web.conftest import Console, check_axe, shoot
+from tests.web.test_operators_console import operator, sign_in
 
 ATTACKER = "127.0.0.9"
 
