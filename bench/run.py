@@ -146,20 +146,29 @@ def last_json(text: str) -> dict:
 # --------------------------------------------------------------------------- servers
 
 
-class Postfix:
-    name = "postfix"
+class ScriptPeer:
+    """A peer run by its script in scripts/peers: a fresh base directory, a free port, one
+    SASL user with a random password, all handed to the script in its environment."""
 
-    def __init__(self, opts: argparse.Namespace, keytype: str):
+    name = ""
+
+    def __init__(self, opts: argparse.Namespace, keytype: str, **knobs: str):
         self.opts = opts
         self.keytype = keytype
-        self.base = Path(tempfile.mkdtemp(prefix="bench-postfix-"))
+        self.base = Path(tempfile.mkdtemp(prefix=f"bench-{self.name}-"))
         self.port = free_port()
         self.user = "bench@example.test"
         self.password = secrets.token_urlsafe(18)
         self.env = dict(os.environ, PEER_BASE=str(self.base), PORT=str(self.port),
-                        SMTP_USER=self.user, SMTP_PASS=self.password,
-                        SCHEME="SHA512-CRYPT", IN_FLOW_DELAY="0", KEYTYPE=keytype,
-                        PROCESS_LIMIT=str(opts.postfix_process_limit or 100))
+                        SMTP_USER=self.user, SMTP_PASS=self.password, KEYTYPE=keytype, **knobs)
+
+
+class Postfix(ScriptPeer):
+    name = "postfix"
+
+    def __init__(self, opts: argparse.Namespace, keytype: str):
+        super().__init__(opts, keytype, SCHEME="SHA512-CRYPT", IN_FLOW_DELAY="0",
+                         PROCESS_LIMIT=str(opts.postfix_process_limit or 100))
         self.cafile = str(self.base / "tls" / "cert.pem")
         self.started = False
 
@@ -187,22 +196,14 @@ class Postfix:
             shutil.rmtree(self.base, ignore_errors=True)
 
 
-class Haraka:
+class Haraka(ScriptPeer):
     """Haraka from npm (scripts/peers/haraka.sh): STARTTLS, AUTH PLAIN against a flat
     file, every message accepted after auth and discarded from memory (no disk write)."""
 
     name = "haraka"
 
     def __init__(self, opts: argparse.Namespace, keytype: str):
-        self.opts = opts
-        self.keytype = keytype
-        self.base = Path(tempfile.mkdtemp(prefix="bench-haraka-"))
-        self.port = free_port()
-        self.user = "bench@example.test"
-        self.password = secrets.token_urlsafe(18)
-        self.env = dict(os.environ, PEER_BASE=str(self.base), PORT=str(self.port),
-                        SMTP_USER=self.user, SMTP_PASS=self.password, KEYTYPE=keytype,
-                        NODES=str(opts.workers), LOG_LEVEL="notice")
+        super().__init__(opts, keytype, NODES=str(opts.workers), LOG_LEVEL="notice")
         self.cafile = str(self.base / "config" / "tls_cert.pem")
         self.log = self.base / "haraka.log"
         self.proc: subprocess.Popen | None = None
