@@ -585,25 +585,29 @@ async def run_ab(g: Generator, roots: list[int], child: bool) -> dict:
     return out
 
 
+def start_child(args: argparse.Namespace, own: list[str]) -> subprocess.Popen:
+    """One generator process of a --procs run: this one's server, login and TLS options, plus its `own` share."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--child",
+           "--host", args.host, "--port", str(args.port), "--user", args.user,
+           "--password-env", args.password_env, "--op-timeout", str(args.op_timeout),
+           "--tls-name", args.tls_name, *own]
+    if args.cafile:
+        cmd += ["--cafile", args.cafile]
+    if args.insecure:
+        cmd.append("--insecure")
+    return subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
 def run_multi(args: argparse.Namespace, roots: list[int]) -> dict:
     """Split --clients and --max-messages over --procs child processes."""
     procs = []
     for i in range(args.procs):
         clients = args.clients // args.procs + (1 if i < args.clients % args.procs else 0)
         maxm = args.max_messages // args.procs + (1 if i < args.max_messages % args.procs else 0)
-        cmd = [sys.executable, os.path.abspath(__file__), "--child",
-               "--host", args.host, "--port", str(args.port), "--user", args.user,
-               "--password-env", args.password_env, "--rcpt", args.rcpt,
-               "--scenario", args.scenario, "--clients", str(clients),
-               "--duration", str(args.duration), "--max-messages", str(maxm),
-               "--size", str(args.size), "--op-timeout", str(args.op_timeout),
-               "--pipelining", args.pipelining, "--tls-name", args.tls_name]
-        if args.cafile:
-            cmd += ["--cafile", args.cafile]
-        if args.insecure:
-            cmd.append("--insecure")
-        procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      text=True))
+        procs.append(start_child(args, [
+            "--rcpt", args.rcpt, "--scenario", args.scenario, "--clients", str(clients),
+            "--duration", str(args.duration), "--max-messages", str(maxm), "--size", str(args.size),
+            "--pipelining", args.pipelining]))
     for p in procs:
         line = p.stdout.readline()
         if line.strip() != "READY":
@@ -653,20 +657,10 @@ def run_c_multi(args: argparse.Namespace, roots: list[int]) -> dict:
     share = [n // k + (1 if i < n % k else 0) for i in range(k)]
     procs = []
     for i in range(1, k):
-        cmd = [sys.executable, os.path.abspath(__file__), "--child",
-               "--host", args.host, "--port", str(args.port), "--user", args.user,
-               "--password-env", args.password_env, "--scenario", "c",
-               "--connections", str(share[i]), "--source-ips", str(ips),
-               "--source-ip-offset", str(i * ips), "--op-timeout", str(args.op_timeout),
-               "--ramp-concurrency", str(args.ramp_concurrency),
-               "--ramp-timeout", str(args.ramp_timeout), "--ramp-stall", str(args.ramp_stall),
-               "--tls-name", args.tls_name]
-        if args.cafile:
-            cmd += ["--cafile", args.cafile]
-        if args.insecure:
-            cmd.append("--insecure")
-        procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      text=True))
+        procs.append(start_child(args, [
+            "--scenario", "c", "--connections", str(share[i]), "--source-ips", str(ips),
+            "--source-ip-offset", str(i * ips), "--ramp-concurrency", str(args.ramp_concurrency),
+            "--ramp-timeout", str(args.ramp_timeout), "--ramp-stall", str(args.ramp_stall)]))
     others = 0
     for p in procs:  # one after the other: each waits for its whole ramp
         line = p.stdout.readline().split()

@@ -146,20 +146,63 @@ def last_json(text: str) -> dict:
 # --------------------------------------------------------------------------- servers
 
 
-class Postfix:
-    name = "postfix"
+class ScriptPeer:
+    """A peer run by its script in scripts/peers: a fresh base directory, a free port, one
+    SASL user with a random password, all handed to the script in its environment."""
 
-    def __init__(self, opts: argparse.Namespace, keytype: str):
+    name = ""
+
+    def __init__(self, opts: argparse.Namespace, keytype: str, **knobs: str):
         self.opts = opts
         self.keytype = keytype
-        self.base = Path(tempfile.mkdtemp(prefix="bench-postfix-"))
+        self.base = Path(tempfile.mkdtemp(prefix=f"bench-{self.name}-"))
         self.port = free_port()
         self.user = "bench@example.test"
         self.password = secrets.token_urlsafe(18)
         self.env = dict(os.environ, PEER_BASE=str(self.base), PORT=str(self.port),
-                        SMTP_USER=self.user, SMTP_PASS=self.password,
-                        SCHEME="SHA512-CRYPT", IN_FLOW_DELAY="0", KEYTYPE=keytype,
-                        PROCESS_LIMIT=str(opts.postfix_process_limit or 100))
+                        SMTP_USER=self.user, SMTP_PASS=self.password, KEYTYPE=keytype, **knobs)
+
+
+class LoggedProcess:
+    """A server the benchmark runs as its own child, its output in `log`."""
+
+    name = ""
+    log: Path
+    proc: subprocess.Popen | None = None
+
+    def log_tail(self, n: int = 3000) -> str:
+        with contextlib.suppress(OSError):
+            return self.log.read_text(errors="replace")[-n:]
+        return ""
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid] if self.proc and self.proc.poll() is None else []
+
+    def end_process(self, *, whole_group: bool) -> None:
+        """SIGTERM (to its process group, or to it alone when it forwards the signal itself),
+        then after 20 s SIGKILL to the group."""
+        p = self.proc
+        if p and p.poll() is None:
+            if whole_group:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGTERM)
+            else:
+                p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                say(f"{self.name} did not stop within 20 s of SIGTERM: killing its process group")
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+
+
+class Postfix(ScriptPeer):
+    name = "postfix"
+
+    def __init__(self, opts: argparse.Namespace, keytype: str):
+        super().__init__(opts, keytype, SCHEME="SHA512-CRYPT", IN_FLOW_DELAY="0",
+                         PROCESS_LIMIT=str(opts.postfix_process_limit or 100))
         self.cafile = str(self.base / "tls" / "cert.pem")
         self.started = False
 
@@ -187,25 +230,17 @@ class Postfix:
             shutil.rmtree(self.base, ignore_errors=True)
 
 
-class Haraka:
+class Haraka(ScriptPeer, LoggedProcess):
     """Haraka from npm (scripts/peers/haraka.sh): STARTTLS, AUTH PLAIN against a flat
     file, every message accepted after auth and discarded from memory (no disk write)."""
 
     name = "haraka"
 
     def __init__(self, opts: argparse.Namespace, keytype: str):
-        self.opts = opts
-        self.keytype = keytype
-        self.base = Path(tempfile.mkdtemp(prefix="bench-haraka-"))
-        self.port = free_port()
-        self.user = "bench@example.test"
-        self.password = secrets.token_urlsafe(18)
-        self.env = dict(os.environ, PEER_BASE=str(self.base), PORT=str(self.port),
-                        SMTP_USER=self.user, SMTP_PASS=self.password, KEYTYPE=keytype,
-                        NODES=str(opts.workers), LOG_LEVEL="notice")
+        super().__init__(opts, keytype, NODES=str(opts.workers), LOG_LEVEL="notice")
         self.cafile = str(self.base / "config" / "tls_cert.pem")
         self.log = self.base / "haraka.log"
-        self.proc: subprocess.Popen | None = None
+        self.proc = None
 
     def start(self) -> None:
         run_cmd(["bash", str(self.opts.haraka_script), "config"], env=self.env, timeout=300)
@@ -229,14 +264,6 @@ class Haraka:
             time.sleep(0.2)
         say(f"haraka: not all {self.opts.workers} workers said they listen; measuring anyway")
 
-    def log_tail(self, n: int = 3000) -> str:
-        with contextlib.suppress(OSError):
-            return self.log.read_text(errors="replace")[-n:]
-        return ""
-
-    def pids(self) -> list[int]:
-        return [self.proc.pid] if self.proc and self.proc.poll() is None else []
-
     def describe(self) -> dict:
         version = ""
         with contextlib.suppress(OSError, ValueError):
@@ -246,22 +273,12 @@ class Haraka:
                 "queue": "discard (in memory, no fsync)", "auth": "auth/flat_file (plain text)"}
 
     def stop(self) -> None:
-        p = self.proc
-        if p and p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                say("haraka did not stop within 20 s of SIGTERM: killing its process group")
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGKILL)
-                p.wait(5)
+        self.end_process(whole_group=True)
         if not self.opts.keep:
             shutil.rmtree(self.base, ignore_errors=True)
 
 
-class Smtpgate:
+class Smtpgate(LoggedProcess):
     name = "smtpgate"
 
     def __init__(self, opts: argparse.Namespace):
@@ -276,7 +293,7 @@ class Smtpgate:
         self.config = self.dir / "smtpgate.toml"
         self.env = dict(os.environ, SMTPGATE_CONFIG=str(self.config))
         self.cafile = str(self.dir / "tls" / "ca.pem")
-        self.proc: subprocess.Popen | None = None
+        self.proc = None
         self.log = self.dir / "serve.log"
 
     def start(self) -> None:
@@ -298,28 +315,12 @@ class Smtpgate:
         except RuntimeError as e:
             raise RuntimeError(f"{e}\n--- {self.log} ---\n{self.log_tail()}") from None
 
-    def log_tail(self, n: int = 3000) -> str:
-        with contextlib.suppress(OSError):
-            return self.log.read_text(errors="replace")[-n:]
-        return ""
-
-    def pids(self) -> list[int]:
-        return [self.proc.pid] if self.proc and self.proc.poll() is None else []
-
     def describe(self) -> dict:
         return {"workers": self.opts.workers, "source": self.source, "git_head": self.head}
 
     def stop(self) -> None:
+        self.end_process(whole_group=False)
         p = self.proc
-        if p and p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                say("smtpgate did not stop within 20 s of SIGTERM: killing its process group")
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(p.pid, signal.SIGKILL)
-                p.wait(5)
         if p and p.returncode not in (0, -signal.SIGTERM, None):
             say(f"smtpgate serve exited with {p.returncode}; log tail:\n{self.log_tail(1500)}")
         if not self.opts.keep:

@@ -31,6 +31,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PACKAGE_DIR=$(cd "$HERE/../../bench/peers/haraka" && pwd)
+# shellcheck source=certificate.sh
+source "$HERE/certificate.sh"
 PEER_BASE=${PEER_BASE:-/tmp/smtpgate-haraka}
 PORT=${PORT:-2588}
 SMTP_USER=${SMTP_USER:-alice@example.test}
@@ -58,16 +60,7 @@ cmd_install() {
 
 make_certificate() {
   [ -s "$config/tls_cert.pem" ] && [ -s "$config/tls_key.pem" ] && return 0
-  local key
-  case $KEYTYPE in
-    rsa) key=(-newkey rsa:2048) ;;
-    ec) key=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1) ;;
-    *) die "KEYTYPE must be rsa or ec, not '$KEYTYPE'" ;;
-  esac
-  (umask 077 && openssl req -x509 -nodes -days 30 "${key[@]}" -subj "/CN=localhost" \
-     -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-     -keyout "$config/tls_key.pem" -out "$config/tls_cert.pem" 2>/dev/null)
-  chmod 644 "$config/tls_cert.pem"
+  self_signed_certificate "$KEYTYPE" "$config/tls_key.pem" "$config/tls_cert.pem"
   # the RFC 7919 group, at once (Haraka would otherwise run `openssl dhparam 2048` at start)
   openssl genpkey -genparam -algorithm DH -pkeyopt group:ffdhe2048 -out "$config/dhparams.pem" 2>/dev/null
 }

@@ -30,6 +30,9 @@
 #         tls/{cert,key}.pem (self-signed, SAN localhost and 127.0.0.1)  postfix.log  dovecot.log
 set -euo pipefail
 
+# shellcheck source=certificate.sh
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/certificate.sh"
+
 PEER_BASE=${PEER_BASE:-${BASE:-/tmp/smtpgate-peer}}
 PORT=${PORT:-2587}
 SMTP_USER=${SMTP_USER:-alice@example.test}
@@ -66,17 +69,7 @@ EOF
 pid_alive() { [ -s "$1" ] && kill -0 "$(tr -d ' \n' <"$1")" 2>/dev/null; }
 
 make_certificate() {
-  [ -s "$PEER_BASE/tls/cert.pem" ] && [ -s "$PEER_BASE/tls/key.pem" ] && return 0
-  local key
-  case $KEYTYPE in
-    rsa) key=(-newkey rsa:2048) ;;
-    ec) key=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1) ;;
-    *) die "KEYTYPE must be rsa or ec, not '$KEYTYPE'" ;;
-  esac
-  (umask 077 && openssl req -x509 -nodes -days 30 "${key[@]}" -subj "/CN=localhost" \
-     -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-     -keyout "$PEER_BASE/tls/key.pem" -out "$PEER_BASE/tls/cert.pem" 2>/dev/null)
-  chmod 644 "$PEER_BASE/tls/cert.pem"
+  self_signed_certificate "$KEYTYPE" "$PEER_BASE/tls/key.pem" "$PEER_BASE/tls/cert.pem"
 }
 
 write_dovecot() {

@@ -41,12 +41,18 @@ def start_api(data: Path, *, guard: dict[str, str] | None = None, extra_config: 
     if extra_config:
         config.write_text(config.read_text() + "\n" + extra_config)
     server = RunningServer(config)
+    base, tokens = start_with_role_tokens(server)
+    return server, Api(server, base, tokens)
+
+
+def start_with_role_tokens(server: RunningServer) -> tuple[str, dict[str, IssuedApiToken]]:
+    """One API token per role made before the start (in the store), then the server started: its admin URL and the tokens."""
     tokens = {role: server.credentials.api_tokens.create(f"test-{role}", role, actor="test")
               for role in ("viewer", "operator", "admin")}
     server.start()
     host, _, port = server.config.admin.listen.rpartition(":")
     wait_for_port(int(port), server.proc, server.log_path)  # type: ignore[arg-type]
-    return server, Api(server, f"http://{host}:{port}", tokens)
+    return f"http://{host}:{port}", tokens
 
 
 @pytest.fixture(scope="module")

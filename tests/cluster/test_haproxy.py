@@ -15,7 +15,6 @@ import shutil
 import signal
 import smtplib
 import socket
-import ssl
 import subprocess
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -28,8 +27,8 @@ from smtpgate.audit import events as ev
 from tests.cluster.haproxy import BALANCER_SOURCE, HAProxy
 from tests.conftest import PG_URL, _postgres_available, need
 from tests.guard.conftest import delete_prefix, redis_problem, unique_prefix
-from tests.guard.servers import eventually, guarded_config, message, set_section
-from tests.smtp.proxy_clients import header
+from tests.guard.servers import eventually, guarded_config, message, one_auth_try, set_section
+from tests.smtp.proxy_clients import closed_unserved, header
 from tests.smtp.server_harness import RunningServer, free_port
 
 NODES = 3
@@ -140,21 +139,7 @@ def test_clients_through_the_balancer_are_seen_by_their_own_address_on_both_port
 
 
 def fail_login(cluster: Cluster, source: str) -> str:
-    try:
-        smtp = cluster.via_starttls(source)
-    except smtplib.SMTPConnectError as exc:
-        return f"{exc.smtp_code} at connect"
-    try:
-        smtp.ehlo("client.test")
-        smtp.user, smtp.password = "nobody@example.com", "not-the-password-at-all"
-        smtp.auth("PLAIN", smtp.auth_plain)  # one try per connection (login() would try each mechanism)
-        return "235"
-    except smtplib.SMTPAuthenticationError as exc:
-        return str(exc.smtp_code)
-    except smtplib.SMTPServerDisconnected:
-        return "disconnected"
-    finally:
-        smtp.close()
+    return one_auth_try(lambda: cluster.via_starttls(source), "nobody@example.com", "not-the-password-at-all")
 
 
 def greeting_via(cluster: Cluster, source: str, implicit: bool) -> str:
@@ -190,17 +175,6 @@ def test_a_quota_is_exact_across_the_nodes(cluster: Cluster) -> None:
     assert answers == [250] * 4 + [451] * 2
     per_node = captured(cluster, "quota")
     assert sum(len(raws) for raws in per_node.values()) == 4 and len(per_node) >= 2
-
-
-def closed_unserved(sock: socket.socket) -> bytes:
-    received = b""
-    sock.settimeout(5)
-    try:
-        while chunk := sock.recv(4096):
-            received += chunk
-    except (ConnectionError, ssl.SSLError):
-        pass
-    return received
 
 
 def proxy_refusals(cluster: Cluster, peer: str) -> list[ev.AuditEvent]:

@@ -93,6 +93,23 @@ def set_delivery(config_path: Path, delivery_toml: str) -> None:
     config_path.write_text("\n".join(kept) + "\n\n" + delivery_toml.strip() + "\n")
 
 
+def relay_to_sink(config_path: Path, port: int, ca_file: Path | str, *, retry_initial: str, retry_max: str) -> None:
+    """Relay through a loopback sink over STARTTLS, retries without jitter, the queue polled every 100 ms."""
+    set_delivery(config_path, f"""
+[delivery]
+mode = "relay"
+retry_initial = "{retry_initial}"
+retry_max = "{retry_max}"
+retry_jitter = 0.0
+poll_interval = "100ms"
+
+[delivery.relay]
+host = "127.0.0.1"
+port = {port}
+ca_file = "{ca_file}"
+""")
+
+
 def submit(port: int, context: ssl.SSLContext, login: str, secret: str, sender: str, rcpts: list[str], data: bytes) -> str:
     """Send one message over STARTTLS with AUTH; the queue id from the 250 reply."""
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:

@@ -61,6 +61,28 @@ def client(server: RunningServer, source: str = "127.0.0.1", *, port: int | None
     return smtp
 
 
+def one_auth_try(connect: Callable[[], smtplib.SMTP], login: str, secret: str, helo: str = "client.test") -> str:
+    """One AUTH PLAIN on a fresh connection (login() would try every mechanism): the answer in short."""
+    try:
+        smtp = connect()
+    except smtplib.SMTPConnectError as exc:
+        return f"{exc.smtp_code} at connect"
+    try:
+        smtp.ehlo(helo)
+        smtp.user, smtp.password = login, secret
+        smtp.auth("PLAIN", smtp.auth_plain)
+        return "235"
+    except smtplib.SMTPAuthenticationError as exc:
+        return str(exc.smtp_code)
+    except smtplib.SMTPServerDisconnected:
+        return "disconnected"
+    finally:
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            smtp.close()
+
+
 def message(sender: str, subject: str = "hi", to: str = "bob@example.org") -> bytes:
     return f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\n\r\nHello\r\n".encode()
 

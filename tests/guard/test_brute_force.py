@@ -9,7 +9,6 @@ The figures of each run are printed (`pytest -s`) for the record.
 from __future__ import annotations
 
 import json
-import smtplib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from smtpgate.audit import events as ev
-from tests.guard.servers import client, eventually, guarded_config, message
+from tests.guard.servers import client, eventually, guarded_config, message, one_auth_try
 from tests.smtp.server_harness import RunningServer
 
 ACCOUNT = "alice@example.com"
@@ -39,24 +38,7 @@ def guarded(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningS
 
 def attempt(server: RunningServer, source: str, secret: str = "sgp_wrong-guess") -> str:
     """One attacker try: connect, STARTTLS, AUTH. What the server answered, in short."""
-    try:
-        smtp = client(server, source)
-    except smtplib.SMTPConnectError as exc:
-        return f"{exc.smtp_code} at connect"
-    try:
-        smtp.ehlo("attacker.test")
-        smtp.user, smtp.password = ACCOUNT, secret
-        smtp.auth("PLAIN", smtp.auth_plain)  # one AUTH per try (login() would try every mechanism)
-        return "235"
-    except smtplib.SMTPAuthenticationError as exc:
-        return str(exc.smtp_code)
-    except smtplib.SMTPServerDisconnected:
-        return "disconnected"
-    finally:
-        try:
-            smtp.quit()
-        except (smtplib.SMTPException, OSError):
-            pass
+    return one_auth_try(lambda: client(server, source), ACCOUNT, secret, helo="attacker.test")
 
 
 def send_legit(server: RunningServer, secret: str, n: int) -> None:

@@ -5,14 +5,13 @@ failures per source. Printed figures (`pytest -s`) are for the record."""
 from __future__ import annotations
 
 import json
-import smtplib
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.guard.servers import client, eventually, guarded_config
+from tests.guard.servers import client, eventually, guarded_config, one_auth_try
 from tests.smtp.server_harness import RunningServer
 
 
@@ -29,24 +28,7 @@ def sprayed(tmp_path: Path) -> Iterator[RunningServer]:
 
 
 def guess(server: RunningServer, source: str, login: str) -> str:
-    try:
-        smtp = client(server, source)
-    except smtplib.SMTPConnectError as exc:
-        return f"{exc.smtp_code} at connect"
-    try:
-        smtp.ehlo("sprayer.test")
-        smtp.user, smtp.password = login, "Summer2026!"
-        smtp.auth("PLAIN", smtp.auth_plain)
-        return "235"
-    except smtplib.SMTPAuthenticationError as exc:
-        return str(exc.smtp_code)
-    except smtplib.SMTPServerDisconnected:
-        return "disconnected"
-    finally:
-        try:
-            smtp.quit()
-        except (smtplib.SMTPException, OSError):
-            pass
+    return one_auth_try(lambda: client(server, source), login, "Summer2026!", helo="sprayer.test")
 
 
 def test_a_spray_over_many_logins_and_sources_raises_an_alert_and_bans(sprayed: RunningServer) -> None:

@@ -15,13 +15,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from smtpgate.credentials.api_tokens import IssuedApiToken
+from tests.admin.conftest import start_with_role_tokens
 from tests.audit.receiver import Receiver
 from tests.audit.test_alerts_e2e import SECRET, write_secret
 from tests.cli.conftest import Cli
-from tests.delivery.harness import LoopbackPki, make_pki, set_delivery
+from tests.delivery.harness import LoopbackPki, make_pki, relay_to_sink
 from tests.delivery.sink import SinkServer
 from tests.guard.servers import client, guarded_config, set_section
-from tests.smtp.server_harness import RunningServer, wait_for_port
+from tests.smtp.server_harness import RunningServer
 
 KEY_ID = "test-scanner-key-1"
 
@@ -83,32 +84,16 @@ def gate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gate]:
         config = guarded_config(root / "data", backend="memory", alerts={
             "webhook_url": f'"{receiver.url}"', "webhook_backoff": '"100ms"'})
         write_secret(config)
-        set_delivery(config, f"""
-[delivery]
-mode = "relay"
-retry_initial = "300ms"
-retry_max = "600ms"
-retry_jitter = 0.0
-poll_interval = "100ms"
-
-[delivery.relay]
-host = "127.0.0.1"
-port = {sink.port}
-ca_file = "{pki.ca_file}"
-""")
+        relay_to_sink(config, sink.port, pki.ca_file, retry_initial="300ms", retry_max="600ms")
         key = ec.generate_private_key(ec.SECP256R1())
         pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         keys = config.parent / "leak-report-keys.json"
         keys.write_text(json.dumps({"public_keys": [{"key_identifier": KEY_ID, "key": pem.decode(), "is_current": True}]}))
         set_section(config, "incidents", {"leak_report_keys": f'"{keys}"', "on_leak": '"revoke"', "ban_for": '"1h"'})
         server = RunningServer(config)
-        tokens = {role: server.credentials.api_tokens.create(f"test-{role}", role, actor="test")
-                  for role in ("viewer", "operator", "admin")}
-        server.start()
-        host, _, port = server.config.admin.listen.rpartition(":")
-        wait_for_port(int(port), server.proc, server.log_path)  # type: ignore[arg-type]
+        base, tokens = start_with_role_tokens(server)
         try:
-            yield Gate(server, Cli(config), sink, receiver, f"http://{host}:{port}", tokens, key, deferring)
+            yield Gate(server, Cli(config), sink, receiver, base, tokens, key, deferring)
         finally:
             server.close()
             sink.stop()

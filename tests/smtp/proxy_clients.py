@@ -10,6 +10,18 @@ from typing import Any
 from smtpgate.smtp.proxy import encode_v1, encode_v2
 
 
+def closed_unserved(sock: socket.socket | ssl.SSLSocket) -> bytes:
+    """Everything the server sent before closing (it must close within the test's timeout)."""
+    received = b""
+    sock.settimeout(5)
+    try:
+        while chunk := sock.recv(4096):
+            received += chunk
+    except (ConnectionError, ssl.SSLError):
+        pass
+    return received
+
+
 def header(version: int, client: str | None, port: int = 587) -> bytes:
     """A v1 or v2 header naming `client` (None: UNKNOWN for v1, LOCAL for v2)."""
     encode = encode_v1 if version == 1 else encode_v2

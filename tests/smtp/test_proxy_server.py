@@ -20,7 +20,7 @@ import pytest
 from smtpgate.audit import events as ev
 from tests.cli.conftest import Cli
 from tests.guard.servers import eventually, guarded_config, message, set_section
-from tests.smtp.proxy_clients import ProxiedSMTP, ProxiedSMTPS, header
+from tests.smtp.proxy_clients import ProxiedSMTP, ProxiedSMTPS, closed_unserved, header
 from tests.smtp.raw_client import RawClient
 from tests.smtp.server_harness import RunningServer, free_port
 
@@ -53,18 +53,6 @@ def auth_ips(server: RunningServer, login: str) -> list[str]:
     found = eventually(lambda: server.runtime.audit_store.query(kind=ev.AUTH),
                        lambda events: any(e.event.login == login for e in events), timeout=5)
     return [e.event.remote_ip for e in found if e.event.login == login]
-
-
-def closed_unserved(sock: socket.socket | ssl.SSLSocket) -> bytes:
-    """Everything the server sent before closing (it must close within the test's timeout)."""
-    received = b""
-    sock.settimeout(5)
-    try:
-        while chunk := sock.recv(4096):
-            received += chunk
-    except (ConnectionError, ssl.SSLError):
-        pass
-    return received
 
 
 # ------------------------------------------------------------------- served

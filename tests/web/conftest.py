@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,6 +23,25 @@ AXE = Path(__file__).resolve().parents[1] / "clients" / "node_modules" / "axe-co
 # Screenshots go to a temporary folder, so a test run changes no tracked file;
 # SMTPGATE_SCREENSHOTS=docs/screenshots refreshes the ones the docs show.
 SHOTS = Path(os.environ.get("SMTPGATE_SCREENSHOTS") or Path(tempfile.gettempdir()) / "smtpgate-screenshots")
+
+
+def check_axe(page: Any, name: str) -> None:
+    """No serious or critical axe-core violation on the page as it stands."""
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations")
+    bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result if v["impact"] in ("serious", "critical")]
+    assert not bad, f"{name}: {bad}"
+
+
+def shoot(page: Any, name: str) -> None:
+    """Screenshots at a phone's and a desktop's width; nothing wider than the phone's screen."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for width, label in ((390, "phone"), (1280, "desktop")):
+        page.set_viewport_size({"width": width, "height": 844 if width == 390 else 900})
+        page.screenshot(path=str(SHOTS / f"{name}-{label}.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390, name
+    page.set_viewport_size({"width": 1280, "height": 900})
 
 
 @dataclass

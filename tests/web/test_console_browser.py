@@ -12,7 +12,7 @@ import pyotp
 import pytest
 
 from tests.smtp.server_harness import PASSWORD
-from tests.web.conftest import AXE, Console, SHOTS
+from tests.web.conftest import AXE, Console, check_axe, shoot
 
 
 
@@ -181,64 +181,47 @@ def test_every_page_is_accessible_and_fits_a_phone(console: Console, browser: An
     """axe-core finds nothing serious or critical on any page; screenshots at 390 px and desktop."""
     assert AXE.exists(), f"{AXE} is missing: run scripts/install-test-clients.sh"
     login = account(console, "owner3@example.com")
-    SHOTS.mkdir(parents=True, exist_ok=True)
     # axe is injected as a script of the test's: this context alone lets it past the CSP
     context = browser.new_context(bypass_csp=True, viewport={"width": 1280, "height": 900})
     page = context.new_page()
 
-    def check(name: str) -> None:
-        page.add_script_tag(path=str(AXE))
-        result = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations")
-        bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result
-               if v["impact"] in ("serious", "critical")]
-        assert not bad, f"{name}: {bad}"
-
-    def shoot(name: str) -> None:
-        for width, label in ((390, "phone"), (1280, "desktop")):
-            page.set_viewport_size({"width": width, "height": 844 if width == 390 else 900})
-            page.screenshot(path=str(SHOTS / f"{name}-{label}.png"), full_page=True)
-        # nothing wider than a phone's screen
-        page.set_viewport_size({"width": 390, "height": 844})
-        assert page.evaluate("document.documentElement.scrollWidth") <= 390, name
-        page.set_viewport_size({"width": 1280, "height": 900})
-
     page.goto(f"{console.base}/signin")
-    check("signin")
-    shoot("signin")
+    check_axe(page, "signin")
+    shoot(page, "signin")
     sign_in(page, console, login)
     page.wait_for_url("**/apps")
     page.fill("#name", "Phone")
     page.select_option("#client", "apple")
     page.click("button:has-text('Create app password')")
-    check("secret")
-    shoot("app-password-created")
+    check_axe(page, "secret")
+    shoot(page, "app-password-created")
     for path in PAGES:
         page.goto(f"{console.base}{path}")
-        check(path)
+        check_axe(page, path)
         if path not in ("/alerts", "/password"):
-            shoot(path.strip("/"))
+            shoot(page, path.strip("/"))
 
     # the password page's live strength feedback: the server's policy speaks as one types
     page.goto(f"{console.base}/password")
     page.fill("#new", "password1")
     page.wait_for_selector("#strength-reasons[data-ok=no]")
     assert "most common passwords" in page.locator("#strength-reasons").inner_text()
-    shoot("password")
+    shoot(page, "password")
     page.fill("#new", "quartz-tulip-anvil-orbit-73")
     page.wait_for_selector("#strength-reasons[data-ok=yes]")
     assert page.locator("#strength-meter").get_attribute("value") in ("3", "4")
-    check("password with feedback")
+    check_axe(page, "password with feedback")
     page.goto(f"{console.base}/two-factor")
     page.click("button:has-text('Set up an authenticator app')")
-    check("totp")
-    shoot("totp-setup")
+    check_axe(page, "totp")
+    shoot(page, "totp-setup")
     totp = pyotp.TOTP(page.locator("code.key").inner_text().strip())
     page.fill("#code", totp.now())
     page.click("button:has-text('Turn on')")
-    check("recovery codes")
+    check_axe(page, "recovery codes")
     sign_out(page)
     sign_in(page, console, login)
     page.wait_for_url("**/signin/second-factor")
-    check("second factor")
-    shoot("second-factor")
+    check_axe(page, "second factor")
+    shoot(page, "second-factor")
     context.close()

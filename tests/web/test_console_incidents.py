@@ -18,12 +18,12 @@ import pytest
 from smtpgate.credentials.devices import DeviceRequest
 from smtpgate.ops import Actor, Operations
 from smtpgate.store.models import CredentialRow
-from tests.delivery.harness import make_pki, set_delivery, wait_until
+from tests.delivery.harness import make_pki, relay_to_sink, wait_until
 from tests.delivery.sink import SinkServer
 from tests.guard.servers import client, eventually, guarded_config
 from tests.smtp.server_harness import PASSWORD, RunningServer, wait_for_port
-from tests.web.conftest import Console
-from tests.web.test_operators_console import check_axe, operator, shoot, sign_in
+from tests.web.conftest import Console, check_axe, shoot
+from tests.web.test_operators_console import operator, sign_in
 
 ATTACKER = "127.0.0.9"
 
@@ -36,19 +36,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
                       script=lambda stage, arg: "451 4.3.0 try later" if stage == "mail" else None)
     sink.start()
     config = guarded_config(root / "data", backend="memory")
-    set_delivery(config, f"""
-[delivery]
-mode = "relay"
-retry_initial = "1h"
-retry_max = "2h"
-retry_jitter = 0.0
-poll_interval = "100ms"
-
-[delivery.relay]
-host = "127.0.0.1"
-port = {sink.port}
-ca_file = "{pki.ca_file}"
-""")
+    relay_to_sink(config, sink.port, pki.ca_file, retry_initial="1h", retry_max="2h")
     server = RunningServer(config)
     server.start()
     port = int(server.config.admin.listen.rpartition(":")[2])

@@ -16,7 +16,7 @@ import pytest
 
 from smtpgate.ops import Actor, Operations
 from tests.smtp.server_harness import PASSWORD, RunningServer, init_data_dir, wait_for_port
-from tests.web.conftest import AXE, Console, SHOTS
+from tests.web.conftest import AXE, Console, check_axe, shoot
 
 AUTOCONFIG = '\n[autoconfig]\nincoming = "imap:imap.example.com:993:SSL"\ndomains = ["example.com"]\n'
 NEW_PASSWORD = "saffron-kettle-orbit-62"
@@ -58,23 +58,6 @@ def sign_in(page: Any, console: Console, login: str, totp: pyotp.TOTP) -> None:
     page.fill("#code", totp.at(time.time() + 30))   # the enrolment used the current code
     page.click("button:has-text('Continue')")
     page.wait_for_url("**/apps")
-
-
-def check_axe(page: Any, name: str) -> None:
-    page.add_script_tag(path=str(AXE))
-    result = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations")
-    bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result if v["impact"] in ("serious", "critical")]
-    assert not bad, f"{name}: {bad}"
-
-
-def shoot(page: Any, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    for width, label in ((390, "phone"), (1280, "desktop")):
-        page.set_viewport_size({"width": width, "height": 844 if width == 390 else 900})
-        page.screenshot(path=str(SHOTS / f"{name}-{label}.png"), full_page=True)
-    page.set_viewport_size({"width": 390, "height": 844})
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390, name
-    page.set_viewport_size({"width": 1280, "height": 900})
 
 
 def test_from_an_invitation_to_a_working_app_password_found_by_autoconfig(console: Console, browser: Any) -> None:

@@ -51,7 +51,7 @@ from smtpgate.delivery.capture import (
     message_metadata,
     new_message_id,
 )
-from smtpgate.delivery.queue import Busy, HoldRules, MessageState, QueueEntry
+from smtpgate.delivery.queue import Busy, ClaimedInBlocks, HoldRules, MessageState, QueueEntry
 from smtpgate.store.db import Store, StoreUnavailable
 from smtpgate.store.models_cluster import ClusterValueRow, MessageChunkRow, QueuedMessageRow
 from smtpgate.store.notify import Listener, Notifier
@@ -283,7 +283,7 @@ _BUMP = text("""
 """)
 
 
-class PgQueueStore(PgCaptureStore):
+class PgQueueStore(PgCaptureStore, ClaimedInBlocks):
     """The delivery queue in the database (`box` "queue"), claimed under leases."""
 
     box = QUEUE
@@ -383,14 +383,6 @@ class PgQueueStore(PgCaptureStore):
             return {str(node): int(count) for node, count in conn.execute(query)}
 
     # ---------------------------------------------------------------- claims
-
-    @contextmanager
-    def locked(self, message_id: str, *, wait: bool = True, timeout: float = 120.0) -> Iterator[QueueEntry]:
-        claim = self.acquire(message_id, wait=wait, timeout=timeout)
-        try:
-            yield claim.entry
-        finally:
-            claim.release()
 
     def acquire(self, message_id: str, *, wait: bool = True, timeout: float = 120.0) -> PgClaim:
         """Take the message's lease: Busy while another holder's lease runs (after `timeout` when waiting)."""

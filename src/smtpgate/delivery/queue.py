@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from smtpgate.delivery.capture import (
     STALE_AFTER,
@@ -43,6 +43,9 @@ from smtpgate.delivery.capture import (
     _open_new,
     _write_all,
 )
+
+if TYPE_CHECKING:
+    from smtpgate.delivery.spool import Claim
 
 __all__ = ["Busy", "HoldRules", "MessageState", "QueueEntry", "QueueStore", "RecipientResult"]
 
@@ -159,7 +162,26 @@ class Lock:
             os.close(fd)
 
 
-class QueueStore(CaptureStore):
+class ClaimedInBlocks:
+    """`locked()` over a queue's own `acquire()`: the file queue and the shared one alike."""
+
+    def acquire(self, message_id: str, *, wait: bool = True, timeout: float = 120.0) -> Claim:
+        raise NotImplementedError
+
+    @contextmanager
+    def locked(self, message_id: str, *, wait: bool = True, timeout: float = 120.0) -> Iterator[QueueEntry]:
+        """The message under its claim for a `with` block; Busy if `wait` is False and it is taken.
+
+        MessageNotFound if it does not exist or was removed while we waited.
+        """
+        claim = self.acquire(message_id, wait=wait, timeout=timeout)
+        try:
+            yield claim.entry
+        finally:
+            claim.release()
+
+
+class QueueStore(CaptureStore, ClaimedInBlocks):
     """The queue on local disk; safe to use from several processes."""
 
     def __init__(self, directory: Path, *, stale_after: timedelta = STALE_AFTER) -> None:
@@ -254,18 +276,6 @@ class QueueStore(CaptureStore):
             return MessageState()
 
     # ---------------------------------------------------------------- locking
-
-    @contextmanager
-    def locked(self, message_id: str, *, wait: bool = True, timeout: float = 120.0) -> Iterator[QueueEntry]:
-        """The message under its exclusive lock; Busy if `wait` is False and it is taken.
-
-        MessageNotFound if it does not exist or was removed while we waited.
-        """
-        lock = self.acquire(message_id, wait=wait, timeout=timeout)
-        try:
-            yield lock.entry
-        finally:
-            lock.release()
 
     def acquire(self, message_id: str, *, wait: bool = True, timeout: float = 120.0) -> Lock:
         """Like `locked`, for holders that keep the lock across awaits; call release()."""

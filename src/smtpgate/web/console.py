@@ -51,6 +51,16 @@ def _page(v: Visit, actor: Actor, name: str, title: str, status: int = 200, **co
 
 
 Action = Callable[[Visit, Actor, dict[str, str]], Any]
+Read = Callable[[Visit, Actor], dict[str, Any]]
+
+
+async def _show(request: Request, read: Read, name: str, title: str) -> Response:
+    """A console page that only reads: session and role, then `read` (in a thread) gives the template its values."""
+    found = await _operator(request)
+    if isinstance(found, Response):
+        return found
+    v, actor = found
+    return _page(v, actor, name, title, **await run_in_threadpool(read, v, actor))
 
 
 async def _act(request: Request, action: Action, back: str) -> Response:
@@ -76,25 +86,20 @@ async def _act(request: Request, action: Action, back: str) -> Response:
 
 @router.get("/console")
 async def dashboard(request: Request, window: str = "hour") -> Response:
-    found = await _operator(request)
-    if isinstance(found, Response):
-        return found
-    v, actor = found
-    board = await run_in_threadpool(v.ops.console.dashboard, actor, window)
-    drawn = [charts.bar_chart(s.label, s.points, board.starts, board.bucket, CHART_CSS[s.name]) for s in board.series]
-    return _page(v, actor, "console_dashboard.html", "Operators' console", board=board, charts=drawn)
+    def read(v: Visit, actor: Actor) -> dict[str, Any]:
+        board = v.ops.console.dashboard(actor, window)
+        return {"board": board, "charts": [charts.bar_chart(s.label, s.points, board.starts, board.bucket,
+                                                            CHART_CSS[s.name]) for s in board.series]}
+
+    return await _show(request, read, "console_dashboard.html", "Operators' console")
 
 
 # ------------------------------------------------------------------ accounts
 
 @router.get("/console/accounts")
 async def accounts(request: Request) -> Response:
-    found = await _operator(request)
-    if isinstance(found, Response):
-        return found
-    v, actor = found
-    listed = await run_in_threadpool(v.ops.accounts.list, actor)
-    return _page(v, actor, "console_accounts.html", "Accounts", accounts=listed, may_act=actor.may(Role.OPERATOR))
+    return await _show(request, lambda v, a: {"accounts": v.ops.accounts.list(a), "may_act": a.may(Role.OPERATOR)},
+                       "console_accounts.html", "Accounts")
 
 
 @router.post("/console/accounts")
@@ -154,12 +159,8 @@ async def revoke(request: Request, credential_id: str) -> Response:
 
 @router.get("/console/bans")
 async def bans(request: Request) -> Response:
-    found = await _operator(request)
-    if isinstance(found, Response):
-        return found
-    v, actor = found
-    listed = await run_in_threadpool(v.ops.bans.list, actor)
-    return _page(v, actor, "console_bans.html", "Bans", bans=[b for b in listed if b.lifted_at is None])
+    return await _show(request, lambda v, a: {"bans": [b for b in v.ops.bans.list(a) if b.lifted_at is None]},
+                       "console_bans.html", "Bans")
 
 
 @router.post("/console/bans")
@@ -193,24 +194,15 @@ async def audit(request: Request, account: str = "", kind: str = "", result: str
 
 @router.get("/console/alerts")
 async def alerts(request: Request) -> Response:
-    found = await _operator(request)
-    if isinstance(found, Response):
-        return found
-    v, actor = found
-    listed = await run_in_threadpool(lambda: v.ops.alerts.list(actor, since_=timedelta(days=30), limit=200))
-    return _page(v, actor, "console_alerts.html", "Alerts", alerts=listed)
+    return await _show(request, lambda v, a: {"alerts": v.ops.alerts.list(a, since_=timedelta(days=30), limit=200)},
+                       "console_alerts.html", "Alerts")
 
 
 # ------------------------------------------------------------------ queue
 
 @router.get("/console/queue")
 async def queue(request: Request) -> Response:
-    found = await _operator(request)
-    if isinstance(found, Response):
-        return found
-    v, actor = found
-    listed = await run_in_threadpool(v.ops.queue.list, actor)
-    return _page(v, actor, "console_queue.html", "Queue", messages=listed)
+    return await _show(request, lambda v, a: {"messages": v.ops.queue.list(a)}, "console_queue.html", "Queue")
 
 
 @router.post("/console/queue/{message_id}/{action}")

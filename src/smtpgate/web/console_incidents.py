@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from smtpgate.credentials.api_tokens import Role
 from smtpgate.errors import Invalid, OpError
 from smtpgate.ops import Actor
-from smtpgate.web.console import _act, _operator, _page
+from smtpgate.web.console import _act, _operator, _page, _show
 from smtpgate.web.pages import Visit, redirect, status_of
 
 router = APIRouter(include_in_schema=False)
@@ -25,12 +25,8 @@ CLOSINGS = {"keep": "Keep them held", "release": "Release them (they are deliver
 
 @router.get("/console/incidents")
 async def incidents(request: Request) -> Response:
-    found = await _operator(request)
-    if isinstance(found, Response):
-        return found
-    v, actor = found
-    listed = await run_in_threadpool(v.ops.incidents.list, actor)
-    return _page(v, actor, "console_incidents.html", "Incidents", incidents=listed)
+    return await _show(request, lambda v, a: {"incidents": v.ops.incidents.list(a)}, "console_incidents.html",
+                       "Incidents")
 
 
 @router.get("/console/incidents/new")

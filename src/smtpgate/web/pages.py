@@ -222,6 +222,12 @@ def _json_csrf(request: Request, token: str) -> bool:
     return sec_same(request.headers.get(sec.CSRF_HEADER, ""), _ops(request).portal.csrf_token(token))
 
 
+async def _json_visit(request: Request) -> Visit | None:
+    """The signed-in visit behind a script's request, its CSRF token in a header; None: sign in again."""
+    v = await visit(request)
+    return v if v is not None and sec_same(request.headers.get(sec.CSRF_HEADER, ""), v.csrf) else None
+
+
 def _json_error(exc: OpError) -> JSONResponse:
     return JSONResponse({"error": str(exc), "code": exc.code}, status_code=status_of(exc), headers=sec.HEADERS)
 
@@ -385,8 +391,8 @@ async def change_password(request: Request) -> Response:
 @router.post("/password/check")
 async def check_password(request: Request) -> Response:
     """The live strength meter: the server's policy decides, the page only shows it."""
-    v = await visit(request)
-    if v is None or not sec_same(request.headers.get(sec.CSRF_HEADER, ""), v.csrf):
+    v = await _json_visit(request)
+    if v is None:
         return JSONResponse({"error": "sign in again"}, status_code=401, headers=sec.HEADERS)
     try:
         password = str(json.loads((await request.body())[: sec.MAX_FORM]).get("password", ""))
@@ -440,8 +446,8 @@ async def totp_confirm(request: Request) -> Response:
 
 @router.post("/two-factor/webauthn/options")
 async def webauthn_options(request: Request) -> Response:
-    v = await visit(request)
-    if v is None or not sec_same(request.headers.get(sec.CSRF_HEADER, ""), v.csrf):
+    v = await _json_visit(request)
+    if v is None:
         return JSONResponse({"error": "sign in again"}, status_code=401, headers=sec.HEADERS)
     options = await run_in_threadpool(v.ops.portal.webauthn_begin, v.actor, v.token, rp_id=sec.rp_id(request))
     return Response(options, media_type="application/json", headers=sec.HEADERS)
@@ -449,8 +455,8 @@ async def webauthn_options(request: Request) -> Response:
 
 @router.post("/two-factor/webauthn")
 async def webauthn_register(request: Request) -> Response:
-    v = await visit(request)
-    if v is None or not sec_same(request.headers.get(sec.CSRF_HEADER, ""), v.csrf):
+    v = await _json_visit(request)
+    if v is None:
         return JSONResponse({"error": "sign in again"}, status_code=401, headers=sec.HEADERS)
     try:
         body = json.loads((await request.body())[: sec.MAX_FORM])
