@@ -404,8 +404,11 @@ def run_server(config: Config, *, workers: int = 1) -> int:
         log.warning('[guard] backend = "memory" with %d workers: each worker counts failures, quotas and '
                     'connection caps on its own; use "shared" (the default) for exact limits', workers)
     if workers <= 1:
-        return asyncio.run(_serve(config, sockets))  # the shared state is this process's own
-    return _supervise(config, sockets, workers)
+        code = asyncio.run(_serve(config, sockets))  # the shared state is this process's own
+    else:
+        code = _supervise(config, sockets, workers)
+    log.info("stopped" if code == 0 else f"stopped with exit status {code}")  # the last line an operator sees
+    return code
 
 
 def _supervise(config: Config, sockets: dict[str, socket.socket], workers: int) -> int:

@@ -109,6 +109,8 @@ def create(
     if with_secret and apple_profile is None:
         fail("--with-secret goes with --apple-profile FILE", "e.g. --apple-profile phone.mobileconfig --with-secret", code=2)
     with operations(config) as (ops, actor):
+        if apple_profile is not None:
+            ops.client_setup.check_apple_profile(email)  # before: a refused profile must not leave an app password
         issued = ops.app_passwords.create(actor, email, name, scopes=scopes, expires=expires, notes=notes, canary=canary)
         _print_issued(issued, json, "Created canary" if canary else "Created")  # first: a profile error must not lose it
         if apple_profile is not None:

@@ -131,8 +131,8 @@ class PortProbe:
             if wire is None:
                 return
         greeting = self._banner(spec, wire, may_want_tls=not implicit and spec.mode == "auto")
-        if greeting == "silent":
-            wire, trusted = self._implicit_fallback(spec, wire, address)
+        if isinstance(greeting, WireError):
+            wire, trusted = self._implicit_fallback(spec, wire, address, greeting)
             if wire is None or self._banner(spec, wire, may_want_tls=False) != "ok":
                 return
             implicit = True
@@ -167,14 +167,16 @@ class PortProbe:
 
     # ---------------------------------------------------------------- steps
 
-    def _banner(self, spec: PortSpec, wire: Wire, *, may_want_tls: bool) -> str:
-        """ok, failed, or silent (an auto port timed out: it may want TLS first)."""
+    def _banner(self, spec: PortSpec, wire: Wire, *, may_want_tls: bool) -> str | WireError:
+        """ok, failed, or why an auto port did not greet (it may want TLS first)."""
         try:
             reply = wire.read_reply()
         except WireError as exc:
-            if exc.kind == "timeout" and may_want_tls:
+            # an implicit-TLS port either waits for a ClientHello or, like smtpgate's own after its
+            # handshake timeout, closes the connection: both may be a port that wants TLS first
+            if exc.kind in ("timeout", "closed") and may_want_tls:
                 self.transcript.note("no greeting: trying implicit TLS on this port", wire.label)
-                return "silent"
+                return exc
             what = "no greeting" if exc.kind == "timeout" else "closed without a greeting"
             self._add("banner", spec, Status.FAIL, f"{what} ({exc})",
                       explain.explain_no_greeting(exc.kind, spec.port, self.s.timeout))
@@ -186,14 +188,16 @@ class PortProbe:
         self._add("banner", spec, Status.PASS, str(reply), reply=reply.text)
         return "ok"
 
-    def _implicit_fallback(self, spec: PortSpec, silent: Wire, address: str) -> tuple[Wire | None, bool]:
+    def _implicit_fallback(self, spec: PortSpec, silent: Wire, address: str,
+                           why: WireError) -> tuple[Wire | None, bool]:
         """A port that greets nobody may be waiting for a TLS ClientHello: try that once."""
         silent.close()
         try:
             self._connect(spec, address).start_tls(self.looking_context(), self.s.host)
         except (ConnectFailed, ssl.SSLError, OSError):
-            self._add("banner", spec, Status.FAIL, f"no greeting in {self.s.timeout:g} s, and no TLS either",
-                      explain.explain_no_greeting("timeout", spec.port, self.s.timeout))
+            what = f"no greeting in {self.s.timeout:g} s" if why.kind == "timeout" else f"closed without a greeting ({why})"
+            self._add("banner", spec, Status.FAIL, f"{what}, and no TLS either",
+                      explain.explain_no_greeting(why.kind, spec.port, self.s.timeout))
             return None, False
         self.transcript.note("this port speaks implicit TLS: starting over with TLS first", str(spec.port))
         try:

@@ -11,6 +11,11 @@ from smtpgate.ops.base import Concern
 
 
 class ClientSetup(Concern):
+    def check_apple_profile(self, account: str) -> None:
+        """Refuse early when no profile can be made for this account (autoconfig off, domain not
+        served), so a caller checks before it makes the app password the profile is for."""
+        settings_from(self.rt.config).check_address(account)
+
     def apple_profile(self, actor: Actor, credential_id: str, *, password: str | None = None) -> bytes:
         """The `.mobileconfig` for an app password; the secret is embedded only when given, and
         only when it is that credential's own (so a profile never carries a wrong secret)."""
