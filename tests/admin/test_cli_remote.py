@@ -61,6 +61,10 @@ def test_accounts_app_passwords_and_creds_through_the_api(faces: Faces, api: Api
         == out.replace("remote@", "local@")
     code, out, _ = faces.remote("account", "add", "gen@example.com", "--generate", "--json")
     assert code == 0 and '"password"' in out
+    code, out, _ = faces.remote("account", "add", "invited@example.com", "--invite", "--role", "viewer")
+    assert code == 0 and "Invitation link (shown once; works once, until " in out and "/invite/sgi_" in out, out
+    code, out, _ = faces.remote("account", "invite", "invited@example.com")
+    assert code == 0 and "/invite/sgi_" in out, out
     faces.same("account", "list")
     faces.same("account", "list", "--json")
     faces.same("account", "show", "remote@example.com")

@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import smtplib
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,10 +36,15 @@ def workers_logging(running: RunningServer, pattern: str) -> set[str]:
     return set(re.findall(r"\[(\d+)\] smtpgate\.session: " + pattern, running.log()))
 
 
-def worker_pids(running: RunningServer) -> list[int]:
-    pids = sorted({int(pid) for pid in re.findall(r"\[(\d+)\] smtpgate\.server: listening on", running.log())})
-    assert len(pids) == 2, running.log()
-    return pids
+def worker_pids(running: RunningServer, timeout: float = 30) -> list[int]:
+    """The two workers, once each has said it listens (the parent binds the ports before them)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pids = sorted({int(pid) for pid in re.findall(r"\[(\d+)\] smtpgate\.server: listening on", running.log())})
+        if len(pids) == 2 or time.monotonic() > deadline:
+            assert len(pids) == 2, running.log()
+            return pids
+        time.sleep(0.1)
 
 
 @contextmanager

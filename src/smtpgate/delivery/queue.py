@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from smtpgate.delivery.capture import (
     STALE_AFTER,
@@ -43,9 +43,6 @@ from smtpgate.delivery.capture import (
     _open_new,
     _write_all,
 )
-
-if TYPE_CHECKING:
-    from smtpgate.delivery.spool import Claim
 
 __all__ = ["Busy", "HoldRules", "MessageState", "QueueEntry", "QueueStore", "RecipientResult"]
 
@@ -162,10 +159,18 @@ class Lock:
             os.close(fd)
 
 
+class Held(Protocol):
+    """What `locked()` needs of a claim (`spool.Claim`, which imports this module, promises more)."""
+
+    entry: QueueEntry
+
+    def release(self) -> None: ...
+
+
 class ClaimedInBlocks:
     """`locked()` over a queue's own `acquire()`: the file queue and the shared one alike."""
 
-    def acquire(self, message_id: str, *, wait: bool = True, timeout: float = 120.0) -> Claim:
+    def acquire(self, message_id: str, *, wait: bool = True, timeout: float = 120.0) -> Held:
         raise NotImplementedError
 
     @contextmanager

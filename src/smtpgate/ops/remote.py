@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 import httpx
 
 from smtpgate.audit.events import AuditEvent, StoredEvent
+from smtpgate.credentials.invites import InviteInfo, IssuedInvite
 from smtpgate.credentials.model import AccountInfo, CredentialInfo, CredentialKind, CredentialState, IssuedSecret
 from smtpgate.credentials.scopes import ScopeRequest, Scopes
 from smtpgate.delivery.capture import CapturedMessage
@@ -96,7 +97,8 @@ def _at(value: str) -> datetime:
 
 def account(d: dict[str, Any]) -> AccountInfo:
     return AccountInfo(d["id"], d["login"], d["display_name"], d["owner"], d["notes"], d["enabled"],
-                       d["require_app_passwords"], d["has_password"], _at(d["created_at"]), _at(d["updated_at"]))
+                       d["require_app_passwords"], d["has_password"], _at(d["created_at"]), _at(d["updated_at"]),
+                       role=d.get("role"), require_second_factor=bool(d.get("require_second_factor")))
 
 
 def scopes(d: dict[str, Any]) -> Scopes:
@@ -171,11 +173,17 @@ class RemoteAccounts(_Remote):
 
     def create(self, actor: Actor, login: str, *, password: str | None = None, generate: bool = False,
                display_name: str = "", owner: str = "", notes: str = "",
-               require_app_passwords: bool = False) -> AccountWithPassword:
+               require_app_passwords: bool = False, invite: bool = False, invite_expires: str | timedelta | None = None,
+               role: str | None = None, require_second_factor: bool = False) -> AccountWithPassword:
         d = self.http.call("POST", "/accounts", json={
             "login": login, "password": password, "generate": generate, "display_name": display_name, "owner": owner,
-            "notes": notes, "require_app_passwords": require_app_passwords})
-        return AccountWithPassword(account(d), d.get("password"))
+            "notes": notes, "require_app_passwords": require_app_passwords, "invite": invite,
+            "invite_expires": _duration(invite_expires), "role": role, "require_second_factor": require_second_factor})
+        return _with_invite(account(d), d.get("password"), d.get("invite"))
+
+    def invite(self, actor: Actor, login: str, *, expires: str | timedelta | None = None) -> AccountWithPassword:
+        d = self.http.call("POST", f"/accounts/{login}/invite", json={"expires": _duration(expires)})
+        return _with_invite(self.get(actor, login), None, d)
 
     def set_password(self, actor: Actor, login: str, *, password: str | None = None,
                      generate: bool = False) -> AccountWithPassword:
@@ -188,6 +196,18 @@ class RemoteAccounts(_Remote):
     def update(self, actor: Actor, login: str, **changes: Any) -> AccountInfo:
         body = {k: v for k, v in changes.items() if v is not None}
         return account(self.http.call("PATCH", f"/accounts/{login}", json=body))
+
+
+def _with_invite(info: AccountInfo, password: str | None, d: dict[str, Any] | None) -> AccountWithPassword:
+    """The API shows an invitation's link once, in `url`; its secret stays in the link."""
+    if not d:
+        return AccountWithPassword(info, password)
+    created_at, expires_at = _time(d["created_at"]), _time(d["expires_at"])
+    assert created_at is not None and expires_at is not None
+    invite = InviteInfo(id=d["id"], login=d["login"], created_by=d["created_by"], created_at=created_at,
+                        expires_at=expires_at, used_at=_time(d.get("used_at")), revoked_at=_time(d.get("revoked_at")),
+                        state=d["state"], require_second_factor=bool(d["require_second_factor"]))
+    return AccountWithPassword(info, password, IssuedInvite(invite, secret=""), d.get("url"))
 
 
 class RemoteAppPasswords(_Remote):
